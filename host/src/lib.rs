@@ -1,0 +1,21 @@
+//! ftl2-runner: a drop-in `ansible-runner` for AWX execution environments.
+//!
+//! AWX streams a job to `ansible-runner worker`; we accept it, run the FTL2 automation script in
+//! a WebAssembly sandbox instead of ansible-playbook, and stream back the events AWX expects.
+//! Data flows one way: stdin -> [`transmit`] -> [`unpack`] -> [`job`] -> (sandbox -> executor)
+//! -> [`events`] -> [`writer`] -> stdout.
+
+pub mod artifacts;
+pub mod cleanup;
+pub mod cli;
+pub mod cmdline;
+pub mod events;
+pub mod job;
+pub mod log;
+pub mod pyjson;
+pub mod script;
+pub mod transmit;
+pub mod unpack;
+pub mod worker;
+pub mod worker_info;
+pub mod writer;

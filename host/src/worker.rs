@@ -1,0 +1,455 @@
+//! `ansible-runner worker`: receive a job on stdin, run it, stream the results on stdout.
+//!
+//! The phases follow ansible-runner's `Worker`: decode the transmit stream into the private data
+//! dir, read the job settings, announce `starting` and `running`, run the job, then send the final
+//! status, the artifacts zip and `{"eof": true}`. Every failure on the way still ends with a
+//! status line that explains it and the eof line, because AWX marks a job `error` without them.
+
+use crate::artifacts::ArtifactDir;
+use crate::events::{Event, EventContext};
+use crate::job::JobSettings;
+use crate::logln;
+use crate::script::{self, ScriptChoice};
+use crate::transmit::{Decoder, Message, StreamError};
+use crate::unpack::{self, Limits};
+use crate::writer::{EventRecorder, StreamWriter};
+use serde_json::{Map, Value, json};
+use std::io::{BufReader, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Exit code of a canceled or timed-out job, as ansible-runner uses it.
+pub const RC_CANCELED: i32 = 254;
+
+/// The `worker` command's options.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerArgs {
+    /// `--private-data-dir`; a temporary directory when absent.
+    pub private_data_dir: Option<PathBuf>,
+    /// `--delete`: remove the directory before reading and after the job.
+    pub delete: bool,
+    /// `--keepalive-seconds`; falls back to `ANSIBLE_RUNNER_KEEPALIVE_SECONDS`.
+    pub keepalive_seconds: Option<f64>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `successful`, `failed`, `canceled` or `timeout`.
+    pub status: &'static str,
+    /// The exit code (also the `rc` artifact).
+    pub rc: i32,
+    /// Why, when it did not succeed; sent as `job_explanation`.
+    pub explanation: Option<String>,
+}
+
+impl Outcome {
+    fn failed(rc: i32, why: String) -> Outcome {
+        Outcome {
+            status: "failed",
+            rc,
+            explanation: Some(why),
+        }
+    }
+}
+
+/// A failure before the job started: sent as `{"status": "error", ...}`.
+struct Failure {
+    explanation: String,
+    traceback: Option<String>,
+}
+
+/// Run the worker to completion and return the process exit code.
+pub fn run(args: WorkerArgs) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            // Without a runtime we can still end the stream properly.
+            let w = StreamWriter::stdout();
+            send_error(&w, &format!("cannot start the async runtime: {e}"), None);
+            return 0;
+        }
+    };
+    let rc = rt.block_on(run_async(args));
+    // Do not wait for a stdin reader still blocked on a pipe that never closes.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    rc
+}
+
+async fn run_async(args: WorkerArgs) -> i32 {
+    let writer = StreamWriter::stdout();
+    let cancel = install_signal_handlers();
+    writer.start_keepalive(keepalive_interval(args.keepalive_seconds));
+
+    let (pdd, temporary) = match &args.private_data_dir {
+        Some(p) => (absolute(p), false),
+        None => match tempfile::Builder::new().prefix("ftl2-runner-").tempdir() {
+            Ok(d) => (d.keep(), true),
+            Err(e) => {
+                send_error(
+                    &writer,
+                    &format!("cannot create a private data dir: {e}"),
+                    None,
+                );
+                return 0;
+            }
+        },
+    };
+    if args.delete {
+        remove_dir(&pdd);
+    }
+    let cleanup = |pdd: &Path| {
+        if args.delete || temporary {
+            remove_dir(pdd);
+        }
+    };
+
+    // Phase 1: receive the job. Reading stdin blocks, so it runs on its own thread while we keep
+    // answering signals.
+    let limits = match Limits::from_env() {
+        Ok(l) => l,
+        Err(e) => {
+            send_error(&writer, &format!("invalid unzip limits: {e:#}"), None);
+            return 0;
+        }
+    };
+    let max_zip = std::env::var("FTL2_MAX_ZIP_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(limits.max_total_bytes);
+    let pdd2 = pdd.clone();
+    let mut reader = tokio::task::spawn_blocking(move || receive(&pdd2, limits, max_zip));
+    let received = tokio::select! {
+        r = &mut reader => r,
+        _ = wait_cancel(cancel.clone()) => {
+            logln!("canceled while receiving the job");
+            writer.status(obj(json!({"status": "canceled", "job_explanation": "Job canceled while its data was being received."})));
+            writer.eof();
+            cleanup(&pdd);
+            return RC_CANCELED;
+        }
+    };
+    let kwargs = match received {
+        Ok(Ok(k)) => k,
+        Ok(Err(f)) => {
+            send_error(&writer, &f.explanation, f.traceback.as_deref());
+            cleanup(&pdd);
+            return 0;
+        }
+        Err(e) => {
+            send_error(
+                &writer,
+                "the transmit stream reader crashed",
+                Some(&e.to_string()),
+            );
+            cleanup(&pdd);
+            return 0;
+        }
+    };
+
+    // Phase 2: the job's settings and artifact directory.
+    let job = match JobSettings::load(&pdd, &kwargs) {
+        Ok(j) => j,
+        Err(e) => {
+            send_error(&writer, &format!("Invalid job settings: {e:#}"), None);
+            cleanup(&pdd);
+            return 0;
+        }
+    };
+    logln!("job {} received into {}", job.ident, pdd.display());
+    let artifacts = match ArtifactDir::create(&pdd, &job.ident) {
+        Ok(a) => a,
+        Err(e) => {
+            send_error(&writer, &format!("{e:#}"), None);
+            cleanup(&pdd);
+            return 0;
+        }
+    };
+    let stdout_file = if job.settings.suppress_output_file {
+        None
+    } else {
+        let _ = artifacts.write("stderr", b"");
+        artifacts.create_appendable("stdout").ok()
+    };
+    writer.begin_job(
+        EventContext {
+            runner_ident: job.ident.clone(),
+            job_id: job.job_id(),
+            pid: std::process::id(),
+        },
+        Some(EventRecorder {
+            job_events_dir: artifacts.job_events(),
+            stdout_file,
+        }),
+    );
+    let pid_file = pdd.join("pid");
+    let _ = std::fs::write(&pid_file, std::process::id().to_string());
+
+    let script = script::locate(&job, std::env::var("FTL2_SCRIPT").ok().as_deref());
+    let command = command_line(&job, &script);
+    let env = safe_env(&job);
+    let cwd = if pdd.join("project").is_dir() {
+        pdd.join("project")
+    } else {
+        pdd.clone()
+    };
+    let cwd = cwd.to_string_lossy().into_owned();
+    let command_json = json!({"command": command, "cwd": cwd, "env": env});
+    let _ = artifacts.write("command", &crate::pyjson::to_vec(&command_json));
+    writer.status(obj(json!({
+        "status": "starting", "runner_ident": job.ident, "command": command, "env": env, "cwd": cwd,
+    })));
+    writer.status(obj(json!({"status": "running", "runner_ident": job.ident})));
+
+    // Phase 3: run, bounded by job_timeout and cancellable by SIGTERM/SIGINT.
+    let timeout = job.settings.job_timeout;
+    let outcome = tokio::select! {
+        o = run_job(&job, &script, &writer) => o,
+        _ = wait_cancel(cancel.clone()) => Outcome { status: "canceled", rc: RC_CANCELED, explanation: None },
+        _ = tokio::time::sleep(Duration::from_secs(timeout)), if timeout > 0 => Outcome {
+            status: "timeout",
+            rc: RC_CANCELED,
+            explanation: Some(format!("Job terminated due to timeout: it ran longer than job_timeout ({timeout} s).")),
+        },
+    };
+    logln!(
+        "job {} ended: {} rc={}",
+        job.ident,
+        outcome.status,
+        outcome.rc
+    );
+
+    // Phase 4: final status, artifacts, eof.
+    let _ = std::fs::remove_file(&pid_file);
+    let _ = artifacts.write("rc", outcome.rc.to_string().as_bytes());
+    let _ = artifacts.write("status", outcome.status.as_bytes());
+    let mut status = obj(json!({"status": outcome.status, "runner_ident": job.ident}));
+    if let Some(why) = &outcome.explanation {
+        status.insert("job_explanation".into(), json!(why));
+    }
+    writer.status(status);
+    match artifacts.zip() {
+        Ok(tmp) => {
+            if let Err(e) = writer.zipfile(tmp.path()) {
+                logln!("cannot stream the artifacts zip: {e}");
+            }
+        }
+        Err(e) => logln!("cannot zip the artifacts: {e:#}"),
+    }
+    writer.eof();
+    cleanup(&pdd);
+    outcome.rc
+}
+
+/// Read the transmit stream into `pdd` and return the job's kwargs.
+fn receive(pdd: &Path, limits: Limits, max_zip: u64) -> Result<Map<String, Value>, Failure> {
+    let stdin = std::io::stdin();
+    let mut decoder = Decoder::new(BufReader::with_capacity(256 * 1024, stdin.lock()), max_zip);
+    let mut kwargs = Map::new();
+    loop {
+        let mut tmp = tempfile::tempfile().map_err(|e| Failure {
+            explanation: "Failed to extract private data directory on worker.".into(),
+            traceback: Some(format!("cannot create a temporary file for the zip: {e}")),
+        })?;
+        match decoder.next_message(&mut tmp) {
+            Ok(Message::Kwargs(k)) => kwargs = k,
+            Ok(Message::Zip(n)) => {
+                logln!("unpacking a {n}-byte zip into {}", pdd.display());
+                let unpacked = tmp
+                    .rewind()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| unpack::unpack(&mut tmp, pdd, limits));
+                if let Err(e) = unpacked {
+                    return Err(Failure {
+                        explanation: format!(
+                            "Failed to extract private data directory on worker: {e:#}"
+                        ),
+                        traceback: Some(format!("{e:?}")),
+                    });
+                }
+            }
+            Ok(Message::Eof) => return Ok(kwargs),
+            Ok(Message::Other) => {}
+            Err(StreamError::BadLine(why)) => {
+                return Err(Failure {
+                    explanation: format!("Failed to JSON parse a line from transmit stream: {why}"),
+                    traceback: None,
+                });
+            }
+            Err(StreamError::BadZip(e)) => {
+                return Err(Failure {
+                    explanation: format!(
+                        "Failed to extract private data directory on worker: {e:#}"
+                    ),
+                    traceback: Some(format!("{e:?}")),
+                });
+            }
+        }
+    }
+}
+
+/// The job itself. Until the sandbox lands this only finds the script; it never fakes success.
+async fn run_job(job: &JobSettings, script: &ScriptChoice, writer: &Arc<StreamWriter>) -> Outcome {
+    let _ = job;
+    let why = match script {
+        ScriptChoice::Missing(why) => format!("ftl2-runner: {why}"),
+        ScriptChoice::Found { path, .. } => format!(
+            "ftl2-runner: found the automation script {}, but the script runtime is not built \
+             into this binary yet, so it cannot run.",
+            path.display()
+        ),
+    };
+    writer.event(&Event::verbose(format!("ERROR! {why}")));
+    Outcome::failed(1, why)
+}
+
+fn send_error(writer: &StreamWriter, explanation: &str, traceback: Option<&str>) {
+    logln!("error: {explanation}");
+    let mut m = obj(json!({"status": "error", "job_explanation": explanation}));
+    if let Some(tb) = traceback {
+        m.insert("result_traceback".into(), json!(tb));
+    }
+    writer.status(m);
+    writer.eof();
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn remove_dir(p: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(p)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        logln!("cannot remove {}: {e}", p.display());
+    }
+}
+
+/// `--keepalive-seconds`, else `ANSIBLE_RUNNER_KEEPALIVE_SECONDS` (a float), else off.
+fn keepalive_interval(flag: Option<f64>) -> Duration {
+    let secs = flag.unwrap_or_else(|| {
+        std::env::var("ANSIBLE_RUNNER_KEEPALIVE_SECONDS")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    });
+    if secs.is_finite() && secs > 0.0 {
+        Duration::from_secs_f64(secs)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// SIGTERM and SIGINT flip the returned flag; installed first so no signal kills us mid-line.
+fn install_signal_handlers() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = watch::channel(false);
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    tokio::spawn(async move {
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+        logln!("cancel signal received");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn wait_cancel(mut rx: watch::Receiver<bool>) {
+    if rx.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// What ran, for `starting.command` and the `command` artifact.
+fn command_line(job: &JobSettings, script: &ScriptChoice) -> Vec<String> {
+    let mut cmd = vec!["ftl2-runner".to_string()];
+    match script {
+        ScriptChoice::Found { path, .. } => cmd.push(path.to_string_lossy().into_owned()),
+        ScriptChoice::Missing(_) => cmd.push(script::BAKED_SCRIPT.to_string()),
+    }
+    if let Some(inv) = &job.inventory {
+        cmd.extend(["-i".into(), inv.to_string_lossy().into_owned()]);
+    }
+    let extravars = job.private_data_dir.join("env/extravars");
+    if extravars.exists() {
+        cmd.extend(["-e".into(), format!("@{}", extravars.display())]);
+    }
+    cmd
+}
+
+/// The job environment for `starting.env`, with secret-looking values hidden as AWX hides them.
+fn safe_env(job: &JobSettings) -> Map<String, Value> {
+    let mut env = Map::new();
+    for key in ["PATH", "HOME", "LANG"] {
+        if let Ok(v) = std::env::var(key) {
+            env.insert(key.into(), json!(v));
+        }
+    }
+    for (k, v) in &job.envvars {
+        env.insert(k.clone(), json!(redact_env_value(k, v)));
+    }
+    env
+}
+
+/// AWX's `build_safe_env` rule: hide API/TOKEN/KEY/SECRET/PASS variables and URL passwords.
+pub fn redact_env_value(key: &str, value: &str) -> String {
+    const HIDDEN: &str = "**********";
+    let upper = key.to_ascii_uppercase();
+    let ansible_exempt = upper.starts_with("ANSIBLE_")
+        && !upper.starts_with("ANSIBLE_NET")
+        && !upper.starts_with("ANSIBLE_GALAXY_SERVER");
+    if upper == "AWS_ACCESS_KEY_ID" || ansible_exempt {
+        return value.to_string();
+    }
+    if ["API", "TOKEN", "KEY", "SECRET", "PASS"]
+        .iter()
+        .any(|w| upper.contains(w))
+    {
+        return HIDDEN.to_string();
+    }
+    // scheme://user:password@host -> scheme://user:**********@host
+    if let Some((scheme, rest)) = value.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _pw)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:{HIDDEN}@{host}");
+    }
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_are_hidden_like_awx_does() {
+        assert_eq!(redact_env_value("MY_API_TOKEN", "abc"), "**********");
+        assert_eq!(
+            redact_env_value("ANSIBLE_HOST_KEY_CHECKING", "False"),
+            "False"
+        );
+        assert_eq!(redact_env_value("ANSIBLE_NET_PASSWORD", "x"), "**********");
+        assert_eq!(
+            redact_env_value("PROXY", "http://u:pw@h:3128"),
+            "http://u:**********@h:3128"
+        );
+        assert_eq!(redact_env_value("JOB_ID", "4242"), "4242");
+    }
+}

@@ -1,0 +1,287 @@
+//! The one writer of the worker stream.
+//!
+//! Every byte on stdout in worker mode goes through [`StreamWriter`]: it owns the event counter,
+//! the line numbers and the keepalive timer, so no two lines interleave, counters have no gaps,
+//! a keepalive never lands inside another line and nothing follows `{"eof": true}`.
+
+use crate::events::{self, Event, EventContext};
+use crate::pyjson;
+use base64::Engine;
+use serde_json::{Map, Value, json};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Set while a worker stream is open on stdout and its eof has not been written yet.
+static STDOUT_STREAM_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// After a crash: end an open worker stream with an `error` status and eof, so AWX is not left
+/// waiting; does nothing outside worker mode or after eof.
+pub fn emergency_eof(explanation: &str) {
+    if STDOUT_STREAM_OPEN.swap(false, Ordering::SeqCst) {
+        let status = json!({"status": "error", "job_explanation": explanation});
+        let mut out = io::stdout().lock();
+        let _ = out.write_all(b"\n");
+        let _ = out.write_all(&pyjson::to_vec(&status));
+        let _ = out.write_all(b"\n{\"eof\": true}\n");
+        let _ = out.flush();
+    }
+}
+use std::time::{Duration, Instant};
+
+/// Where numbered events are recorded besides stdout: the job's artifact directory.
+pub struct EventRecorder {
+    /// `artifacts/<ident>/job_events`, one `<counter>-<uuid>.json` file per event.
+    pub job_events_dir: PathBuf,
+    /// `artifacts/<ident>/stdout`, the text of all events; `None` when output files are suppressed.
+    pub stdout_file: Option<File>,
+}
+
+struct State {
+    out: Box<dyn Write + Send>,
+    counter: u64,
+    line: u64,
+    last_write: Instant,
+    closed: bool,
+    broken: bool,
+    ctx: Option<EventContext>,
+    recorder: Option<EventRecorder>,
+}
+
+/// Serializes every line of the worker stream onto one output, in order.
+pub struct StreamWriter {
+    state: Mutex<State>,
+}
+
+impl StreamWriter {
+    /// The worker stream on the process's stdout.
+    pub fn stdout() -> Arc<StreamWriter> {
+        STDOUT_STREAM_OPEN.store(true, Ordering::SeqCst);
+        Self::new(Box::new(io::stdout()))
+    }
+
+    /// A writer over `out` (a buffer in tests).
+    pub fn new(out: Box<dyn Write + Send>) -> Arc<StreamWriter> {
+        Arc::new(StreamWriter {
+            state: Mutex::new(State {
+                out,
+                counter: 0,
+                line: 0,
+                last_write: Instant::now(),
+                closed: false,
+                broken: false,
+                ctx: None,
+                recorder: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock must not silence the stream's eof.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Emit `{"event": "keepalive", ...}` whenever `interval` passes without output, until eof.
+    pub fn start_keepalive(self: &Arc<Self>, interval: Duration) {
+        if interval.is_zero() {
+            return;
+        }
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("keepalive".into())
+            .spawn(move || {
+                loop {
+                    let due = me.lock().last_write + interval;
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    let mut st = me.lock();
+                    if st.closed {
+                        return;
+                    }
+                    if st.last_write.elapsed() >= interval {
+                        let line = json!({"event": "keepalive", "counter": 0, "uuid": 0});
+                        write_line(&mut st, &pyjson::to_vec(&line));
+                    }
+                }
+            })
+            .ok();
+    }
+
+    /// Attach the job's identity and artifact directory once the job settings are known.
+    pub fn begin_job(&self, ctx: EventContext, recorder: Option<EventRecorder>) {
+        let mut st = self.lock();
+        st.ctx = Some(ctx);
+        st.recorder = recorder;
+    }
+
+    /// Write a status line (`starting`, `running`, final status, or `error`).
+    pub fn status(&self, status: Map<String, Value>) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        write_line(&mut st, &pyjson::to_vec(&status));
+    }
+
+    /// Number and write one job event, and record it in the artifacts.
+    pub fn event(&self, ev: &Event) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        let Some(ctx) = st.ctx.clone() else { return };
+        st.counter += 1;
+        let start = st.line;
+        let end = start + ev.line_count();
+        st.line = end;
+        let rendered = events::render(&ctx, ev, st.counter, start, end);
+        let line = pyjson::to_vec(&rendered);
+        write_line(&mut st, &line);
+        let counter = st.counter;
+        if let Some(rec) = st.recorder.as_mut() {
+            // Artifacts on the worker side are a convenience: the peer rebuilds job_events from
+            // the stream. A full disk must not stop the job, so failures here are ignored.
+            let name = format!("{}-{}.json", counter, ev.uuid);
+            let _ = crate::artifacts::write_private_file(&rec.job_events_dir.join(name), &line);
+            if let (Some(f), false) = (rec.stdout_file.as_mut(), ev.stdout.is_empty()) {
+                let _ = f.write_all(ev.stdout.as_bytes());
+                let _ = f.write_all(b"\n");
+            }
+        }
+    }
+
+    /// Number of events written so far (the last counter).
+    pub fn event_count(&self) -> u64 {
+        self.lock().counter
+    }
+
+    /// Stream a zip file as `{"zipfile": N}\n` + base64, with no newline after the base64.
+    pub fn zipfile(&self, zip: &Path) -> io::Result<()> {
+        let mut data = Vec::new();
+        File::open(zip)?.read_to_end(&mut data)?;
+        let mut st = self.lock();
+        if st.closed {
+            return Ok(());
+        }
+        let head = pyjson::to_vec(&json!({"zipfile": data.len()}));
+        write_line(&mut st, &head);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&data);
+        write_raw(&mut st, encoded.as_bytes());
+        Ok(())
+    }
+
+    /// Close the stream with `{"eof": true}\n`; nothing is written after it.
+    pub fn eof(&self) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        write_line(&mut st, b"{\"eof\": true}");
+        st.closed = true;
+        STDOUT_STREAM_OPEN.store(false, Ordering::SeqCst);
+        st.recorder = None;
+    }
+
+    /// True once writing to the output failed (the reader went away).
+    pub fn is_broken(&self) -> bool {
+        self.lock().broken
+    }
+}
+
+fn write_raw(st: &mut State, bytes: &[u8]) {
+    if st.broken {
+        return;
+    }
+    if st
+        .out
+        .write_all(bytes)
+        .and_then(|_| st.out.flush())
+        .is_err()
+    {
+        st.broken = true;
+    }
+    st.last_write = Instant::now();
+}
+
+fn write_line(st: &mut State, line: &[u8]) {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line);
+    buf.push(b'\n');
+    write_raw(st, &buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn counters_and_lines_are_contiguous_and_nothing_follows_eof() {
+        let buf = Buf::default();
+        let w = StreamWriter::new(Box::new(buf.clone()));
+        w.begin_job(
+            EventContext {
+                runner_ident: "7".into(),
+                job_id: None,
+                pid: 1,
+            },
+            None,
+        );
+        w.event(&Event::verbose("one"));
+        w.event(&Event::verbose("two\r\nthree"));
+        w.eof();
+        w.event(&Event::verbose("late"));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            (lines[0]["counter"].as_u64(), lines[0]["end_line"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(
+            (
+                lines[1]["start_line"].as_u64(),
+                lines[1]["end_line"].as_u64()
+            ),
+            (Some(1), Some(3))
+        );
+        assert_eq!(lines[2], json!({"eof": true}));
+    }
+
+    #[test]
+    fn keepalive_fires_only_when_idle() {
+        let buf = Buf::default();
+        let w = StreamWriter::new(Box::new(buf.clone()));
+        w.start_keepalive(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(350));
+        w.eof();
+        std::thread::sleep(Duration::from_millis(150));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let n = text
+            .matches(r#"{"event": "keepalive", "counter": 0, "uuid": 0}"#)
+            .count();
+        assert!(n >= 2, "expected keepalives, got {text:?}");
+        assert!(
+            text.ends_with("{\"eof\": true}\n"),
+            "nothing may follow eof: {text:?}"
+        );
+    }
+}

@@ -103,6 +103,14 @@ async fn run_async(args: WorkerArgs) -> i32 {
     if args.delete {
         remove_dir(&pdd);
     }
+    if let Err(e) = std::fs::create_dir_all(&pdd) {
+        send_error(
+            &writer,
+            &format!("cannot create the private data dir {}: {e}", pdd.display()),
+            None,
+        );
+        return 0;
+    }
     let cleanup = |pdd: &Path| {
         if args.delete || temporary {
             remove_dir(pdd);
@@ -125,14 +133,18 @@ async fn run_async(args: WorkerArgs) -> i32 {
     let pdd2 = pdd.clone();
     let mut reader = tokio::task::spawn_blocking(move || receive(&pdd2, limits, max_zip));
     let received = tokio::select! {
-        r = &mut reader => r,
-        _ = wait_cancel(cancel.clone()) => {
-            logln!("canceled while receiving the job");
-            writer.status(obj(json!({"status": "canceled", "job_explanation": "Job canceled while its data was being received."})));
-            writer.eof();
-            cleanup(&pdd);
-            return RC_CANCELED;
-        }
+        biased;
+        _ = wait_cancel(cancel.clone()) => None,
+        r = &mut reader => Some(r),
+    };
+    // A signal and a closing stdin often arrive together: the signal is what happened.
+    tokio::task::yield_now().await;
+    let Some(received) = received.filter(|_| !*cancel.borrow()) else {
+        logln!("canceled while receiving the job");
+        writer.status(obj(json!({"status": "canceled", "job_explanation": "Job canceled while its data was being received."})));
+        writer.eof();
+        cleanup(&pdd);
+        return RC_CANCELED;
     };
     let kwargs = match received {
         Ok(Ok(k)) => k,

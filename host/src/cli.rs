@@ -38,8 +38,19 @@ struct Cli {
 enum Command {
     /// Execute work streamed from a controlling instance
     Worker(WorkerCli),
+    /// Compile the guest component (.wasm) into a native artifact (.cwasm) for this binary
+    Compile(CompileCli),
     #[command(external_subcommand)]
     Other(Vec<OsString>),
+}
+
+#[derive(Args, Debug)]
+struct CompileCli {
+    /// The guest component built by guest-python/build.sh
+    wasm: PathBuf,
+    /// Where to write the artifact (default: the input with .cwasm)
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -171,6 +182,19 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                 );
             }
             2
+        }
+        Some(Command::Compile(c)) => {
+            let out = c.output.unwrap_or_else(|| c.wasm.with_extension("cwasm"));
+            match crate::sandbox::compile(&c.wasm, &out) {
+                Ok(()) => {
+                    println!("{}", out.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("{prog}: error: {e:#}");
+                    1
+                }
+            }
         }
         Some(Command::Worker(w)) => {
             let debug = cli.debug || w.debug;

@@ -6,9 +6,10 @@
 //! status line that explains it and the eof line, because AWX marks a job `error` without them.
 
 use crate::artifacts::ArtifactDir;
-use crate::events::{Event, EventContext};
+use crate::events::EventContext;
 use crate::job::JobSettings;
 use crate::logln;
+use crate::sandbox::{StopFlag, StopReason};
 use crate::script::{self, ScriptChoice};
 use crate::transmit::{Decoder, Message, StreamError};
 use crate::unpack::{self, Limits};
@@ -43,16 +44,6 @@ pub struct Outcome {
     pub rc: i32,
     /// Why, when it did not succeed; sent as `job_explanation`.
     pub explanation: Option<String>,
-}
-
-impl Outcome {
-    fn failed(rc: i32, why: String) -> Outcome {
-        Outcome {
-            status: "failed",
-            rc,
-            explanation: Some(why),
-        }
-    }
 }
 
 /// A failure before the job started: sent as `{"status": "error", ...}`.
@@ -218,16 +209,29 @@ async fn run_async(args: WorkerArgs) -> i32 {
     })));
     writer.status(obj(json!({"status": "running", "runner_ident": job.ident})));
 
-    // Phase 3: run, bounded by job_timeout and cancellable by SIGTERM/SIGINT.
+    // Phase 3: run, bounded by job_timeout and cancellable by SIGTERM/SIGINT. The sandbox stops
+    // itself on either; the outer timers only guarantee an answer if it does not.
     let timeout = job.settings.job_timeout;
+    let stop = Arc::new(StopFlag::default());
+    let job_future = crate::job_run::run(&job, &script, &writer, Arc::clone(&stop));
+    tokio::pin!(job_future);
+    let grace = Duration::from_millis(1500);
     let outcome = tokio::select! {
-        o = run_job(&job, &script, &writer) => o,
-        _ = wait_cancel(cancel.clone()) => Outcome { status: "canceled", rc: RC_CANCELED, explanation: None },
-        _ = tokio::time::sleep(Duration::from_secs(timeout)), if timeout > 0 => Outcome {
-            status: "timeout",
-            rc: RC_CANCELED,
-            explanation: Some(format!("Job terminated due to timeout: it ran longer than job_timeout ({timeout} s).")),
-        },
+        o = &mut job_future => o,
+        _ = wait_cancel(cancel.clone()) => {
+            stop.request(StopReason::Canceled);
+            tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {
+                status: "canceled", rc: RC_CANCELED, explanation: None,
+            })
+        }
+        _ = tokio::time::sleep(Duration::from_secs(timeout) + grace), if timeout > 0 => {
+            stop.request(StopReason::Timeout);
+            tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {
+                status: "timeout",
+                rc: RC_CANCELED,
+                explanation: Some(format!("Job terminated due to timeout: it ran longer than job_timeout ({timeout} s).")),
+            })
+        }
     };
     logln!(
         "job {} ended: {} rc={}",
@@ -303,21 +307,6 @@ fn receive(pdd: &Path, limits: Limits, max_zip: u64) -> Result<Map<String, Value
             }
         }
     }
-}
-
-/// The job itself. Until the sandbox lands this only finds the script; it never fakes success.
-async fn run_job(job: &JobSettings, script: &ScriptChoice, writer: &Arc<StreamWriter>) -> Outcome {
-    let _ = job;
-    let why = match script {
-        ScriptChoice::Missing(why) => format!("ftl2-runner: {why}"),
-        ScriptChoice::Found { path, .. } => format!(
-            "ftl2-runner: found the automation script {}, but the script runtime is not built \
-             into this binary yet, so it cannot run.",
-            path.display()
-        ),
-    };
-    writer.event(&Event::verbose(format!("ERROR! {why}")));
-    Outcome::failed(1, why)
 }
 
 fn send_error(writer: &StreamWriter, explanation: &str, traceback: Option<&str>) {

@@ -1,0 +1,109 @@
+"""Loading and running the job's script: `async def run(inventory_path, extravars, runner)`."""
+
+import inspect
+import json
+import os
+import sys
+import traceback
+import types
+
+from . import _host, _loop
+from .automation import any_failures, automation
+
+
+class Runner:
+    """The third argument of `run()`: automation(), emit_event(), has_failures(), ident.
+
+    It is also callable, for scripts written for the older `on_event` form.
+    """
+
+    __ftl2_runner__ = True
+
+    def __init__(self, inventory_path):
+        self.inventory_path = inventory_path
+        self.ident = _host.job_info().get("ident")
+
+    def automation(self, **kwargs):
+        kwargs.setdefault("inventory", self.inventory_path)
+        kwargs.setdefault("quiet", True)
+        return automation(**kwargs)
+
+    def emit_event(self, event):
+        if not isinstance(event, dict):
+            raise TypeError("emit_event() takes a dict")
+        _host.emit_event(event)
+
+    def has_failures(self):
+        return any_failures()
+
+    def __call__(self, event):
+        self.emit_event(event)
+
+
+def _fail(message):
+    print(message, file=sys.stderr)
+    return 1
+
+
+def main(script_path, inventory_path, extravars_json):
+    """Load the script and run it; returns its exit code. Never raises."""
+    try:
+        with open(script_path, encoding="utf-8") as f:
+            source = f.read()
+    except OSError as e:
+        return _fail(f"ERROR! cannot read the script {script_path}: {e}")
+    script_dir = os.path.dirname(os.path.abspath(script_path))
+    if script_dir not in sys.path:
+        sys.path.insert(0, script_dir)
+    try:
+        code = compile(source, script_path, "exec")
+    except SyntaxError:
+        traceback.print_exc()
+        return _fail(f"ERROR! the script {script_path} has a syntax error (see above)")
+    module = types.ModuleType("__ftl2_script__")
+    module.__file__ = script_path
+    sys.modules["__ftl2_script__"] = module
+    try:
+        exec(code, module.__dict__)
+    except SystemExit as e:
+        return _exit_code(e)
+    except BaseException:
+        traceback.print_exc()
+        return _fail(f"ERROR! the script {script_path} failed while loading (see the traceback above)")
+    entry = module.__dict__.get("run")
+    if not callable(entry):
+        return _fail(
+            f"ERROR! the script {script_path} defines no run(): it must define "
+            "`async def run(inventory_path, extravars, runner)`"
+        )
+    try:
+        extravars = json.loads(extravars_json) if extravars_json else {}
+    except ValueError as e:
+        return _fail(f"ERROR! extravars are not valid JSON: {e}")
+    runner = Runner(inventory_path)
+    try:
+        result = entry(inventory_path, extravars, runner)
+        if inspect.isawaitable(result):
+            result = _loop.run(_awaited(result))
+    except SystemExit as e:
+        return _exit_code(e)
+    except BaseException:
+        traceback.print_exc()
+        return _fail("ERROR! the script raised an exception (see the traceback above)")
+    if isinstance(result, bool) or not isinstance(result, int):
+        return 0
+    return result
+
+
+async def _awaited(awaitable):
+    return await awaitable
+
+
+def _exit_code(e):
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1

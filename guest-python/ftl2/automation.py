@@ -1,0 +1,441 @@
+"""`automation()`: FTL2's context for running modules, backed by the ftl2-runner host.
+
+Forms scripts use (see FTL2-API.md):
+    await ftl.ping()                       controller; returns the result dict
+    await ftl.community.general.x(...)     controller, fully qualified name
+    await ftl.local.command(cmd=...)       controller
+    await ftl.webservers.ping()            every host of a group, concurrently: list[ExecuteResult]
+    await ftl["db-1"].command(cmd=...)     one inventory host: list[ExecuteResult]
+    await ftl.run_on("web:&prod", "ping")  any host pattern: list[ExecuteResult]
+"""
+
+import asyncio
+import fnmatch
+import time
+
+from . import _host
+from .exceptions import (
+    ExcludedModuleError,
+    ModuleNotAllowedError,
+    UnsupportedParameterError,
+)
+from .ftl_modules import ExecuteResult
+
+# Playbook keywords FTL2 refuses to run as modules.
+EXCLUDED_MODULES = {
+    "debug", "fail", "assert", "pause", "set_fact", "set_stats", "group_by", "meta",
+    "include_vars",
+}
+EXCLUDED_PREFIXES = ("include_", "import_")
+
+# FTL2 parameters that need host files or network outside the sandbox.
+UNSUPPORTED = {
+    "state_file": "state files live on the controller's disk, which the sandbox cannot write",
+    "record": "recording needs a file on the controller's disk",
+    "replay": "replay needs a file on the controller's disk",
+    "policy": "policy files live on the controller's disk",
+    "vault_secrets": "vault secrets come from AWX credentials; use secrets=[...] instead",
+    "log_file": "job output goes to AWX; there is no log file",
+    "state": "state files live on the controller's disk",
+}
+
+CONTROLLER = "localhost"
+
+# Every result of every context in this job, for runner.has_failures().
+_all_results = []
+
+
+class AutomationError(Exception):
+    """A module call failed on the controller while fail_fast was on."""
+
+    def __init__(self, message, result=None):
+        super().__init__(message)
+        self.message = message
+        self.result = result
+
+
+def _short(module):
+    return module.rsplit(".", 1)[-1]
+
+
+def _is_excluded(module):
+    short = _short(module)
+    return short in EXCLUDED_MODULES or short.startswith(EXCLUDED_PREFIXES)
+
+
+class SecretRef:
+    """A named secret the host fills in when a module runs; its value never enters the sandbox."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __ftl2_json__(self):
+        return {"__ftl2_secret__": self.name}
+
+    def __repr__(self):
+        return f"<secret {self.name}>"
+
+    def __str__(self):
+        return "********"
+
+    def __bool__(self):
+        return True
+
+
+class SecretsView:
+    """`ftl.secrets["NAME"]`: references to the secrets declared with `secrets=[...]`."""
+
+    def __init__(self, declared):
+        self._declared = list(declared or [])
+
+    def __getitem__(self, name):
+        if name not in self._declared:
+            raise KeyError(f"secret {name!r} was not declared in automation(secrets=[...])")
+        return SecretRef(name)
+
+    def get(self, name, default=None):
+        return self[name] if name in self._declared else default
+
+    def __contains__(self, name):
+        return name in self._declared
+
+    def keys(self):
+        return list(self._declared)
+
+    def __iter__(self):
+        return iter(self._declared)
+
+    def __len__(self):
+        return len(self._declared)
+
+    def __repr__(self):
+        return f"<secrets {self._declared}>"
+
+
+class HostsView:
+    """`ftl.hosts`: group name -> host names, from the job's inventory."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def _groups(self):
+        return self._ctx._groups
+
+    def __getitem__(self, group):
+        return list(self._groups()[group])
+
+    def __contains__(self, name):
+        g = self._groups()
+        return name in g or any(name in hosts for hosts in g.values())
+
+    def __iter__(self):
+        return iter(self._groups())
+
+    def __len__(self):
+        return len(self._groups())
+
+    def keys(self):
+        return list(self._groups().keys())
+
+    def items(self):
+        return [(k, list(v)) for k, v in self._groups().items()]
+
+    def get(self, group, default=None):
+        g = self._groups()
+        return list(g[group]) if group in g else default
+
+    @property
+    def all(self):
+        return list(self._groups().get("all", []))
+
+    @property
+    def groups(self):
+        return [g for g in self._groups() if g not in ("all", "ungrouped")]
+
+    def __repr__(self):
+        return f"<hosts {dict(self._groups())}>"
+
+
+class _Module:
+    """A module (or the start of a fully qualified name) bound to a target."""
+
+    def __init__(self, ctx, target, name, controller):
+        self._ctx = ctx
+        self._target = target
+        self._name = name
+        self._controller = controller
+
+    def __getattr__(self, part):
+        if part.startswith("__"):
+            raise AttributeError(part)
+        return _Module(self._ctx, self._target, f"{self._name}.{part}", self._controller)
+
+    def __call__(self, **params):
+        return self._ctx._call(self._target, self._name, params, self._controller)
+
+    def __repr__(self):
+        return f"<module {self._name} on {self._target}>"
+
+
+class HostTarget:
+    """`ftl.<group|host>` / `ftl["name"]`: modules run on every matching host concurrently."""
+
+    def __init__(self, ctx, target):
+        self._ctx = ctx
+        self._target = target
+
+    def __getattr__(self, module):
+        if module.startswith("__"):
+            raise AttributeError(module)
+        return _Module(self._ctx, self._target, module, controller=False)
+
+    @property
+    def hosts(self):
+        return _host.list_hosts(self._target)
+
+    def __repr__(self):
+        return f"<hosts {self._target}>"
+
+
+class _LocalTarget:
+    """`ftl.local` / `ftl.localhost`: modules on the controller, returning dicts."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def __getattr__(self, module):
+        if module.startswith("__"):
+            raise AttributeError(module)
+        return _Module(self._ctx, CONTROLLER, module, controller=True)
+
+
+class _ModuleNamespace:
+    """`ftl.module.NAME`: always a module on the controller, even if a host has that name."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def __getattr__(self, module):
+        if module.startswith("__"):
+            raise AttributeError(module)
+        return _Module(self._ctx, CONTROLLER, module, controller=True)
+
+
+class AutomationContext:
+    """The object `async with automation(...) as ftl` yields."""
+
+    def __init__(self, inventory=None, modules=None, check_mode=None, fail_fast=True, quiet=False,
+                 verbose=False, on_event=None, secrets=None, secret_bindings=None, name=None,
+                 **unsupported):
+        for key, value in unsupported.items():
+            if key.startswith("gate_") or key in UNSUPPORTED:
+                if value in (None, False, (), [], {}):
+                    continue
+                why = UNSUPPORTED.get(key, "gates need the controller's network")
+                raise UnsupportedParameterError(
+                    f"automation({key}=...) is not supported inside ftl2-runner: {why}"
+                )
+            raise UnsupportedParameterError(f"automation() got an unsupported parameter {key!r}")
+        self._inventory = inventory
+        self._modules = list(modules) if modules else None
+        self._check_mode = check_mode
+        self.fail_fast = fail_fast
+        self.quiet = quiet
+        self.verbose = verbose
+        self._on_event = on_event
+        self.secrets = SecretsView(secrets)
+        self._secret_bindings = dict(secret_bindings or {})
+        self._name = name
+        self._groups = {}
+        self.results = []
+        self.hosts = HostsView(self)
+        self.module = _ModuleNamespace(self)
+        self.local = _LocalTarget(self)
+        self.localhost = self.local
+        if isinstance(inventory, dict):
+            self._pending_inventory = inventory
+        else:
+            self._pending_inventory = None
+
+    # -- context management ----------------------------------------------------------------
+    async def __aenter__(self):
+        _host.play_start(self._name or "")
+        if self._pending_inventory:
+            _load_dict_inventory(self, self._pending_inventory)
+        self._refresh()
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        return False
+
+    def _refresh(self):
+        self._groups = {k: list(v) for k, v in _host.groups().items()}
+
+    # -- job facts -------------------------------------------------------------------------
+    @property
+    def check_mode(self):
+        return bool(self._check_mode) or bool(_host.job_info().get("check_mode"))
+
+    @property
+    def failed(self):
+        return any(not r.success for r in self.results)
+
+    @property
+    def errors(self):
+        return [r for r in self.results if not r.success]
+
+    @property
+    def error_messages(self):
+        return [f"{r.host}: {r.module}: {r.error}" for r in self.results if not r.success]
+
+    # -- name lookup -----------------------------------------------------------------------
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        target = self._resolve_target(name)
+        if target is not None:
+            return HostTarget(self, target)
+        return _Module(self, CONTROLLER, name, controller=True)
+
+    def __getitem__(self, name):
+        if name in ("local", "localhost"):
+            return self.local
+        return HostTarget(self, self._resolve_target(name) or name)
+
+    def _resolve_target(self, name):
+        if name in ("local", "localhost"):
+            return None
+        known = set(self._groups)
+        for hosts in self._groups.values():
+            known.update(hosts)
+        for candidate in (name, name.replace("_", "-")):
+            if candidate in known:
+                return candidate
+        return None
+
+    # -- inventory changes -----------------------------------------------------------------
+    def add_host(self, name, ansible_host=None, ansible_user=None, ansible_port=22, groups=None,
+                 **hostvars):
+        if ansible_host is not None:
+            hostvars["ansible_host"] = ansible_host
+        if ansible_user is not None:
+            hostvars["ansible_user"] = ansible_user
+        if ansible_port is not None and ansible_port != 22:
+            hostvars["ansible_port"] = ansible_port
+        if isinstance(groups, str):
+            groups = [groups]
+        _check(lambda: _host.add_host(name, groups or [], hostvars))
+        self._refresh()
+        return HostTarget(self, name)
+
+    async def remove_host(self, name):
+        _check(lambda: _host.remove_host(name))
+        self._refresh()
+
+    # -- running modules -------------------------------------------------------------------
+    async def run_on(self, target, module, **params):
+        if isinstance(target, HostTarget):
+            target = target._target
+        elif isinstance(target, (list, tuple, set)):
+            target = ":".join(t._target if isinstance(t, HostTarget) else str(t) for t in target)
+        return await self._call(str(target), module, params, controller=False)
+
+    async def _call(self, target, module, params, controller):
+        if _is_excluded(module):
+            raise ExcludedModuleError(
+                f"{module} is a playbook keyword, not a module; FTL2 scripts use Python for it"
+            )
+        if self._modules is not None and not any(
+            fnmatch.fnmatch(module, pat) or fnmatch.fnmatch(_short(module), pat) for pat in self._modules
+        ):
+            raise ModuleNotAllowedError(f"module {module!r} is not in this automation's modules= allowlist")
+        params = dict(params)
+        task_name = params.pop("_name", None)
+        for glob, binding in self._secret_bindings.items():
+            if fnmatch.fnmatch(module, glob) or fnmatch.fnmatch(_short(module), glob):
+                for param, secret in binding.items():
+                    params.setdefault(param, SecretRef(secret))
+        options = {}
+        if task_name is not None:
+            options["name"] = str(task_name)
+        if self._check_mode is not None:
+            options["check_mode"] = bool(self._check_mode)
+        self._notify({"event": "module_start", "module": module, "host": target})
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        raw = await _host.call_module(loop, target, module, params, options)
+        duration = time.monotonic() - started
+        results = [_to_result(r, module, params, duration) for r in raw]
+        self.results.extend(results)
+        _all_results.extend(results)
+        for r in results:
+            self._notify({
+                "event": "module_complete", "module": module, "host": r.host, "success": r.success,
+                "changed": r.changed, "duration": r.duration, "result": r.output,
+            })
+        if not controller:
+            return results
+        if not results:
+            raise AutomationError(f"{module}: no host matched {target!r}", None)
+        r = results[0]
+        if not r.success and self.fail_fast:
+            raise AutomationError(f"{module} failed on {r.host}: {r.error}", r.output)
+        return r.output
+
+    def _notify(self, event):
+        cb = self._on_event
+        if cb is None or getattr(cb, "__ftl2_runner__", False):
+            return  # the host already records every call for AWX
+        cb(event)
+
+
+def _check(fn):
+    from componentize_py_types import Err
+
+    try:
+        fn()
+    except Err as e:
+        raise ValueError(str(e.value)) from None
+
+
+def _to_result(raw, module, params, duration):
+    output = raw.get("result") or {}
+    status = raw.get("status", "ok")
+    failed = status in ("failed", "unreachable")
+    error = ""
+    if failed:
+        error = str(output.get("msg") or output.get("stderr") or status)
+    return ExecuteResult(
+        success=not failed,
+        changed=bool(output.get("changed")),
+        output=output,
+        error=error,
+        module=module,
+        host=raw.get("host", ""),
+        params={k: v for k, v in params.items() if not isinstance(v, SecretRef)},
+        duration=duration,
+        status=status,
+    )
+
+
+def _load_dict_inventory(ctx, inv):
+    """An inline inventory dict ({group: {hosts: {name: vars}}}) is added host by host."""
+    for group, body in inv.items():
+        hosts = (body or {}).get("hosts", {}) if isinstance(body, dict) else {}
+        if isinstance(hosts, list):
+            hosts = {h: {} for h in hosts}
+        for hostname, hostvars in hosts.items():
+            groups = [] if group in ("all", "ungrouped") else [group]
+            _check(lambda: _host.add_host(hostname, groups, dict(hostvars or {})))
+
+
+def automation(**kwargs):
+    """`async with automation(...) as ftl:` -- see AutomationContext for the parameters."""
+    return AutomationContext(**kwargs)
+
+
+def any_failures():
+    """True if any module call of this job failed (for runner.has_failures())."""
+    return any(not r.success for r in _all_results)

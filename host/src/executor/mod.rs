@@ -1,0 +1,305 @@
+//! The execution engine: resolves a host pattern against the inventory, opens (and reuses) a
+//! connection per host, and runs a module on every matched host concurrently, capped by forks.
+//!
+//! It knows nothing about AWX events: callers (the sandbox bridge, ad hoc commands) get per-host
+//! progress through [`Progress`] and decide how to show it.
+
+pub mod connection;
+pub mod modules;
+
+use crate::inventory::Inventory;
+use crate::tree::{HostOutcome, HostStatus};
+use anyhow::Result;
+use connection::{Connection, LocalConnection};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Semaphore;
+
+/// Ansible's MAX_EVENT_RES: results larger than this are truncated in events.
+pub const MAX_EVENT_RES: usize = 700_000;
+
+/// Options of one module call (from the script and the job).
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// `--check` (or the script's `check_mode=True`).
+    pub check_mode: bool,
+    /// `--diff`.
+    pub diff: bool,
+}
+
+/// Receives per-host progress of a call, in the order things happen.
+pub trait Progress: Send + Sync {
+    /// A host starts the module.
+    fn host_start(&self, host: &str);
+    /// A host finished.
+    fn host_done(&self, host: &str, outcome: &HostOutcome);
+}
+
+/// Job-wide settings the engine needs.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSettings {
+    /// `--forks` (None = a high default).
+    pub forks: Option<u32>,
+    /// `--limit`, applied to every pattern.
+    pub limit: Option<String>,
+    /// Environment for local commands (the job's envvars).
+    pub env: Vec<(String, String)>,
+}
+
+/// The engine of one job.
+pub struct Executor {
+    inventory: RwLock<Inventory>,
+    settings: EngineSettings,
+    forks: Arc<Semaphore>,
+    connections: Mutex<HashMap<String, Connection>>,
+}
+
+/// Hosts run at once when the job sets no `--forks`.
+const DEFAULT_FORKS: usize = 256;
+
+impl Executor {
+    /// An engine over `inventory` with the job's settings.
+    pub fn new(inventory: Inventory, settings: EngineSettings) -> Executor {
+        let forks = settings
+            .forks
+            .map(|f| f.max(1) as usize)
+            .unwrap_or(DEFAULT_FORKS);
+        Executor {
+            inventory: RwLock::new(inventory),
+            settings,
+            forks: Arc::new(Semaphore::new(forks)),
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn inv(&self) -> std::sync::RwLockReadGuard<'_, Inventory> {
+        self.inventory.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hosts matching `pattern`, limited by the job's `--limit`, in inventory order.
+    pub fn list_hosts(&self, pattern: &str) -> Result<Vec<String>> {
+        let inv = self.inv();
+        let mut hosts = inv.select(pattern)?;
+        if let Some(limit) = &self.settings.limit {
+            let allowed = inv.select(limit)?;
+            hosts.retain(|h| allowed.contains(h));
+        }
+        Ok(hosts)
+    }
+
+    /// Group name -> hosts (with children expanded), including `all` and `ungrouped`.
+    pub fn groups(&self) -> Map<String, Value> {
+        let inv = self.inv();
+        inv.groups
+            .keys()
+            .map(|g| (g.clone(), json!(inv.group_hosts(g))))
+            .collect()
+    }
+
+    /// A host's merged variables, without secrets.
+    pub fn host_vars(&self, host: &str) -> Option<Map<String, Value>> {
+        let mut vars = self.inv().vars_for(host)?;
+        for k in [
+            "ansible_password",
+            "ansible_ssh_pass",
+            "ansible_become_password",
+            "ansible_become_pass",
+            "ansible_ssh_private_key_passphrase",
+        ] {
+            if vars.contains_key(k) {
+                vars.insert(k.into(), json!("********"));
+            }
+        }
+        Some(vars)
+    }
+
+    /// `ftl.add_host`.
+    pub fn add_host(&self, name: &str, groups: &[String], vars: Map<String, Value>) -> Result<()> {
+        self.inventory
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_runtime_host(name, groups, vars)
+    }
+
+    /// `ftl.remove_host`.
+    pub fn remove_host(&self, name: &str) -> Result<()> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.inventory
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_runtime_host(name)
+    }
+
+    fn connection_for(&self, host: &str) -> Result<Connection, String> {
+        if let Some(c) = self
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+        {
+            return Ok(c.clone());
+        }
+        let vars = self.inv().vars_for(host).unwrap_or_default();
+        let kind = vars
+            .get("ansible_connection")
+            .and_then(Value::as_str)
+            .unwrap_or(if host == "localhost" || host == "127.0.0.1" {
+                "local"
+            } else {
+                "ssh"
+            });
+        let conn = match kind {
+            "local" => Connection::Local(LocalConnection {
+                name: host.to_string(),
+                env: self.settings.env.clone(),
+            }),
+            other => {
+                return Err(format!(
+                    "connection type '{other}' for host {host} is not available yet in ftl2-runner (only 'local' is)"
+                ));
+            }
+        };
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Run `module` on every host in `hosts` concurrently; results come back in the same order.
+    pub async fn run(
+        self: &Arc<Self>,
+        hosts: &[String],
+        module: &str,
+        args: &Map<String, Value>,
+        opts: &CallOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Vec<(String, HostOutcome)> {
+        let mut tasks = Vec::with_capacity(hosts.len());
+        for host in hosts {
+            let me = Arc::clone(self);
+            let host = host.clone();
+            let module = module.to_string();
+            let args = args.clone();
+            let opts = opts.clone();
+            let progress = Arc::clone(&progress);
+            tasks.push(tokio::spawn(async move {
+                let _permit = me.forks.acquire().await;
+                progress.host_start(&host);
+                let outcome = me.run_one(&host, &module, &args, &opts).await;
+                progress.host_done(&host, &outcome);
+                (host, outcome)
+            }));
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for (t, host) in tasks.into_iter().zip(hosts) {
+            out.push(t.await.unwrap_or_else(|e| {
+                (
+                    host.clone(),
+                    outcome_of(
+                        failed_result(format!("internal error running the module: {e}")),
+                        host,
+                        start_now(),
+                    ),
+                )
+            }));
+        }
+        out
+    }
+
+    async fn run_one(
+        &self,
+        host: &str,
+        module: &str,
+        args: &Map<String, Value>,
+        opts: &CallOptions,
+    ) -> HostOutcome {
+        let started = start_now();
+        let conn = match self.connection_for(host) {
+            Ok(c) => c,
+            Err(msg) => return outcome_of(unreachable_result(msg), host, started),
+        };
+        let ctx = modules::ModuleCtx {
+            conn: &conn,
+            check_mode: opts.check_mode,
+            diff: opts.diff,
+        };
+        let result = match modules::run(module, args, &ctx).await {
+            Ok(r) => r,
+            Err(u) => unreachable_result(u.0),
+        };
+        let mut o = outcome_of(result, host, started);
+        o.remote_addr = conn.remote_addr();
+        o
+    }
+}
+
+fn start_now() -> (chrono::DateTime<chrono::Utc>, std::time::Instant) {
+    (chrono::Utc::now(), std::time::Instant::now())
+}
+
+fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+fn outcome_of(
+    result: Map<String, Value>,
+    host: &str,
+    started: (chrono::DateTime<chrono::Utc>, std::time::Instant),
+) -> HostOutcome {
+    let duration = started.1.elapsed().as_secs_f64();
+    HostOutcome {
+        status: HostStatus::from_result(&result),
+        result,
+        start: iso(started.0),
+        end: iso(chrono::Utc::now()),
+        duration: (duration * 1e6).round() / 1e6,
+        remote_addr: host.to_string(),
+    }
+}
+
+fn failed_result(msg: String) -> Map<String, Value> {
+    modules::failed(msg)
+}
+
+fn unreachable_result(msg: String) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("changed".into(), json!(false));
+    m.insert("msg".into(), json!(msg));
+    m.insert("unreachable".into(), json!(true));
+    m
+}
+
+/// Truncate string values of an oversized result the way Ansible caps event payloads.
+pub fn truncate_result(res: Map<String, Value>) -> Map<String, Value> {
+    let size = serde_json::to_string(&res).map(|s| s.len()).unwrap_or(0);
+    if size <= MAX_EVENT_RES {
+        return res;
+    }
+    res.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) if s.len() > MAX_EVENT_RES / 4 => {
+                    let mut cut = MAX_EVENT_RES / 4;
+                    while !s.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    Value::String(format!(
+                        "{}... (truncated by ftl2-runner: {} bytes)",
+                        &s[..cut],
+                        s.len()
+                    ))
+                }
+                Value::Array(a) if a.len() > 1000 => {
+                    Value::Array(a.into_iter().take(1000).collect())
+                }
+                other => other,
+            };
+            (k, v)
+        })
+        .collect()
+}

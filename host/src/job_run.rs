@@ -1,0 +1,261 @@
+//! Running one job's script: inventory -> executor, event tree, sandbox -> outcome.
+//!
+//! The worker calls [`run`] once the job's files and settings are in place; it returns the final
+//! status and rc the way ansible-playbook would report them: 0 when all went well, 2 when a host
+//! failed (even if the script returned 0), 4 when hosts were only unreachable, the script's own
+//! non-zero code when it chose one, 254 for cancel/timeout.
+
+use crate::executor::{CallOptions, EngineSettings, Executor};
+use crate::inventory::Inventory;
+use crate::job::JobSettings;
+use crate::sandbox::bridge::Bridge;
+use crate::sandbox::output::{OutputCaps, OutputSink};
+use crate::sandbox::{Guest, Mounts, SandboxLimits, ScriptEnd, StopFlag, StopReason};
+use crate::script::{ScriptChoice, ScriptSource};
+use crate::tree::EventTree;
+use crate::worker::{Outcome, RC_CANCELED};
+use crate::writer::StreamWriter;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Run the job's script to the end (or until `stop` says otherwise).
+pub async fn run(
+    job: &JobSettings,
+    script: &ScriptChoice,
+    writer: &Arc<StreamWriter>,
+    stop: Arc<StopFlag>,
+) -> Outcome {
+    let (path, source) = match script {
+        ScriptChoice::Missing(why) => return fail_early(writer, format!("ftl2-runner: {why}")),
+        ScriptChoice::Found { path, source } => (path.clone(), source.clone()),
+    };
+    let playbook_name = job.playbook.clone().unwrap_or_else(|| {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let tree = Arc::new(Mutex::new(EventTree::new(
+        Arc::clone(writer),
+        &playbook_name,
+        job.cmdline.verbosity,
+    )));
+
+    // Never expose the private data dir (env/ holds the credentials) through the script's dir.
+    let script_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let pdd = job
+        .private_data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| job.private_data_dir.clone());
+    let script_dir_real = script_dir
+        .canonicalize()
+        .unwrap_or_else(|_| script_dir.clone());
+    if pdd.starts_with(&script_dir_real) {
+        return fail_early(
+            writer,
+            format!(
+                "ftl2-runner: refusing to run {}: its directory would expose the job's private data \
+                 (credentials) to the script; put scripts in project/ or in the image",
+                path.display()
+            ),
+        );
+    }
+
+    let inventory = match &job.inventory {
+        Some(p) => match Inventory::load(p) {
+            Ok(i) => i,
+            Err(e) => return fail_early(writer, format!("ERROR! the inventory is broken: {e:#}")),
+        },
+        None => Inventory::empty(),
+    };
+    let executor = Arc::new(Executor::new(
+        inventory,
+        EngineSettings {
+            forks: job.cmdline.forks,
+            limit: job.cmdline.limit.clone(),
+            env: job
+                .envvars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+    ));
+
+    let guest = match tokio::task::spawn_blocking(Guest::locate).await {
+        Ok(Ok(g)) => g,
+        Ok(Err(e)) => return fail_early(writer, format!("ftl2-runner: {e:#}")),
+        Err(e) => {
+            return fail_early(
+                writer,
+                format!("ftl2-runner: loading the guest failed: {e}"),
+            );
+        }
+    };
+    let limits = match SandboxLimits::from_env(
+        Some(job.settings.job_timeout)
+            .filter(|t| *t > 0)
+            .map(Duration::from_secs),
+    ) {
+        Ok(l) => l,
+        Err(e) => return fail_early(writer, format!("ftl2-runner: {e:#}")),
+    };
+    let scratch = match tempfile::Builder::new().prefix("ftl2-scratch-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            return fail_early(
+                writer,
+                format!("ftl2-runner: cannot create the scratch dir: {e}"),
+            );
+        }
+    };
+    let scratch_path = scratch
+        .path()
+        .canonicalize()
+        .unwrap_or_else(|_| scratch.path().to_path_buf());
+    let mut read_only = vec![script_dir_real.clone()];
+    let project = job.private_data_dir.join("project");
+    if source == ScriptSource::Playbook
+        && let Ok(p) = project.canonicalize()
+        && !read_only.contains(&p)
+    {
+        read_only.push(p);
+    }
+    let mounts = Mounts {
+        read_only,
+        scratch: scratch_path,
+    };
+
+    let output = OutputSink::new(Arc::clone(&tree), OutputCaps::from_env());
+    let job_info = json!({
+        "ident": job.ident,
+        "check_mode": job.cmdline.check,
+        "diff": job.cmdline.diff,
+        "verbosity": job.cmdline.verbosity,
+        "forks": job.cmdline.forks,
+        "limit": job.cmdline.limit,
+        "playbook": job.playbook,
+    });
+    let bridge = Bridge::new(
+        Arc::clone(&executor),
+        Arc::clone(&tree),
+        Arc::clone(&output),
+        tokio::runtime::Handle::current(),
+        job_info,
+        CallOptions {
+            check_mode: job.cmdline.check,
+            diff: job.cmdline.diff,
+        },
+        playbook_name.clone(),
+        job.envvars.clone().into_iter().collect(),
+        Arc::clone(&stop),
+    );
+    let inventory_path = job
+        .inventory
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let extravars = Value::Object(job.extravars.clone()).to_string();
+    let script_path = path.canonicalize().unwrap_or(path);
+    let handle = tokio::task::spawn_blocking(move || {
+        crate::sandbox::run_script(
+            &guest,
+            &script_path,
+            &inventory_path,
+            &extravars,
+            &mounts,
+            limits,
+            bridge,
+            output,
+        )
+    });
+    let (end, timings) = match handle.await {
+        Ok(r) => r,
+        Err(e) => (
+            ScriptEnd::Crashed(format!("the sandbox thread failed: {e}")),
+            Default::default(),
+        ),
+    };
+    drop(scratch);
+    crate::logln!(
+        "script ended: {end:?} (instantiate {:?}, run {:?})",
+        timings.instantiate,
+        timings.run
+    );
+
+    let mut t = tree.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = outcome_of(&end, &t);
+    if let Some(why) = &outcome.explanation
+        && !matches!(end, ScriptEnd::Stopped(_))
+    {
+        t.verbose(&format!("ERROR! {why}"));
+    }
+    t.finish();
+    outcome
+}
+
+fn fail_early(writer: &Arc<StreamWriter>, why: String) -> Outcome {
+    for line in why.lines() {
+        writer.event(&crate::events::Event::verbose(line));
+    }
+    Outcome {
+        status: "failed",
+        rc: 1,
+        explanation: Some(why),
+    }
+}
+
+/// ansible-playbook's rc rules applied to how the script ended and what happened on the hosts.
+fn outcome_of(end: &ScriptEnd, tree: &EventTree) -> Outcome {
+    let failures = tree.stats().values().any(|s| s.failures > 0);
+    let dark = tree.stats().values().any(|s| s.dark > 0);
+    match end {
+        ScriptEnd::Exited(0) if failures => Outcome {
+            status: "failed",
+            rc: 2,
+            explanation: Some("one or more hosts failed".into()),
+        },
+        ScriptEnd::Exited(0) if dark => Outcome {
+            status: "failed",
+            rc: 4,
+            explanation: Some("one or more hosts were unreachable".into()),
+        },
+        ScriptEnd::Exited(0) => Outcome {
+            status: "successful",
+            rc: 0,
+            explanation: None,
+        },
+        ScriptEnd::Exited(rc) => Outcome {
+            status: "failed",
+            rc: *rc,
+            explanation: Some(format!("the script exited with rc={rc}")),
+        },
+        ScriptEnd::Stopped(StopReason::Canceled) => Outcome {
+            status: "canceled",
+            rc: RC_CANCELED,
+            explanation: None,
+        },
+        ScriptEnd::Stopped(StopReason::Timeout) => Outcome {
+            status: "timeout",
+            rc: RC_CANCELED,
+            explanation: Some(
+                "Job terminated due to timeout: the script ran longer than job_timeout.".into(),
+            ),
+        },
+        ScriptEnd::OutOfMemory => Outcome {
+            status: "failed",
+            rc: 1,
+            explanation: Some(
+                "the script exceeded its memory cap (FTL2_MEMORY_LIMIT) and was stopped".into(),
+            ),
+        },
+        ScriptEnd::Crashed(e) => Outcome {
+            status: "failed",
+            rc: 1,
+            explanation: Some(format!("the script sandbox failed: {e}")),
+        },
+    }
+}

@@ -1,0 +1,586 @@
+//! The AWX event tree: playbook -> play -> task -> host events, with the default callback's text,
+//! the per-host stats and the PLAY RECAP.
+//!
+//! AWX's output view is only valid when each event's parent is the open event one level up, so
+//! module calls that overlap in time (`asyncio.gather`) are written as contiguous per-task
+//! blocks: the earliest open task streams live; a later task's events wait in a buffer until
+//! every earlier task has finished, then follow in one piece.
+
+use crate::events::Event;
+use crate::pyjson;
+use crate::writer::StreamWriter;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// Width of ansible-playbook's banners (`TASK [x] ****...`), as the default callback pads them.
+const BANNER_WIDTH: usize = 79;
+
+/// How a host's run of a module ended, in Ansible's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostStatus {
+    /// Ran, nothing changed.
+    Ok,
+    /// Ran and changed something.
+    Changed,
+    /// The module failed.
+    Failed,
+    /// The host could not be reached.
+    Unreachable,
+    /// The module decided not to run.
+    Skipped,
+}
+
+impl HostStatus {
+    /// The status word the guest sees.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostStatus::Ok => "ok",
+            HostStatus::Changed => "changed",
+            HostStatus::Failed => "failed",
+            HostStatus::Unreachable => "unreachable",
+            HostStatus::Skipped => "skipped",
+        }
+    }
+
+    /// Derive the status from a module result the way Ansible does.
+    pub fn from_result(res: &Map<String, Value>) -> HostStatus {
+        let flag = |k: &str| res.get(k).and_then(Value::as_bool).unwrap_or(false);
+        if flag("unreachable") {
+            HostStatus::Unreachable
+        } else if flag("failed") {
+            HostStatus::Failed
+        } else if flag("skipped") {
+            HostStatus::Skipped
+        } else if flag("changed") {
+            HostStatus::Changed
+        } else {
+            HostStatus::Ok
+        }
+    }
+}
+
+/// What a task is, for its banner and `event_data`.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// Display name (`TASK [name]`).
+    pub name: String,
+    /// The module as called (`ping`, `ansible.builtin.command`).
+    pub action: String,
+    /// The fully qualified module (`ansible.builtin.ping`).
+    pub resolved_action: String,
+    /// The arguments as shown (already censored when `no_log`).
+    pub args: Map<String, Value>,
+    /// Whether failures are ignored (reported as `...ignoring`).
+    pub ignore_errors: bool,
+    /// `no_log`: results are censored in events.
+    pub no_log: bool,
+}
+
+/// One host's result for the tree.
+#[derive(Debug, Clone)]
+pub struct HostOutcome {
+    /// The status.
+    pub status: HostStatus,
+    /// The module result (`res`).
+    pub result: Map<String, Value>,
+    /// ISO timestamps and duration in seconds.
+    pub start: String,
+    /// When the host finished.
+    pub end: String,
+    /// Seconds between start and end.
+    pub duration: f64,
+    /// The address the host was reached at (`remote_addr`).
+    pub remote_addr: String,
+}
+
+/// Identifies a task in the tree.
+pub type TaskId = u64;
+
+struct TaskBlock {
+    id: TaskId,
+    uuid: String,
+    info: TaskInfo,
+    buffered: Vec<Event>,
+    done: bool,
+}
+
+/// Per-host counters for `playbook_on_stats` and the recap.
+#[derive(Debug, Default, Clone)]
+pub struct HostStats {
+    /// ok + changed results (Ansible counts changed results as ok too).
+    pub ok: u64,
+    /// Changed results.
+    pub changed: u64,
+    /// Unreachable results.
+    pub dark: u64,
+    /// Failed results (not ignored).
+    pub failures: u64,
+    /// Failed results that were ignored.
+    pub ignored: u64,
+    /// Skipped results.
+    pub skipped: u64,
+    /// Rescued (always 0 here: scripts handle errors in Python).
+    pub rescued: u64,
+}
+
+/// Writes the job's task tree to the worker stream.
+pub struct EventTree {
+    writer: Arc<StreamWriter>,
+    playbook: String,
+    playbook_uuid: Option<String>,
+    play: Option<(String, String, String)>, // (name, uuid, pattern)
+    tasks: VecDeque<TaskBlock>,
+    next_id: TaskId,
+    stats: BTreeMap<String, HostStats>,
+    host_order: Vec<String>,
+    verbosity: u8,
+}
+
+impl EventTree {
+    /// A tree for the job whose playbook (or script) is called `playbook`.
+    pub fn new(writer: Arc<StreamWriter>, playbook: &str, verbosity: u8) -> EventTree {
+        EventTree {
+            writer,
+            playbook: playbook.to_string(),
+            playbook_uuid: None,
+            play: None,
+            tasks: VecDeque::new(),
+            next_id: 1,
+            stats: BTreeMap::new(),
+            host_order: Vec::new(),
+            verbosity,
+        }
+    }
+
+    fn base_data(&self) -> Map<String, Value> {
+        let mut d = Map::new();
+        d.insert("playbook".into(), json!(self.playbook));
+        d.insert("playbook_uuid".into(), json!(self.playbook_uuid));
+        d
+    }
+
+    fn ensure_playbook(&mut self) -> String {
+        if let Some(u) = &self.playbook_uuid {
+            return u.clone();
+        }
+        let u = uuid::Uuid::new_v4().to_string();
+        self.playbook_uuid = Some(u.clone());
+        let ev = Event {
+            event: "playbook_on_start",
+            uuid: u.clone(),
+            parent_uuid: None,
+            stdout: String::new(),
+            trailing_newlines: 0,
+            event_data: self.base_data(),
+        };
+        self.writer.event(&ev);
+        u
+    }
+
+    /// Start a play (one per `automation()` block).
+    pub fn play_start(&mut self, name: &str, pattern: &str) {
+        let parent = self.ensure_playbook();
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let mut d = self.base_data();
+        d.insert("play".into(), json!(name));
+        d.insert("play_uuid".into(), json!(uuid));
+        d.insert("play_pattern".into(), json!(pattern));
+        d.insert("name".into(), json!(name));
+        d.insert("pattern".into(), json!(pattern));
+        let ev = Event {
+            event: "playbook_on_play_start",
+            uuid: uuid.clone(),
+            parent_uuid: Some(parent),
+            stdout: format!("\r\n{}", banner(&format!("PLAY [{name}]"))),
+            trailing_newlines: 1,
+            event_data: d,
+        };
+        self.writer.event(&ev);
+        self.play = Some((name.to_string(), uuid, pattern.to_string()));
+    }
+
+    fn ensure_play(&mut self) -> (String, String, String) {
+        if self.play.is_none() {
+            let name = self.playbook.clone();
+            self.play_start(&name, "all");
+        }
+        self.play.clone().unwrap_or_default()
+    }
+
+    fn task_data(&self, block: &TaskBlock) -> Map<String, Value> {
+        let mut d = self.base_data();
+        if let Some((name, uuid, pattern)) = &self.play {
+            d.insert("play".into(), json!(name));
+            d.insert("play_uuid".into(), json!(uuid));
+            d.insert("play_pattern".into(), json!(pattern));
+        }
+        d.insert("task".into(), json!(block.info.name));
+        d.insert("task_uuid".into(), json!(block.uuid));
+        d.insert("task_action".into(), json!(block.info.action));
+        d.insert("resolved_action".into(), json!(block.info.resolved_action));
+        d.insert("task_args".into(), json!(task_args_text(&block.info.args)));
+        d.insert("task_path".into(), json!(""));
+        d
+    }
+
+    /// A module call begins: its `playbook_on_task_start` (streamed now or buffered).
+    pub fn task_start(&mut self, info: TaskInfo) -> TaskId {
+        let (_, play_uuid, _) = self.ensure_play();
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut block = TaskBlock {
+            id,
+            uuid: uuid::Uuid::new_v4().to_string(),
+            info,
+            buffered: Vec::new(),
+            done: false,
+        };
+        let mut d = self.task_data(&block);
+        d.insert("name".into(), json!(block.info.name));
+        d.insert("is_conditional".into(), json!(false));
+        let ev = Event {
+            event: "playbook_on_task_start",
+            uuid: block.uuid.clone(),
+            parent_uuid: Some(play_uuid),
+            stdout: format!("\r\n{}", banner(&format!("TASK [{}]", block.info.name))),
+            trailing_newlines: 1,
+            event_data: d,
+        };
+        if self.tasks.is_empty() {
+            self.writer.event(&ev);
+        } else {
+            block.buffered.push(ev);
+        }
+        self.tasks.push_back(block);
+        id
+    }
+
+    fn emit_for(&mut self, id: TaskId, ev: Event) {
+        match self.tasks.iter_mut().position(|b| b.id == id) {
+            Some(0) => self.writer.event(&ev),
+            Some(i) => self.tasks[i].buffered.push(ev),
+            None => {}
+        }
+    }
+
+    /// A host starts running the task: `runner_on_start`.
+    pub fn host_start(&mut self, id: TaskId, host: &str) {
+        let Some(block) = self.tasks.iter().find(|b| b.id == id) else {
+            return;
+        };
+        let mut d = self.task_data(block);
+        d.insert("host".into(), json!(host));
+        let ev = Event {
+            event: "runner_on_start",
+            uuid: uuid::Uuid::new_v4().to_string(),
+            parent_uuid: Some(block.uuid.clone()),
+            stdout: String::new(),
+            trailing_newlines: 0,
+            event_data: d,
+        };
+        self.emit_for(id, ev);
+    }
+
+    /// A host finished the task: exactly one of `runner_on_ok|failed|skipped|unreachable`.
+    pub fn host_result(&mut self, id: TaskId, host: &str, outcome: &HostOutcome) {
+        let Some(block) = self.tasks.iter().find(|b| b.id == id) else {
+            return;
+        };
+        let ignore = block.info.ignore_errors;
+        let res = if block.info.no_log {
+            censored(&outcome.result)
+        } else {
+            outcome.result.clone()
+        };
+        let (event, stdout) = host_line(outcome.status, host, &res, self.verbosity, ignore);
+        let mut d = self.task_data(block);
+        d.insert("host".into(), json!(host));
+        d.insert("remote_addr".into(), json!(outcome.remote_addr));
+        d.insert(
+            "res".into(),
+            Value::Object(crate::executor::truncate_result(res)),
+        );
+        d.insert("start".into(), json!(outcome.start));
+        d.insert("end".into(), json!(outcome.end));
+        d.insert("duration".into(), json!(outcome.duration));
+        if matches!(outcome.status, HostStatus::Failed | HostStatus::Unreachable) {
+            d.insert(
+                "ignore_errors".into(),
+                if ignore { json!(true) } else { Value::Null },
+            );
+        }
+        d.insert("event_loop".into(), Value::Null);
+        let ev = Event {
+            event,
+            uuid: uuid::Uuid::new_v4().to_string(),
+            parent_uuid: Some(block.uuid.clone()),
+            trailing_newlines: 1,
+            stdout,
+            event_data: d,
+        };
+        self.count(host, outcome.status, ignore);
+        self.emit_for(id, ev);
+    }
+
+    fn count(&mut self, host: &str, status: HostStatus, ignored: bool) {
+        if !self.stats.contains_key(host) {
+            self.host_order.push(host.to_string());
+        }
+        let s = self.stats.entry(host.to_string()).or_default();
+        match status {
+            HostStatus::Ok => s.ok += 1,
+            HostStatus::Changed => {
+                s.ok += 1;
+                s.changed += 1;
+            }
+            HostStatus::Failed if ignored => {
+                s.ok += 1;
+                s.ignored += 1;
+            }
+            HostStatus::Failed => s.failures += 1,
+            HostStatus::Unreachable => s.dark += 1,
+            HostStatus::Skipped => s.skipped += 1,
+        }
+    }
+
+    /// A module call finished on every host; later tasks' buffered events may now follow.
+    pub fn task_end(&mut self, id: TaskId) {
+        if let Some(b) = self.tasks.iter_mut().find(|b| b.id == id) {
+            b.done = true;
+        }
+        while self.tasks.front().is_some_and(|b| b.done) {
+            self.tasks.pop_front();
+            if let Some(next) = self.tasks.front_mut() {
+                for ev in std::mem::take(&mut next.buffered) {
+                    self.writer.event(&ev);
+                }
+            }
+        }
+    }
+
+    /// One line of free text (script output, warnings): a `verbose` event.
+    pub fn verbose(&mut self, line: &str) {
+        self.writer.event(&Event::verbose(line));
+    }
+
+    /// The counters so far, per host.
+    pub fn stats(&self) -> &BTreeMap<String, HostStats> {
+        &self.stats
+    }
+
+    /// End of the job: flush unfinished tasks and write `playbook_on_stats` with the recap.
+    pub fn finish(&mut self) {
+        // Tasks that never ended (a canceled job) are flushed so nothing is lost.
+        while let Some(b) = self.tasks.pop_front() {
+            for ev in b.buffered {
+                self.writer.event(&ev);
+            }
+        }
+        let Some(parent) = self.playbook_uuid.clone() else {
+            return;
+        };
+        let mut d = self.base_data();
+        let pick = |f: fn(&HostStats) -> u64| -> Value {
+            let mut m = Map::new();
+            for (h, s) in &self.stats {
+                if f(s) > 0 {
+                    m.insert(h.clone(), json!(f(s)));
+                }
+            }
+            Value::Object(m)
+        };
+        d.insert("changed".into(), pick(|s| s.changed));
+        d.insert("dark".into(), pick(|s| s.dark));
+        d.insert("failures".into(), pick(|s| s.failures));
+        d.insert("ignored".into(), pick(|s| s.ignored));
+        d.insert("ok".into(), pick(|s| s.ok));
+        d.insert("processed".into(), pick(|_| 1));
+        d.insert("rescued".into(), pick(|s| s.rescued));
+        d.insert("skipped".into(), pick(|s| s.skipped));
+        d.insert("artifact_data".into(), json!({}));
+        let mut text = format!("\r\n{}", banner("PLAY RECAP"));
+        for h in &self.host_order {
+            let s = &self.stats[h];
+            text.push_str(&format!(
+                "\r\n{:<26} : {} {} {} {} {} {} {}",
+                h,
+                counter("ok", s.ok),
+                counter("changed", s.changed),
+                counter("unreachable", s.dark),
+                counter("failed", s.failures),
+                counter("skipped", s.skipped),
+                counter("rescued", s.rescued),
+                counter("ignored", s.ignored),
+            ));
+        }
+        let ev = Event {
+            event: "playbook_on_stats",
+            uuid: uuid::Uuid::new_v4().to_string(),
+            parent_uuid: Some(parent),
+            stdout: text,
+            trailing_newlines: 2,
+            event_data: d,
+        };
+        self.writer.event(&ev);
+        self.playbook_uuid = None;
+    }
+}
+
+fn counter(name: &str, n: u64) -> String {
+    format!("{name}={:<4}", n)
+}
+
+/// `TASK [x] *****...` padded like ansible-playbook's banner.
+pub fn banner(msg: &str) -> String {
+    let stars = BANNER_WIDTH.saturating_sub(msg.chars().count()).max(3);
+    format!("{msg} {}", "*".repeat(stars))
+}
+
+fn task_args_text(args: &Map<String, Value>) -> String {
+    args.iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={}", pyjson::to_string(other)),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn censored(res: &Map<String, Value>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "censored".into(),
+        json!("the output has been hidden due to the fact that 'no_log: true' was specified for this result"),
+    );
+    if let Some(c) = res.get("changed") {
+        m.insert("changed".into(), c.clone());
+    }
+    m
+}
+
+/// Sort keys recursively, as Ansible's callback dumps results (`sort_keys=True`).
+pub fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for k in keys {
+                out.insert(k.clone(), sorted(&m[k]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Results as the default callback prints them: internal `_ansible_*` keys removed, keys sorted.
+fn dump_result(res: &Map<String, Value>) -> String {
+    let clean: Map<String, Value> = res
+        .iter()
+        .filter(|(k, _)| !k.starts_with("_ansible"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    pyjson::to_string(&sorted(&Value::Object(clean)))
+}
+
+fn host_line(
+    status: HostStatus,
+    host: &str,
+    res: &Map<String, Value>,
+    verbosity: u8,
+    ignored: bool,
+) -> (&'static str, String) {
+    let detail = || format!(" => {}", dump_result(res));
+    match status {
+        HostStatus::Ok | HostStatus::Changed => {
+            let word = if status == HostStatus::Changed {
+                "changed"
+            } else {
+                "ok"
+            };
+            let more = if verbosity > 0 {
+                detail()
+            } else {
+                String::new()
+            };
+            ("runner_on_ok", format!("{word}: [{host}]{more}"))
+        }
+        HostStatus::Failed => {
+            let mut text = format!("fatal: [{host}]: FAILED!{}", detail());
+            if ignored {
+                text.push_str("\r\n...ignoring");
+            }
+            ("runner_on_failed", text)
+        }
+        HostStatus::Unreachable => (
+            "runner_on_unreachable",
+            format!("fatal: [{host}]: UNREACHABLE!{}", detail()),
+        ),
+        HostStatus::Skipped => {
+            let more = if verbosity > 0 {
+                detail()
+            } else {
+                String::new()
+            };
+            ("runner_on_skipped", format!("skipping: [{host}]{more}"))
+        }
+    }
+}
+
+/// Render `msg` as one line of an event's `stdout` (for warnings shown by the host).
+pub fn warning_text(msg: &str) -> String {
+    format!("[WARNING]: {msg}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn banners_and_recap_match_ansible_playbook() {
+        // From worker.stream.
+        assert_eq!(
+            banner("PLAY [all]"),
+            "PLAY [all] *********************************************************************"
+        );
+        assert_eq!(
+            banner("TASK [ping it]"),
+            "TASK [ping it] *****************************************************************"
+        );
+        assert_eq!(
+            format!(
+                "{:<26} : {} {}",
+                "localhost",
+                counter("ok", 2),
+                counter("changed", 1)
+            ),
+            "localhost                  : ok=2    changed=1   "
+        );
+    }
+
+    #[test]
+    fn status_from_result() {
+        let m = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(
+            HostStatus::from_result(&m(json!({"changed": true}))),
+            HostStatus::Changed
+        );
+        assert_eq!(
+            HostStatus::from_result(&m(json!({"failed": true, "changed": true}))),
+            HostStatus::Failed
+        );
+        assert_eq!(
+            HostStatus::from_result(&m(json!({"unreachable": true}))),
+            HostStatus::Unreachable
+        );
+        assert_eq!(
+            HostStatus::from_result(&m(json!({"skipped": true}))),
+            HostStatus::Skipped
+        );
+        assert_eq!(HostStatus::from_result(&m(json!({}))), HostStatus::Ok);
+    }
+}

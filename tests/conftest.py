@@ -33,6 +33,7 @@ def _binary() -> Path:
 
 
 BIN = _binary()
+GUEST = Path(os.environ.get("FTL2_GUEST") or BIN.parent.parent / "guest" / "ftl2-guest.cwasm")
 VENV_BIN = Path(sys.executable).parent
 ANSIBLE_RUNNER = VENV_BIN / "ansible-runner"
 
@@ -42,6 +43,7 @@ def _require_tools():
     # Missing tools fail loudly: a skipped peer test would pass for nothing.
     assert BIN.is_file(), f"ftl2-runner binary not built at {BIN} (run cargo build)"
     assert ANSIBLE_RUNNER.is_file(), f"ansible-runner not installed in {VENV_BIN}"
+    assert GUEST.is_file(), f"guest component not built at {GUEST} (run guest-python/build.sh + ftl2-runner compile)"
     out = subprocess.run([ANSIBLE_RUNNER, "--version"], capture_output=True, text=True)
     assert out.stdout.strip() == "2.4.3", f"need ansible-runner 2.4.3, got {out.stdout!r}"
 
@@ -52,6 +54,7 @@ def worker_env(**extra):
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
         "LANG": "C.UTF-8",
+        "FTL2_GUEST": str(GUEST),
     }
     env.update({k: str(v) for k, v in extra.items()})
     return env

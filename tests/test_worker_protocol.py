@@ -55,14 +55,17 @@ def test_transmit_worker_process_round_trip_without_a_script(tmp_path):
     assert [e["counter"] for e in seen] == [1]
 
 
-def test_present_script_fails_until_the_runtime_exists(tmp_path):
-    script = tmp_path / "main.py"
-    script.write_text("async def run(inventory_path, extravars, runner):\n    return 0\n")
+def test_present_script_runs_and_succeeds(tmp_path):
+    script = tmp_path / "scripts" / "main.py"
+    script.parent.mkdir()
+    script.write_text("async def run(inventory_path, extravars, runner):\n    print('ran', extravars['greeting'])\n    return 0\n")
     stream = transmit(simple_pdd(tmp_path), "-p", "ping.yml", "--ident", "rt-0002")
     res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=script))
-    assert res.final_status == "failed"
-    assert "script runtime is not built" in res.statuses[-1]["job_explanation"]
+    assert res.rc == 0 and res.final_status == "successful"
     assert res.statuses[0]["command"][1] == str(script)
+    assert [e["stdout"] for e in res.events] == ["ran hello-from-extravars"]
+    r, _, _ = process(res.stdout, tmp_path / "api", ident="rt-0002")
+    assert r.status == "successful"
 
 
 def test_awx_shaped_fixture_round_trip(tmp_path):
@@ -313,7 +316,7 @@ def test_delete_removes_the_dir_before_and_after(tmp_path):
     (pdd / "project" / "main.py").write_text("async def run(i, e, r):\n    return 0\n")
     stream = make_stream({"ident": "del", "playbook": "main.py"}, None)
     kept = run_worker(stream, pdd)
-    assert "script runtime is not built" in kept.statuses[-1]["job_explanation"]
+    assert kept.final_status == "successful"
     assert pdd.exists()
     deleted = run_worker(stream, pdd, "--delete")
     assert "main.py does not exist" in deleted.statuses[-1]["job_explanation"]

@@ -752,13 +752,24 @@ fn host_name(v: &Value) -> Result<String> {
         .ok_or_else(|| anyhow!("host names must be strings, got {v}"))
 }
 
-/// `host:2222` -> (host, Some(2222)); IPv6 addresses and ranges are left alone.
+/// `host:2222` -> (host, Some(2222)); `db-[a:c]:2222` too; IPv6 addresses are left alone.
 fn split_port(s: &str) -> (&str, Option<u16>) {
-    if s.matches(':').count() == 1
-        && let Some((h, p)) = s.rsplit_once(':')
+    if let Some((h, p)) = s.rsplit_once(':')
         && let Ok(port) = p.parse()
     {
-        return (h, Some(port));
+        // Outside `[...]` ranges the host part must have no colon, or it is an IPv6 address.
+        let mut depth = 0;
+        let bare_colon = h.chars().any(|c| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            }
+            c == ':' && depth == 0
+        });
+        if !bare_colon {
+            return (h, Some(port));
+        }
     }
     (s, None)
 }

@@ -10,7 +10,7 @@ use crate::inventory::Inventory;
 use crate::job::JobSettings;
 use crate::sandbox::bridge::Bridge;
 use crate::sandbox::output::{OutputCaps, OutputSink};
-use crate::sandbox::{Guest, Mounts, SandboxLimits, ScriptEnd, StopFlag, StopReason};
+use crate::sandbox::{Guest, Mounts, SandboxLimits, ScriptEnd, ScriptRun, StopFlag, StopReason};
 use crate::script::{ScriptChoice, ScriptSource};
 use crate::tree::EventTree;
 use crate::worker::{Outcome, RC_CANCELED};
@@ -161,16 +161,14 @@ pub async fn run(
     let extravars = Value::Object(job.extravars.clone()).to_string();
     let script_path = path.canonicalize().unwrap_or(path);
     let handle = tokio::task::spawn_blocking(move || {
-        crate::sandbox::run_script(
-            &guest,
-            &script_path,
-            &inventory_path,
-            &extravars,
-            &mounts,
+        let run = ScriptRun {
+            script: script_path,
+            inventory_path,
+            extravars_json: extravars,
+            mounts,
             limits,
-            bridge,
-            output,
-        )
+        };
+        crate::sandbox::run_script(&guest, run, bridge, output)
     });
     let (end, timings) = match handle.await {
         Ok(r) => r,
@@ -188,8 +186,9 @@ pub async fn run(
 
     let mut t = tree.lock().unwrap_or_else(|e| e.into_inner());
     let outcome = outcome_of(&end, &t);
+    // A script that exited non-zero has already said why (its traceback); say the rest.
     if let Some(why) = &outcome.explanation
-        && !matches!(end, ScriptEnd::Stopped(_))
+        && !matches!(end, ScriptEnd::Stopped(_) | ScriptEnd::Exited(1..))
     {
         t.verbose(&format!("ERROR! {why}"));
     }

@@ -113,6 +113,13 @@ fn ansible_delta(d: chrono::TimeDelta) -> String {
     )
 }
 
+/// Quote one word for `/bin/sh`.
+pub fn quote(word: &str) -> String {
+    shlex::try_quote(word)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| "''".into())
+}
+
 /// Quote words for `/bin/sh` so they arrive exactly as given.
 pub fn shell_join(words: &[String]) -> String {
     words
@@ -171,7 +178,7 @@ async fn path_exists(
 ) -> Result<bool, Unreachable> {
     let mut cmd = String::new();
     if let Some(d) = chdir {
-        cmd.push_str(&format!("cd {} && ", shell_join(&[d.to_string()])));
+        cmd.push_str(&format!("cd {} && ", quote(d)));
     }
     // `creates` may be a glob, as in Ansible.
     cmd.push_str(&format!(
@@ -180,7 +187,7 @@ async fn path_exists(
             .map(|p| if p.contains(['*', '?', '[']) {
                 p.to_string()
             } else {
-                shell_join(&[p.to_string()])
+                quote(p)
             })
             .collect::<Vec<_>>()
             .join(" ")
@@ -240,7 +247,7 @@ async fn command(
             "changed": false, "cmd": cmd_value, "delta": null, "end": null, "msg": msg, "rc": 0,
             "start": null, "stderr": "", "stderr_lines": [], "stdout": stdout,
         }));
-        let l = lines(&m["stdout"].as_str().unwrap_or_default().to_string());
+        let l = lines(m["stdout"].as_str().unwrap_or_default());
         m.insert("stdout_lines".into(), l);
         m
     };
@@ -271,15 +278,11 @@ async fn command(
 
     let mut full = String::new();
     if let Some(d) = &chdir {
-        full.push_str(&format!("cd {} || exit 1\n", shell_join(&[d.clone()])));
+        full.push_str(&format!("cd {} || exit 1\n", quote(d)));
     }
     if shell {
         let exe = str_arg(&args, "executable").unwrap_or("/bin/sh");
-        full.push_str(&format!(
-            "exec {} -c {}",
-            shell_join(&[exe.to_string()]),
-            shell_join(&[cmdline])
-        ));
+        full.push_str(&format!("exec {} -c {}", quote(exe), quote(&cmdline)));
     } else {
         full.push_str("exec ");
         full.push_str(&cmdline);
@@ -335,11 +338,7 @@ async fn raw(
         ));
     }
     let full = match str_arg(args, "executable") {
-        Some(exe) => format!(
-            "exec {} -c {}",
-            shell_join(&[exe.to_string()]),
-            shell_join(&[cmd.to_string()])
-        ),
+        Some(exe) => format!("exec {} -c {}", quote(exe), quote(cmd)),
         None => cmd.to_string(),
     };
     let CommandOutput { rc, stdout, stderr } = ctx.conn.exec(&full, None, None).await?;

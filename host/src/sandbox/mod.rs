@@ -428,17 +428,34 @@ impl ftl2::runner::job::Host for State {
     }
 }
 
-/// Run `script` in a fresh instance of `guest`. Blocks the calling thread until it ends.
+/// One script to run: what, with which inputs, seeing what, within which limits.
+pub struct ScriptRun {
+    /// The script file (its `run()` is called).
+    pub script: PathBuf,
+    /// Passed to `run()` as `inventory_path`.
+    pub inventory_path: String,
+    /// Passed to `run()` as `extravars` (a JSON object).
+    pub extravars_json: String,
+    /// What the guest may see of the filesystem.
+    pub mounts: Mounts,
+    /// Memory and time.
+    pub limits: SandboxLimits,
+}
+
+/// Run the script in a fresh instance of `guest`. Blocks the calling thread until it ends.
 pub fn run_script(
     guest: &Guest,
-    script: &Path,
-    inventory_path: &str,
-    extravars_json: &str,
-    mounts: &Mounts,
-    limits: SandboxLimits,
+    run: ScriptRun,
     bridge: Bridge,
     output: Arc<OutputSink>,
 ) -> (ScriptEnd, RunTimings) {
+    let ScriptRun {
+        script,
+        inventory_path,
+        extravars_json,
+        mounts,
+        limits,
+    } = run;
     let mut timings = RunTimings::default();
     let started = Instant::now();
     let stop = Arc::clone(&bridge.stop);
@@ -517,8 +534,8 @@ pub fn run_script(
         let rc = instance.call_run(
             &mut store,
             &script.to_string_lossy(),
-            inventory_path,
-            extravars_json,
+            &inventory_path,
+            &extravars_json,
         );
         timings.run = run_started.elapsed();
         drop(ticker);

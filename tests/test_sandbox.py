@@ -1,0 +1,338 @@
+"""The sandboxed script runtime, end to end: real worker, real guest component, real peer."""
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, make_stream, make_zip, parse_worker_stream, process, run_worker, worker_env
+
+INVENTORY = b"localhost ansible_connection=local\n"
+
+
+def job(tmp_path, script: str, *, name="main.py", kwargs=None, settings=None, env=None, extra=(), as_playbook=False):
+    """Run `script` as a job; returns (WorkerResult, job output text)."""
+    entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, INVENTORY),
+               ("env/extravars", 0o600, b"greeting: hello\n"), ("project/", 0o755, b"")]
+    if settings:
+        entries.append(("env/settings", 0o600, json.dumps(settings).encode()))
+    entries.extend(extra)
+    env = dict(env or {})
+    kw = {"ident": "sbx", "inventory": "inventory/hosts"}
+    if as_playbook:
+        entries.append((f"project/{name}", 0o644, textwrap.dedent(script).encode()))
+        kw["playbook"] = name
+        env.setdefault("FTL2_SCRIPT", "")
+    else:
+        sdir = tmp_path / "scripts"
+        sdir.mkdir(parents=True, exist_ok=True)
+        (sdir / name).write_text(textwrap.dedent(script))
+        env.setdefault("FTL2_SCRIPT", str(sdir / name))
+    kw.update(kwargs or {})
+    res = run_worker(make_stream(kw, make_zip(entries)), tmp_path / "runner", env=worker_env(**env), timeout=120)
+    return res, output_text(res)
+
+
+def output_text(res):
+    return "\n".join(e["stdout"] for e in res.events if e.get("stdout"))
+
+
+# --- the examples run unchanged -----------------------------------------------------------------
+
+def test_seed_example_ping_on_localhost(tmp_path):
+    res, out = job(tmp_path, """
+        from ftl2 import automation
+
+        async def run(inventory_path, extravars, on_event):
+            async with automation(inventory=inventory_path, on_event=on_event) as ftl:
+                result = await ftl.ping()
+                print("ping says", result["ping"])
+            return 0
+    """)
+    assert res.final_status == "successful" and res.rc == 0
+    assert "ping says pong" in out
+    names = [e["event"] for e in res.events]
+    assert names.count("runner_on_ok") == 1 and names[-1] == "playbook_on_stats"
+
+
+def test_runner_api_remote_style_run_on_every_host(tmp_path):
+    res, out = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                results = await ftl.run_on("all", "ping")
+                for r in results:
+                    print(r.host, r.success, r.output["ping"])
+                web = await ftl.localhost.command(cmd="echo " + extravars["greeting"])
+                runner.emit_event({"msg": "custom: " + web["stdout"]})
+                assert not runner.has_failures()
+            return 0
+    """)
+    assert res.final_status == "successful", out
+    assert "localhost True pong" in out
+    assert "custom: hello" in out
+
+
+def test_yml_playbook_as_script_with_noqa_trick(tmp_path):
+    res, out = job(tmp_path, """
+        hosts: all  # noqa
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                await ftl.command(cmd="true")
+            print("the yml ran")
+            return 0
+    """, name="site.yml", as_playbook=True)
+    assert res.final_status == "successful", out
+    assert "the yml ran" in out
+    play = next(e for e in res.events if e["event"] == "playbook_on_play_start")
+    assert play["event_data"]["playbook"] == "site.yml"
+
+
+def test_sibling_modules_import_from_the_script_dir(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "helpers.py").write_text("def greet(x):\n    return 'hi ' + x\n")
+    res, out = job(tmp_path, """
+        import helpers
+        async def run(inventory_path, extravars, runner):
+            print(helpers.greet(extravars["greeting"]))
+            return 0
+    """)
+    assert "hi hello" in out and res.final_status == "successful"
+
+
+def test_scratch_files_are_shared_with_the_host(tmp_path):
+    res, out = job(tmp_path, """
+        import tempfile, pathlib
+        async def run(inventory_path, extravars, runner):
+            d = pathlib.Path(tempfile.mkdtemp())
+            f = d / "note.txt"
+            f.write_text("written in the sandbox")
+            async with runner.automation() as ftl:
+                r = await ftl.command(cmd=f"cat {f}")
+            print("host read:", r["stdout"])
+            return 0
+    """)
+    assert "host read: written in the sandbox" in out, out
+
+
+def test_gathered_calls_overlap_and_blocks_stay_contiguous(tmp_path):
+    res, out = job(tmp_path, """
+        import asyncio
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                await asyncio.gather(
+                    ftl.command(cmd="sleep 1", _name="slow one"),
+                    ftl.command(cmd="sleep 0.2", _name="fast one"),
+                )
+            return 0
+    """)
+    assert res.final_status == "successful", out
+    ev = res.events
+    tasks = [e for e in ev if e["event"] == "playbook_on_task_start"]
+    assert [t["event_data"]["task"] for t in tasks] == ["slow one", "fast one"]
+    # Each task's host events follow it directly and point at it.
+    for t in tasks:
+        i = ev.index(t)
+        assert [e["event"] for e in ev[i + 1:i + 3]] == ["runner_on_start", "runner_on_ok"]
+        assert all(e["parent_uuid"] == t["uuid"] for e in ev[i + 1:i + 3])
+    # Both ran at the same time: the fast one started before the slow one ended.
+    ok = {e["event_data"]["task"]: e["event_data"] for e in ev if e["event"] == "runner_on_ok"}
+    assert ok["fast one"]["start"] < ok["slow one"]["end"]
+    assert ok["fast one"]["end"] < ok["slow one"]["end"]
+    assert [e["counter"] for e in res.events] == list(range(1, len(res.events) + 1))
+
+
+# --- escapes are contained --------------------------------------------------------------------
+
+ESCAPES = {
+    "etc_passwd": "open('/etc/passwd').read()",
+    "list_root": "print(os.listdir('/'))",
+    "private_data_dir": "open(inventory_path).read()",
+    "pdd_env": "open(os.path.join(os.path.dirname(os.path.dirname(inventory_path)), 'env', 'extravars')).read()",
+    "socket": "s = socket.socket(); s.connect(('127.0.0.1', 22))",
+    "subprocess": "subprocess.run(['id'])",
+    "fork": "os.fork()",
+    "write_script_dir": "open(__file__ + '.evil', 'w').write('x')",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_escape_attempts_are_denied(tmp_path, name):
+    res, out = job(tmp_path, f"""
+        import os, socket, subprocess
+        async def run(inventory_path, extravars, runner):
+            try:
+                {ESCAPES[name]}
+            except BaseException as e:
+                print("DENIED", type(e).__name__)
+                return 0
+            print("ESCAPED")
+            return 0
+    """)
+    assert res.final_status == "successful"
+    if name == "list_root":
+        listing = next(l for l in out.splitlines() if l.startswith("[") or l.startswith("DENIED"))
+        assert "etc" not in listing and "root" not in listing and "proc" not in listing, listing
+    else:
+        assert "DENIED" in out and "ESCAPED" not in out, out
+    assert not (tmp_path / "scripts" / "main.py.evil").exists()
+
+
+def test_environment_is_not_inherited(tmp_path):
+    res, out = job(tmp_path, """
+        import os
+        async def run(inventory_path, extravars, runner):
+            print("ENV", sorted(os.environ))
+            return 0
+    """, kwargs={"envvars": {"JOB_ID": "9", "MY_SECRET_TOKEN": "s3cr3t"}}, env={"LEAKME": "x"})
+    line = next(l for l in out.splitlines() if l.startswith("ENV"))
+    for leaked in ("PATH", "LEAKME", "MY_SECRET_TOKEN", "JOB_ID", "FTL2_GUEST"):
+        assert f"'{leaked}'" not in line, line
+    assert "s3cr3t" not in res.stdout.decode()
+
+
+def test_infinite_loop_hits_the_job_timeout(tmp_path):
+    res, out = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            while True:
+                pass
+    """, settings={"job_timeout": 2})
+    assert res.final_status == "timeout" and res.rc == 254
+    assert "timeout" in res.statuses[-1]["job_explanation"]
+    r, _, _ = process(res.stdout, tmp_path / "api")
+    assert r.status == "timeout"
+
+
+def test_sleeping_script_hits_the_job_timeout(tmp_path):
+    res, _ = job(tmp_path, """
+        import asyncio
+        async def run(inventory_path, extravars, runner):
+            await asyncio.sleep(3600)
+    """, settings={"job_timeout": 1})
+    assert res.final_status == "timeout" and res.rc == 254
+
+
+def test_memory_bomb_is_stopped_by_the_cap(tmp_path):
+    res, out = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            blocks = []
+            while True:
+                blocks.append(bytearray(64 << 20))
+    """, env={"FTL2_MEMORY_LIMIT": "256M"})
+    assert res.final_status == "failed" and res.rc != 0
+    assert "MemoryError" in out or "memory" in res.statuses[-1]["job_explanation"], out
+
+
+def test_allocating_4_gib_fails_cleanly(tmp_path):
+    res, out = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            data = bytearray(4 * 1024 ** 3)
+            return 0
+    """)
+    assert res.final_status == "failed"
+    assert "MemoryError" in out or "OverflowError" in out or "memory" in res.statuses[-1]["job_explanation"], out
+
+
+def test_printing_100_mb_is_capped(tmp_path):
+    res, out = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            line = "x" * 1000
+            for _ in range(100_000):
+                print(line)
+            return 0
+    """)
+    assert res.final_status == "successful"
+    assert len(res.stdout) < 16 << 20, f"stream is {len(res.stdout)} bytes"
+    assert "dropped" in out and "lines" in out
+
+
+def test_a_million_custom_events_are_capped(tmp_path):
+    res, out = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            for i in range(1_000_000):
+                runner.emit_event({"msg": f"event {i}"})
+            return 0
+    """, env={"FTL2_MAX_OUTPUT_LINES": "1000"})
+    assert res.final_status == "successful"
+    assert len(res.stdout) < 16 << 20
+    assert "event 999" in out and "event 1000\n" not in out
+    assert "dropped 999000 lines" in out
+
+
+# --- script failures are job failures ----------------------------------------------------------
+
+@pytest.mark.parametrize("source,words,rc", [
+    ("async def run(a, b, c)\n    return 0\n", "SyntaxError", 1),
+    ("x = 1\n", "defines no run()", 1),
+    ("async def run(a, b, c):\n    raise ValueError('kaboom')\n", "ValueError: kaboom", 1),
+    ("import sys\nasync def run(a, b, c):\n    sys.exit(3)\n", "rc=3", 3),
+    ("import nosuchmodule\nasync def run(a, b, c):\n    return 0\n", "ModuleNotFoundError", 1),
+])
+def test_script_failures(tmp_path, source, words, rc):
+    res, out = job(tmp_path, source)
+    assert res.final_status == "failed" and res.rc == rc
+    assert words in out + res.statuses[-1].get("job_explanation", ""), out
+    r, _, _ = process(res.stdout, tmp_path / "api")
+    assert r.status == "failed"
+
+
+def test_traceback_reaches_the_job_output(tmp_path):
+    res, out = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                await ftl.command(cmd="false")
+            return 0
+    """)
+    assert res.final_status == "failed" and res.rc == 1
+    assert "Traceback" in out and "AutomationError" in out, out
+
+
+def test_non_int_return_means_zero_and_failed_hosts_mean_two(tmp_path):
+    res, _ = job(tmp_path, "async def run(a, b, c):\n    return 'done'\n")
+    assert res.final_status == "successful" and res.rc == 0
+    res, out = job(tmp_path / "b", """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(fail_fast=False) as ftl:
+                r = await ftl.command(cmd="false")
+                print("failed?", ftl.failed, r["rc"])
+            return 0
+    """)
+    assert res.final_status == "failed" and res.rc == 2, out
+    assert "failed? True 1" in out
+
+
+# --- cancel ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body", ["await asyncio.sleep(60)", "while True: pass"])
+def test_sigterm_cancels_a_running_script(tmp_path, body):
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "main.py").write_text(
+        f"import asyncio\nasync def run(a, b, c):\n    print('started', flush=True)\n    {body}\n"
+    )
+    stream = make_stream({"ident": "cancel"}, make_zip([("project/", 0o755, b"")]))
+    proc = subprocess.Popen(
+        [str(BIN), "worker", f"--private-data-dir={tmp_path / 'runner'}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=worker_env(FTL2_SCRIPT=sdir / "main.py"),
+    )
+    proc.stdin.write(stream)
+    proc.stdin.close()
+    # Wait until the script is running (its first line is out), then cancel.
+    buf = b""
+    while b"started" not in buf:
+        chunk = proc.stdout.read1(65536)
+        assert chunk, buf
+        buf += chunk
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    rest = proc.stdout.read()
+    proc.wait(timeout=10)
+    assert time.monotonic() - t0 < 2.0
+    assert proc.returncode == 254 and proc.stderr.read() == b""
+    lines, _ = parse_worker_stream(buf + rest)
+    assert [l["status"] for l in lines if "status" in l][-1] == "canceled"

@@ -336,3 +336,15 @@ def test_sigterm_cancels_a_running_script(tmp_path, body):
     assert proc.returncode == 254 and proc.stderr.read() == b""
     lines, _ = parse_worker_stream(buf + rest)
     assert [l["status"] for l in lines if "status" in l][-1] == "canceled"
+
+
+def test_idle_timeout_stops_a_silent_job(tmp_path):
+    res, out = job(tmp_path, """
+        import asyncio
+        async def run(inventory_path, extravars, runner):
+            print("one line, then silence")
+            await asyncio.sleep(3600)
+    """, settings={"idle_timeout": 1})
+    assert res.final_status == "timeout" and res.rc == 254
+    assert "idle" in res.statuses[-1]["job_explanation"]
+    assert "one line, then silence" in out

@@ -216,6 +216,18 @@ async fn run_async(args: WorkerArgs) -> i32 {
     let job_future = crate::job_run::run(&job, &script, &writer, Arc::clone(&stop));
     tokio::pin!(job_future);
     let grace = Duration::from_millis(1500);
+    let idle = job.settings.idle_timeout;
+    let idle_watch = {
+        let writer = Arc::clone(&writer);
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if writer.idle_for() >= Duration::from_secs(idle) {
+                    return;
+                }
+            }
+        }
+    };
     let outcome = tokio::select! {
         o = &mut job_future => o,
         _ = wait_cancel(cancel.clone()) => {
@@ -223,6 +235,14 @@ async fn run_async(args: WorkerArgs) -> i32 {
             tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {
                 status: "canceled", rc: RC_CANCELED, explanation: None,
             })
+        }
+        _ = idle_watch, if idle > 0 => {
+            stop.request(StopReason::Timeout);
+            let mut o = tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {
+                status: "timeout", rc: RC_CANCELED, explanation: None,
+            });
+            o.explanation = Some(format!("Job terminated due to idle timeout: no output for {idle} s (idle_timeout)."));
+            o
         }
         _ = tokio::time::sleep(Duration::from_secs(timeout) + grace), if timeout > 0 => {
             stop.request(StopReason::Timeout);

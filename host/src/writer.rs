@@ -44,6 +44,7 @@ struct State {
     counter: u64,
     line: u64,
     last_write: Instant,
+    last_event: Instant,
     closed: bool,
     broken: bool,
     ctx: Option<EventContext>,
@@ -70,6 +71,7 @@ impl StreamWriter {
                 counter: 0,
                 line: 0,
                 last_write: Instant::now(),
+                last_event: Instant::now(),
                 closed: false,
                 broken: false,
                 ctx: None,
@@ -138,6 +140,7 @@ impl StreamWriter {
         let start = st.line;
         let end = start + ev.line_count();
         st.line = end;
+        st.last_event = Instant::now();
         let rendered = events::render(&ctx, ev, st.counter, start, end);
         let line = pyjson::to_vec(&rendered);
         write_line(&mut st, &line);
@@ -152,6 +155,12 @@ impl StreamWriter {
                 let _ = f.write_all(b"\n");
             }
         }
+    }
+
+    /// Time since the last job event (keepalives and status lines do not count): the job's
+    /// idle time for `idle_timeout`.
+    pub fn idle_for(&self) -> std::time::Duration {
+        self.lock().last_event.elapsed()
     }
 
     /// Number of events written so far (the last counter).

@@ -58,6 +58,15 @@ def _short(module):
     return module.rsplit(".", 1)[-1]
 
 
+def _fqcn(name):
+    return name if "." in name else f"ansible.builtin.{name}"
+
+
+def _allowed(module, pattern):
+    """`modules=["ping", "ansible.builtin.command", "community.*"]` allowlist matching."""
+    return fnmatch.fnmatch(module, pattern) or fnmatch.fnmatch(_fqcn(module), _fqcn(pattern))
+
+
 def _is_excluded(module):
     short = _short(module)
     return short in EXCLUDED_MODULES or short.startswith(EXCLUDED_PREFIXES)
@@ -347,9 +356,7 @@ class AutomationContext:
             raise ExcludedModuleError(
                 f"{module} is a playbook keyword, not a module; FTL2 scripts use Python for it"
             )
-        if self._modules is not None and not any(
-            fnmatch.fnmatch(module, pat) or fnmatch.fnmatch(_short(module), pat) for pat in self._modules
-        ):
+        if self._modules is not None and not any(_allowed(module, pat) for pat in self._modules):
             raise ModuleNotAllowedError(f"module {module!r} is not in this automation's modules= allowlist")
         params = dict(params)
         task_name = params.pop("_name", None)

@@ -85,6 +85,7 @@ pub async fn run(
         },
     ));
 
+    let load_started = std::time::Instant::now();
     let guest = match tokio::task::spawn_blocking(Guest::locate).await {
         Ok(Ok(g)) => g,
         Ok(Err(e)) => return fail_early(writer, format!("ftl2-runner: {e:#}")),
@@ -95,6 +96,7 @@ pub async fn run(
             );
         }
     };
+    crate::logln!("timing: guest load {:.3} ms", load_started.elapsed().as_secs_f64() * 1e3);
     let limits = match SandboxLimits::from_env(
         Some(job.settings.job_timeout)
             .filter(|t| *t > 0)
@@ -179,9 +181,9 @@ pub async fn run(
     };
     drop(scratch);
     crate::logln!(
-        "script ended: {end:?} (instantiate {:?}, run {:?})",
-        timings.instantiate,
-        timings.run
+        "timing: instantiate {:.3} ms, run {:.3} ms; script ended: {end:?}",
+        timings.instantiate.as_secs_f64() * 1e3,
+        timings.run.as_secs_f64() * 1e3
     );
 
     let mut t = tree.lock().unwrap_or_else(|e| e.into_inner());

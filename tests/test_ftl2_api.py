@@ -1,0 +1,219 @@
+"""The FTL2 script API inside the sandbox (FTL2-API.md), exercised through real jobs."""
+
+import json
+
+from test_sandbox import job
+
+INV = b"""localhost ansible_connection=local
+[web]
+web1 ansible_connection=local
+web2 ansible_connection=local
+[db]
+db-1 ansible_connection=local
+"""
+EXTRA = [("inventory/multi", 0o644, INV)]
+
+
+def api_job(tmp_path, script, **kw):
+    kwargs = kw.pop("kwargs", {})
+    kwargs.setdefault("inventory", "inventory/multi")
+    return job(tmp_path, script, extra=EXTRA + list(kw.pop("extra", [])), kwargs=kwargs, **kw)
+
+
+def test_import_paths_resolve(tmp_path):
+    res, out = api_job(tmp_path, """
+        from ftl2 import automation, AutomationContext
+        from ftl2.automation import AutomationError
+        from ftl2.ftl_modules import ExecuteResult
+        from ftl2.exceptions import FTL2ConnectionError, AuthenticationError
+        from ftl2.policy import PolicyDeniedError
+        async def run(inventory_path, extravars, runner):
+            print("imports ok", AutomationError.__name__, ExecuteResult.__name__)
+            return 0
+    """)
+    assert res.final_status == "successful" and "imports ok AutomationError ExecuteResult" in out, out
+
+
+def test_name_lookup_and_targets(tmp_path):
+    res, out = api_job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                web = await ftl.web.ping()
+                print("web", sorted(r.host for r in web), all(r.success for r in web))
+                one = await ftl["db-1"].ping()
+                print("db-1", [r.host for r in one])
+                same = await ftl.db_1.ping()
+                print("db_1", [r.host for r in same])
+                fq = await ftl.web.ansible.builtin.ping()
+                print("fqcn group", len(fq), fq[0].module)
+                ctl = await ftl.ansible.builtin.command(cmd="echo controller")
+                print("fqcn controller", ctl["stdout"])
+                print("module ns", (await ftl.module.ping())["ping"])
+                print("local", (await ftl.local.ping())["ping"], (await ftl.localhost.ping())["ping"])
+                r = await ftl.run_on(["web1", "db-1"], "ping")
+                print("run_on list", [x.host for x in r])
+                r = await ftl.run_on("all:!web", "ping")
+                print("run_on pattern", [x.host for x in r])
+            return 0
+    """)
+    assert res.final_status == "successful", out
+    for expected in ("web ['web1', 'web2'] True", "db-1 ['db-1']", "db_1 ['db-1']", "fqcn group 2 ansible.builtin.ping",
+                     "fqcn controller controller", "module ns pong", "local pong pong",
+                     "run_on list ['web1', 'db-1']", "run_on pattern ['localhost', 'db-1']"):
+        assert expected in out, (expected, out)
+
+
+def test_context_attributes(tmp_path):
+    res, out = api_job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(fail_fast=False) as ftl:
+                print("groups", sorted(ftl.hosts.groups), "all", ftl.hosts.all, "web", ftl.hosts["web"])
+                print("in", "web1" in ftl.hosts, "web" in ftl.hosts, "nope" in ftl.hosts)
+                await ftl.web.ping()
+                bad = await ftl.web.command(cmd="false")
+                print("results", len(ftl.results), "failed", ftl.failed, "errors", len(ftl.errors))
+                print("msg", ftl.error_messages[0])
+                print("result", bad[0].success, bad[0].changed, bad[0].output["rc"], bad[0].error)
+                print("check_mode", ftl.check_mode)
+            return 0
+    """)
+    assert "groups ['db', 'web'] all ['localhost', 'web1', 'web2', 'db-1'] web ['web1', 'web2']" in out, out
+    assert "in True True False" in out
+    assert "results 4 failed True errors 2" in out
+    assert "msg web1: command: non-zero return code" in out
+    assert "result False True 1 non-zero return code" in out
+    assert "check_mode False" in out
+    assert res.final_status == "failed" and res.rc == 2  # hosts failed although the script returned 0
+
+
+def test_fail_fast_raises_automation_error_with_the_result(tmp_path):
+    res, out = api_job(tmp_path, """
+        from ftl2.automation import AutomationError
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                try:
+                    await ftl.command(cmd="false")
+                except AutomationError as e:
+                    print("raised", e.result["rc"], "|", e)
+                hosts = await ftl.web.command(cmd="false")
+                print("host calls never raise", [r.success for r in hosts])
+            return 0
+    """)
+    assert "raised 1 | command failed on localhost: non-zero return code" in out, out
+    assert "host calls never raise [False, False]" in out
+
+
+def test_refusals_are_clear(tmp_path):
+    res, out = api_job(tmp_path, """
+        from ftl2.exceptions import ExcludedModuleError, ModuleNotAllowedError, UnsupportedParameterError
+        from ftl2 import automation
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(modules=["ping", "ansible.builtin.command"]) as ftl:
+                try:
+                    await ftl.debug(msg="hi")
+                except ExcludedModuleError as e:
+                    print("excluded:", e)
+                try:
+                    await ftl.shell(cmd="true")
+                except ModuleNotAllowedError as e:
+                    print("not allowed:", e)
+                await ftl.command(cmd="true")
+            try:
+                automation(state_file="/tmp/state.json")
+            except UnsupportedParameterError as e:
+                print("unsupported:", e)
+            try:
+                automation(bogus_param=1)
+            except NotImplementedError as e:
+                print("unknown:", e)
+            automation(state_file=None, record=False)
+            async with runner.automation() as ftl:
+                r = await ftl.run_on("localhost", "community.general.nosuch")
+                print("unknown module:", r[0].error)
+            return 0
+    """)
+    assert "excluded: debug is a playbook keyword" in out, out
+    assert "not allowed: module 'shell' is not in" in out
+    assert "unsupported: automation(state_file=...) is not supported" in out
+    assert "unknown: automation() got an unsupported parameter 'bogus_param'" in out
+    assert "unknown module: ftl2-runner has no module named 'community.general.nosuch'" in out
+
+
+def test_check_mode_from_the_script_and_from_awx(tmp_path):
+    marker = tmp_path / "created-by-job"
+    script = f"""
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(**extravars.get("kw", {{}})) as ftl:
+                r = await ftl.command(cmd="touch {marker}")
+                print("check", ftl.check_mode, "skipped", r.get("skipped", False))
+            return 0
+    """
+    res, out = api_job(tmp_path / "a", script.replace('extravars.get("kw", {})', '{"check_mode": True}'))
+    assert "check True skipped True" in out and not marker.exists(), out
+    res, out = api_job(tmp_path / "b", script, extra=[("env/cmdline", 0o600, b"--check")])
+    assert "check True skipped True" in out and not marker.exists(), out
+    skipped = [e for e in res.events if e["event"] == "runner_on_skipped"]
+    assert len(skipped) == 1
+    res, out = api_job(tmp_path / "c", script)
+    assert "check False skipped False" in out and marker.exists(), out
+
+
+def test_secrets_are_resolved_by_the_host_and_never_seen(tmp_path):
+    secret = "sup3rsecret"
+    res, out = api_job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(secrets=["DB_PASSWORD"],
+                                         secret_bindings={"shell": {"stdin": "DB_PASSWORD"}}) as ftl:
+                print("script sees", ftl.secrets["DB_PASSWORD"], repr(ftl.secrets["DB_PASSWORD"]))
+                r = await ftl.shell(cmd='read x; [ ${#x} -eq 11 ] && echo LEN-OK; echo "$x"')
+                print("stdout", r["stdout"].splitlines())
+                try:
+                    ftl.secrets["NOT_DECLARED"]
+                except KeyError as e:
+                    print("undeclared", e)
+            return 0
+    """, kwargs={"envvars": {"DB_PASSWORD": secret}})
+    assert "script sees ******** <secret DB_PASSWORD>" in out, out
+    assert "stdout ['LEN-OK', '********']" in out
+    assert "undeclared" in out
+    assert secret.encode() not in res.stdout
+
+
+def test_add_and_remove_hosts_at_run_time(tmp_path):
+    res, out = api_job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                ftl.add_host("newbox", ansible_connection="local", groups=["extra"], role="x")
+                r = await ftl.extra.ping()
+                print("added", [x.host for x in r], "extra" in ftl.hosts)
+                await ftl.remove_host("newbox")
+                print("removed", "newbox" in ftl.hosts)
+            return 0
+    """)
+    assert "added ['newbox'] True" in out and "removed False" in out, out
+
+
+def test_limit_from_awx_restricts_every_target(tmp_path):
+    res, out = api_job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                print("web", [r.host for r in await ftl.web.ping()])
+                print("all", [r.host for r in await ftl.run_on("all", "ping")])
+            return 0
+    """, extra=[("env/cmdline", 0o600, b"-l web1")])
+    assert "web ['web1']" in out and "all ['web1']" in out, out
+
+
+def test_user_on_event_callback_gets_ftl2_events(tmp_path):
+    res, out = api_job(tmp_path, """
+        from ftl2 import automation
+        async def run(inventory_path, extravars, runner):
+            seen = []
+            async with automation(inventory=inventory_path, on_event=seen.append) as ftl:
+                await ftl.web.ping()
+            print("events", [(e["event"], e.get("host")) for e in seen])
+            return 0
+    """)
+    assert "('module_start', 'web')" in out and "('module_complete', 'web1')" in out, out
+    # The runner's own callback is not double-reported.
+    assert sum(1 for e in res.events if e["event"] == "runner_on_ok") == 2

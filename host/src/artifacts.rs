@@ -33,11 +33,6 @@ impl ArtifactDir {
         Ok(ArtifactDir { path })
     }
 
-    /// `job_events/`, where the writer records each event.
-    pub fn job_events(&self) -> PathBuf {
-        self.path.join("job_events")
-    }
-
     /// Write one artifact file (mode 0600).
     pub fn write(&self, name: &str, contents: &[u8]) -> Result<()> {
         write_private_file(&self.path.join(name), contents)

@@ -96,7 +96,10 @@ pub async fn run(
             );
         }
     };
-    crate::logln!("timing: guest load {:.3} ms", load_started.elapsed().as_secs_f64() * 1e3);
+    crate::logln!(
+        "timing: guest load {:.3} ms",
+        load_started.elapsed().as_secs_f64() * 1e3
+    );
     let limits = match SandboxLimits::from_env(
         Some(job.settings.job_timeout)
             .filter(|t| *t > 0)

@@ -186,8 +186,7 @@ async fn run_async(args: WorkerArgs) -> i32 {
             pid: std::process::id(),
         },
         Some(EventRecorder {
-            job_events_dir: artifacts.job_events(),
-            stdout_file,
+            stdout_file: stdout_file.map(std::io::BufWriter::new),
         }),
     );
     let pid_file = pdd.join("pid");
@@ -269,6 +268,7 @@ async fn run_async(args: WorkerArgs) -> i32 {
         status.insert("job_explanation".into(), json!(why));
     }
     writer.status(status);
+    writer.end_recording();
     match artifacts.zip() {
         Ok(tmp) => {
             if let Err(e) = writer.zipfile(tmp.path()) {

@@ -10,7 +10,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -31,12 +31,13 @@ pub fn emergency_eof(explanation: &str) {
 }
 use std::time::{Duration, Instant};
 
-/// Where numbered events are recorded besides stdout: the job's artifact directory.
+/// Where event text is recorded besides stdout: the job's `artifacts/<ident>/stdout`.
+///
+/// Like ansible-runner's worker, we write no `job_events/*.json` on the worker side: the peer
+/// rebuilds them from the event lines, and a file per event would cost more than the event.
 pub struct EventRecorder {
-    /// `artifacts/<ident>/job_events`, one `<counter>-<uuid>.json` file per event.
-    pub job_events_dir: PathBuf,
     /// `artifacts/<ident>/stdout`, the text of all events; `None` when output files are suppressed.
-    pub stdout_file: Option<File>,
+    pub stdout_file: Option<std::io::BufWriter<File>>,
 }
 
 struct State {
@@ -144,16 +145,21 @@ impl StreamWriter {
         let rendered = events::render(&ctx, ev, st.counter, start, end);
         let line = pyjson::to_vec(&rendered);
         write_line(&mut st, &line);
-        let counter = st.counter;
         if let Some(rec) = st.recorder.as_mut() {
-            // Artifacts on the worker side are a convenience: the peer rebuilds job_events from
-            // the stream. A full disk must not stop the job, so failures here are ignored.
-            let name = format!("{}-{}.json", counter, ev.uuid);
-            let _ = crate::artifacts::write_private_file(&rec.job_events_dir.join(name), &line);
+            // A full disk must not stop the job, so failures here are ignored.
             if let (Some(f), false) = (rec.stdout_file.as_mut(), ev.stdout.is_empty()) {
                 let _ = f.write_all(ev.stdout.as_bytes());
                 let _ = f.write_all(b"\n");
             }
+        }
+    }
+
+    /// Flush and close the artifact files, before they are zipped.
+    pub fn end_recording(&self) {
+        if let Some(mut rec) = self.lock().recorder.take()
+            && let Some(f) = rec.stdout_file.as_mut()
+        {
+            let _ = f.flush();
         }
     }
 

@@ -5,6 +5,8 @@
 //! failed (even if the script returned 0), 4 when hosts were only unreachable, the script's own
 //! non-zero code when it chose one, 254 for cancel/timeout.
 
+use crate::executor::login::Credential;
+use crate::executor::modules::LocalFiles;
 use crate::executor::{CallOptions, EngineSettings, Executor};
 use crate::inventory::Inventory;
 use crate::job::JobSettings;
@@ -65,49 +67,6 @@ pub async fn run(
         );
     }
 
-    let inventory = match &job.inventory {
-        Some(p) => match Inventory::load(p) {
-            Ok(i) => i,
-            Err(e) => return fail_early(writer, format!("ERROR! the inventory is broken: {e:#}")),
-        },
-        None => Inventory::empty(),
-    };
-    let executor = Arc::new(Executor::new(
-        inventory,
-        EngineSettings {
-            forks: job.cmdline.forks,
-            limit: job.cmdline.limit.clone(),
-            env: job
-                .envvars
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        },
-    ));
-
-    let load_started = std::time::Instant::now();
-    let guest = match tokio::task::spawn_blocking(Guest::locate).await {
-        Ok(Ok(g)) => g,
-        Ok(Err(e)) => return fail_early(writer, format!("ftl2-runner: {e:#}")),
-        Err(e) => {
-            return fail_early(
-                writer,
-                format!("ftl2-runner: loading the guest failed: {e}"),
-            );
-        }
-    };
-    crate::logln!(
-        "timing: guest load {:.3} ms",
-        load_started.elapsed().as_secs_f64() * 1e3
-    );
-    let limits = match SandboxLimits::from_env(
-        Some(job.settings.job_timeout)
-            .filter(|t| *t > 0)
-            .map(Duration::from_secs),
-    ) {
-        Ok(l) => l,
-        Err(e) => return fail_early(writer, format!("ftl2-runner: {e:#}")),
-    };
     let scratch = match tempfile::Builder::new().prefix("ftl2-scratch-").tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -134,6 +93,56 @@ pub async fn run(
         scratch: scratch_path,
     };
 
+    let inventory = match &job.inventory {
+        Some(p) => match Inventory::load(p) {
+            Ok(i) => i,
+            Err(e) => return fail_early(writer, format!("ERROR! the inventory is broken: {e:#}")),
+        },
+        None => Inventory::empty(),
+    };
+    let executor = Arc::new(Executor::new(
+        inventory,
+        EngineSettings {
+            forks: job.cmdline.forks,
+            limit: job.cmdline.limit.clone(),
+            env: job
+                .envvars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            credential: Credential::from_job(job),
+            extravars: job.extravars.clone(),
+            local_files: LocalFiles {
+                base: script_dir_real.clone(),
+                read_roots: mounts.read_only.clone(),
+                write_roots: vec![mounts.scratch.clone()],
+            },
+        },
+    ));
+
+    let load_started = std::time::Instant::now();
+    let guest = match tokio::task::spawn_blocking(Guest::locate).await {
+        Ok(Ok(g)) => g,
+        Ok(Err(e)) => return fail_early(writer, format!("ftl2-runner: {e:#}")),
+        Err(e) => {
+            return fail_early(
+                writer,
+                format!("ftl2-runner: loading the guest failed: {e}"),
+            );
+        }
+    };
+    crate::logln!(
+        "timing: guest load {:.3} ms",
+        load_started.elapsed().as_secs_f64() * 1e3
+    );
+    let limits = match SandboxLimits::from_env(
+        Some(job.settings.job_timeout)
+            .filter(|t| *t > 0)
+            .map(Duration::from_secs),
+    ) {
+        Ok(l) => l,
+        Err(e) => return fail_early(writer, format!("ftl2-runner: {e:#}")),
+    };
     let output = OutputSink::new(Arc::clone(&tree), OutputCaps::from_env());
     let job_info = json!({
         "ident": job.ident,
@@ -153,6 +162,7 @@ pub async fn run(
         CallOptions {
             check_mode: job.cmdline.check,
             diff: job.cmdline.diff,
+            ..Default::default()
         },
         playbook_name.clone(),
         job.envvars.clone().into_iter().collect(),

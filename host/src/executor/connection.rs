@@ -1,10 +1,22 @@
 //! How commands reach a host. Modules are written against [`Connection`], which runs a shell
-//! command line on the target and returns its output; `local` spawns it on the EE itself.
-//! (SSH joins as another variant in the execution-engine work.)
+//! command line on the target (optionally through become) and returns its output.
+//!
+//! - `local`: processes spawned on the EE itself.
+//! - `ssh`: a pure-Rust client (russh); one connection per host, opened on first use and reused
+//!   for every module of the job, one channel per command.
+//!
+//! A host that cannot be used at all comes back as [`Unreachable`] with the reason, worded like
+//! OpenSSH so AWX users recognise it.
 
+use crate::executor::login::{Become, HostAccess};
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Mutex as AsyncMutex;
 
 /// Output of one command run on a target.
 #[derive(Debug, Clone, Default)]
@@ -27,23 +39,76 @@ impl std::fmt::Display for Unreachable {
     }
 }
 
-/// A way to run commands on one host.
-#[derive(Debug, Clone)]
+/// A way to run commands on one host; cheap to clone (the SSH session is shared).
+#[derive(Clone)]
 pub enum Connection {
     /// Processes spawned on the controller (the EE) itself.
-    Local(LocalConnection),
+    Local(Arc<LocalConnection>),
+    /// An SSH session to the host.
+    Ssh(Arc<SshConnection>),
 }
 
 impl Connection {
-    /// Run `cmdline` with `/bin/sh -c` on the target, feeding `stdin` if given.
+    /// Build the connection a host's access settings ask for (SSH connects lazily).
+    pub fn new(access: HostAccess, env: Vec<(String, String)>) -> Connection {
+        if access.connection == "local" {
+            Connection::Local(Arc::new(LocalConnection {
+                name: access.name.clone(),
+                env,
+                access,
+            }))
+        } else {
+            Connection::Ssh(Arc::new(SshConnection {
+                access,
+                session: AsyncMutex::new(None),
+            }))
+        }
+    }
+
+    /// How this host is reached (user, become, ...).
+    pub fn access(&self) -> &HostAccess {
+        match self {
+            Connection::Local(l) => &l.access,
+            Connection::Ssh(s) => &s.access,
+        }
+    }
+
+    /// Run `cmdline` with `/bin/sh -c` on the target, feeding `stdin` if given, as the login user.
     pub async fn exec(
         &self,
         cmdline: &str,
         stdin: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<CommandOutput, Unreachable> {
-        match self {
-            Connection::Local(l) => l.exec(cmdline, stdin, timeout).await,
+        self.exec_as(cmdline, stdin, None, timeout).await
+    }
+
+    /// Run `cmdline`, through `become` when given (sudo/su/doas, answering the password prompt).
+    pub async fn exec_as(
+        &self,
+        cmdline: &str,
+        stdin: Option<&[u8]>,
+        via: Option<&Become>,
+        timeout: Option<Duration>,
+    ) -> Result<CommandOutput, Unreachable> {
+        let plan = Plan::new(cmdline, via);
+        let fut = async {
+            let mut running = match self {
+                Connection::Local(l) => l.start(&plan.command)?,
+                Connection::Ssh(s) => s.start(&plan.command).await?,
+            };
+            drive(&mut running, stdin, &plan).await
+        };
+        match timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => Ok(CommandOutput {
+                    rc: -1,
+                    stdout: Vec::new(),
+                    stderr: format!("command timed out after {} s", t.as_secs()).into_bytes(),
+                }),
+            },
+            None => fut.await,
         }
     }
 
@@ -51,67 +116,533 @@ impl Connection {
     pub fn remote_addr(&self) -> String {
         match self {
             Connection::Local(l) => l.name.clone(),
+            Connection::Ssh(s) => s.access.address.clone(),
+        }
+    }
+
+    /// Close the SSH session (and drop it from the cache), so the next command reconnects.
+    pub async fn reset(&self) {
+        if let Connection::Ssh(s) = self {
+            s.session.lock().await.take();
         }
     }
 }
 
+/// The command to start and how to recognise become's prompt and success.
+struct Plan {
+    command: String,
+    marker: Option<String>,
+    prompt: Option<String>,
+    password: Option<String>,
+    method: String,
+}
+
+impl Plan {
+    fn new(cmdline: &str, via: Option<&Become>) -> Plan {
+        let Some(b) = via else {
+            return Plan {
+                command: cmdline.to_string(),
+                marker: None,
+                prompt: None,
+                password: None,
+                method: String::new(),
+            };
+        };
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let marker = format!("BECOME-SUCCESS-{token}");
+        let prompt = format!("[ftl2-become-password-{token}]:");
+        let inner = format!(
+            "echo {marker}; exec /bin/sh -c {}",
+            super::modules::quote(cmdline)
+        );
+        let user = super::modules::quote(&b.user);
+        let flags = b.flags.clone().unwrap_or_default();
+        let command = match b.method.as_str() {
+            "su" => format!("su {flags} {user} -c {}", super::modules::quote(&inner)),
+            "doas" => format!(
+                "doas {flags} -u {user} /bin/sh -c {}",
+                super::modules::quote(&inner)
+            ),
+            _ => format!(
+                "sudo {} -S -p {} -u {user} /bin/sh -c {}",
+                if flags.is_empty() {
+                    "-H".to_string()
+                } else {
+                    flags
+                },
+                super::modules::quote(&prompt),
+                super::modules::quote(&inner)
+            ),
+        };
+        Plan {
+            command,
+            marker: Some(marker),
+            prompt: Some(if b.method == "sudo" || b.method.is_empty() {
+                prompt
+            } else {
+                "assword".into()
+            }),
+            password: b.password.clone(),
+            method: if b.method.is_empty() {
+                "sudo".into()
+            } else {
+                b.method.clone()
+            },
+        }
+    }
+}
+
+enum Chunk {
+    Out(Vec<u8>),
+    Err(Vec<u8>),
+    Exit(i32),
+}
+
+/// A started command on either kind of connection.
+enum Running {
+    Local {
+        child: tokio::process::Child,
+        out_done: bool,
+        err_done: bool,
+    },
+    Ssh {
+        channel: russh::Channel<client::Msg>,
+        exit: Option<i32>,
+    },
+}
+
+impl Running {
+    async fn next(&mut self) -> Option<Chunk> {
+        match self {
+            Running::Local {
+                child,
+                out_done,
+                err_done,
+            } => {
+                let mut ob = [0u8; 16384];
+                let mut eb = [0u8; 16384];
+                loop {
+                    if *out_done && *err_done {
+                        let status = child.wait().await.ok()?;
+                        *out_done = false; // report the exit once, then None
+                        *err_done = false;
+                        let _ = child.stdout.take();
+                        let _ = child.stderr.take();
+                        return Some(Chunk::Exit(status.code().unwrap_or(-1)));
+                    }
+                    if child.stdout.is_none() && child.stderr.is_none() {
+                        return None;
+                    }
+                    let (so, se) = (child.stdout.as_mut(), child.stderr.as_mut());
+                    tokio::select! {
+                        r = async { match so { Some(s) => s.read(&mut ob).await, None => std::future::pending().await } }, if !*out_done => {
+                            match r {
+                                Ok(0) | Err(_) => *out_done = true,
+                                Ok(n) => return Some(Chunk::Out(ob[..n].to_vec())),
+                            }
+                        }
+                        r = async { match se { Some(s) => s.read(&mut eb).await, None => std::future::pending().await } }, if !*err_done => {
+                            match r {
+                                Ok(0) | Err(_) => *err_done = true,
+                                Ok(n) => return Some(Chunk::Err(eb[..n].to_vec())),
+                            }
+                        }
+                    }
+                }
+            }
+            Running::Ssh { channel, exit } => loop {
+                match channel.wait().await {
+                    Some(ChannelMsg::Data { data }) => return Some(Chunk::Out(data.to_vec())),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        return Some(Chunk::Err(data.to_vec()));
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        *exit = Some(exit_status as i32)
+                    }
+                    Some(ChannelMsg::ExitSignal { .. }) => *exit = Some(-1),
+                    Some(_) => {}
+                    None => {
+                        return exit.take().map(Chunk::Exit);
+                    }
+                }
+            },
+        }
+    }
+
+    async fn write(&mut self, data: &[u8]) {
+        match self {
+            Running::Local { child, .. } => {
+                if let Some(s) = child.stdin.as_mut() {
+                    let _ = s.write_all(data).await;
+                }
+            }
+            Running::Ssh { channel, .. } => {
+                let _ = channel.data(data).await;
+            }
+        }
+    }
+
+    /// Write `data` (if any) and close stdin, without blocking the reader: a command that echoes
+    /// a large input back must not deadlock against us.
+    async fn feed_and_close(&mut self, data: Option<&[u8]>) {
+        match self {
+            Running::Local { child, .. } => {
+                if let Some(mut s) = child.stdin.take() {
+                    let data = data.map(|d| d.to_vec());
+                    tokio::spawn(async move {
+                        if let Some(d) = data {
+                            let _ = s.write_all(&d).await;
+                        }
+                        let _ = s.shutdown().await;
+                    });
+                }
+            }
+            Running::Ssh { .. } => {
+                if let Some(d) = data {
+                    self.write(d).await;
+                }
+                self.close_stdin().await;
+            }
+        }
+    }
+
+    async fn close_stdin(&mut self) {
+        match self {
+            Running::Local { child, .. } => {
+                if let Some(mut s) = child.stdin.take() {
+                    let _ = s.shutdown().await;
+                }
+            }
+            Running::Ssh { channel, .. } => {
+                let _ = channel.eof().await;
+            }
+        }
+    }
+}
+
+/// Feed stdin, answer become's password prompt, strip become's marker, collect the output.
+async fn drive(
+    running: &mut Running,
+    stdin: Option<&[u8]>,
+    plan: &Plan,
+) -> Result<CommandOutput, Unreachable> {
+    let mut out = CommandOutput::default();
+    let mut became = plan.marker.is_none();
+    let mut answered = false;
+    if became {
+        running.feed_and_close(stdin).await;
+    }
+    while let Some(chunk) = running.next().await {
+        match chunk {
+            Chunk::Out(d) => {
+                out.stdout.extend_from_slice(&d);
+                if !became
+                    && let Some(marker) = &plan.marker
+                    && let Some(pos) = find(&out.stdout, marker.as_bytes())
+                {
+                    // Everything up to and including the marker line is become's, not the command's.
+                    let after = pos + marker.len();
+                    let skip = if out.stdout.get(after) == Some(&b'\n') {
+                        after + 1
+                    } else {
+                        after
+                    };
+                    out.stdout.drain(..skip);
+                    became = true;
+                    running.feed_and_close(stdin).await;
+                }
+            }
+            Chunk::Err(d) => {
+                out.stderr.extend_from_slice(&d);
+                if !became
+                    && let Some(prompt) = &plan.prompt
+                    && find(&out.stderr, prompt.as_bytes()).is_some()
+                {
+                    if answered {
+                        return Ok(become_failure(plan, "Incorrect", &out));
+                    }
+                    let Some(pw) = &plan.password else {
+                        return Ok(become_failure(plan, "Missing", &out));
+                    };
+                    running.write(format!("{pw}\n").as_bytes()).await;
+                    answered = true;
+                    // Drop the prompt text so a second prompt is recognised as a wrong password.
+                    if let Some(pos) = find(&out.stderr, prompt.as_bytes()) {
+                        out.stderr.drain(pos..pos + prompt.len());
+                    }
+                }
+            }
+            Chunk::Exit(rc) => {
+                out.rc = rc;
+                if !became {
+                    // Become itself failed (no sudo, user unknown, not allowed).
+                    let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    out.stderr = format!("{} failed: {msg}", plan.method).into_bytes();
+                    if out.rc == 0 {
+                        out.rc = 1;
+                    }
+                }
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn become_failure(plan: &Plan, what: &str, out: &CommandOutput) -> CommandOutput {
+    let _ = out;
+    CommandOutput {
+        rc: 1,
+        stdout: Vec::new(),
+        stderr: format!("{what} {} password", plan.method).into_bytes(),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// The `local` connection.
-#[derive(Debug, Clone)]
 pub struct LocalConnection {
     /// Inventory name of the host.
     pub name: String,
     /// Extra environment for commands (the job's envvars).
     pub env: Vec<(String, String)>,
+    /// Login and become settings.
+    pub access: HostAccess,
 }
 
 impl LocalConnection {
-    async fn exec(
-        &self,
-        cmdline: &str,
-        stdin: Option<&[u8]>,
-        timeout: Option<Duration>,
-    ) -> Result<CommandOutput, Unreachable> {
-        let mut cmd = tokio::process::Command::new("/bin/sh");
-        cmd.arg("-c")
+    fn start(&self, cmdline: &str) -> Result<Running, Unreachable> {
+        let child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
             .arg(cmdline)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd
+            .kill_on_drop(true)
             .spawn()
             .map_err(|e| Unreachable(format!("cannot start /bin/sh on the controller: {e}")))?;
-        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            let data = data.to_vec();
-            tokio::spawn(async move {
-                let _ = pipe.write_all(&data).await;
-                let _ = pipe.shutdown().await;
-            });
-        }
-        let wait = child.wait_with_output();
-        let out = match timeout {
-            Some(t) => match tokio::time::timeout(t, wait).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Ok(CommandOutput {
-                        rc: -1,
-                        stdout: Vec::new(),
-                        stderr: format!("command timed out after {} s", t.as_secs()).into_bytes(),
-                    });
-                }
-            },
-            None => wait.await,
-        }
-        .map_err(|e| Unreachable(format!("waiting for a local command failed: {e}")))?;
-        Ok(CommandOutput {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: out.stdout,
-            stderr: out.stderr,
+        Ok(Running::Local {
+            child,
+            out_done: false,
+            err_done: false,
         })
     }
+}
+
+/// An SSH connection to one host, opened on first use and kept for the job.
+pub struct SshConnection {
+    /// Address, port, user, credentials.
+    pub access: HostAccess,
+    session: AsyncMutex<Option<Arc<Handle<Client>>>>,
+}
+
+/// The russh client handler: decides whether to trust the server's host key.
+pub struct Client {
+    host: String,
+    port: u16,
+    check: bool,
+    known_hosts: Option<std::path::PathBuf>,
+    verdict: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        if !self.check {
+            return Ok(true);
+        }
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            *self.verdict.lock().unwrap() =
+                Some("Host key verification failed (certificates are not supported).".into());
+            return Ok(false);
+        };
+        let found = match &self.known_hosts {
+            Some(p) => russh::keys::check_known_hosts_path(&self.host, self.port, key, p),
+            None => russh::keys::check_known_hosts(&self.host, self.port, key),
+        };
+        match found {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                *self.verdict.lock().unwrap() = Some(format!(
+                    "Host key verification failed: no key for {}:{} in known_hosts (host key checking is on)",
+                    self.host, self.port
+                ));
+                Ok(false)
+            }
+            Err(e) => {
+                *self.verdict.lock().unwrap() = Some(format!("Host key verification failed: {e}"));
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn is_connection_error(e: &russh::Error) -> bool {
+    matches!(
+        e,
+        russh::Error::IO(_)
+            | russh::Error::Disconnect
+            | russh::Error::SendError
+            | russh::Error::RecvError
+    )
+}
+
+impl SshConnection {
+    fn fail(&self, what: impl std::fmt::Display) -> Unreachable {
+        Unreachable(format!("Failed to connect to the host via ssh: {what}"))
+    }
+
+    async fn session(&self) -> Result<Arc<Handle<Client>>, Unreachable> {
+        let mut slot = self.session.lock().await;
+        if let Some(s) = slot.as_ref()
+            && !s.is_closed()
+        {
+            return Ok(Arc::clone(s));
+        }
+        let s = Arc::new(self.connect().await?);
+        *slot = Some(Arc::clone(&s));
+        Ok(s)
+    }
+
+    async fn connect(&self) -> Result<Handle<Client>, Unreachable> {
+        let a = &self.access;
+        let config = Arc::new(client::Config {
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            nodelay: true,
+            ..Default::default()
+        });
+        let verdict = Arc::new(std::sync::Mutex::new(None));
+        let handler = Client {
+            host: a.address.clone(),
+            port: a.port,
+            check: a.host_key_checking,
+            known_hosts: a.known_hosts.clone(),
+            verdict: Arc::clone(&verdict),
+        };
+        let target = format!("{}:{}", a.address, a.port);
+        let tcp = match tokio::time::timeout(
+            a.timeout,
+            tokio::net::TcpStream::connect((a.address.as_str(), a.port)),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(self.fail(format!(
+                    "connect to host {} port {}: Connection timed out",
+                    a.address, a.port
+                )));
+            }
+            Ok(Err(e)) => {
+                let why = match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => "Connection refused".to_string(),
+                    _ => e.to_string(),
+                };
+                return Err(self.fail(format!(
+                    "connect to host {} port {}: {why}",
+                    a.address, a.port
+                )));
+            }
+            Ok(Ok(s)) => s,
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut handle =
+            match tokio::time::timeout(a.timeout, client::connect_stream(config, tcp, handler))
+                .await
+            {
+                Err(_) => return Err(self.fail(format!("{target}: SSH handshake timed out"))),
+                Ok(Err(e)) => {
+                    let v = verdict.lock().unwrap().take();
+                    return Err(match v {
+                        Some(v) => Unreachable(v),
+                        None => self.fail(format!("{target}: {e}")),
+                    });
+                }
+                Ok(Ok(h)) => h,
+            };
+        let mut tried = Vec::new();
+        if let Some(key) = &a.key {
+            tried.push("publickey");
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .ok()
+                .flatten()
+                .flatten();
+            let auth = handle
+                .authenticate_publickey(&a.user, PrivateKeyWithHashAlg::new(Arc::clone(key), hash))
+                .await
+                .map_err(|e| self.fail(format!("{target}: {e}")))?;
+            if auth.success() {
+                return Ok(handle);
+            }
+        }
+        if let Some(pw) = &a.password {
+            tried.push("password");
+            let auth = handle
+                .authenticate_password(&a.user, pw.expose())
+                .await
+                .map_err(|e| self.fail(format!("{target}: {e}")))?;
+            if auth.success() {
+                return Ok(handle);
+            }
+        }
+        if tried.is_empty() {
+            return Err(self.fail(format!(
+                "{}@{target}: Permission denied: no SSH key or password for this host (give the job a machine credential)",
+                a.user
+            )));
+        }
+        Err(self.fail(format!(
+            "{}@{target}: Permission denied ({}).",
+            a.user,
+            tried.join(",")
+        )))
+    }
+
+    async fn start(&self, cmdline: &str) -> Result<Running, Unreachable> {
+        for attempt in 0..2 {
+            let session = self.session().await?;
+            match session.channel_open_session().await {
+                Ok(channel) => {
+                    channel
+                        .exec(true, cmdline.as_bytes())
+                        .await
+                        .map_err(|e| self.fail(format!("cannot run a command: {e}")))?;
+                    return Ok(Running::Ssh {
+                        channel,
+                        exit: None,
+                    });
+                }
+                // A session that died since its last use is reopened once.
+                Err(e) if attempt == 0 && (is_connection_error(&e) || session.is_closed()) => {
+                    self.session.lock().await.take();
+                }
+                Err(e) => return Err(self.fail(format!("cannot open a channel: {e}"))),
+            }
+        }
+        Err(self.fail("the connection keeps closing"))
+    }
+}
+
+/// Decode a private key (OpenSSH or PEM), with its passphrase if it has one.
+pub fn decode_key(pem: &str, passphrase: Option<&str>) -> Result<Arc<PrivateKey>, String> {
+    russh::keys::decode_secret_key(pem, passphrase)
+        .map(Arc::new)
+        .map_err(|e| format!("cannot read the SSH private key: {e}"))
+}
+
+/// The public half, for messages.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(Default::default()).to_string()
 }

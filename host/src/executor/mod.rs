@@ -5,12 +5,14 @@
 //! progress through [`Progress`] and decide how to show it.
 
 pub mod connection;
+pub mod login;
 pub mod modules;
 
 use crate::inventory::Inventory;
 use crate::tree::{HostOutcome, HostStatus};
 use anyhow::Result;
-use connection::{Connection, LocalConnection};
+use connection::Connection;
+use login::{Credential, KeyCache};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,6 +28,10 @@ pub struct CallOptions {
     pub check_mode: bool,
     /// `--diff`.
     pub diff: bool,
+    /// Become for this call (`True`/`False` override the host's setting).
+    pub become_: Option<bool>,
+    /// Become user for this call.
+    pub become_user: Option<String>,
 }
 
 /// Receives per-host progress of a call, in the order things happen.
@@ -45,6 +51,12 @@ pub struct EngineSettings {
     pub limit: Option<String>,
     /// Environment for local commands (the job's envvars).
     pub env: Vec<(String, String)>,
+    /// The AWX machine credential and login options.
+    pub credential: Credential,
+    /// Extra vars (highest precedence for connection vars; available to templates).
+    pub extravars: Map<String, Value>,
+    /// Where modules may read/write on the controller.
+    pub local_files: modules::LocalFiles,
 }
 
 /// The engine of one job.
@@ -53,6 +65,7 @@ pub struct Executor {
     settings: EngineSettings,
     forks: Arc<Semaphore>,
     connections: Mutex<HashMap<String, Connection>>,
+    keys: KeyCache,
 }
 
 /// Hosts run at once when the job sets no `--forks`.
@@ -70,6 +83,7 @@ impl Executor {
             settings,
             forks: Arc::new(Semaphore::new(forks)),
             connections: Mutex::new(HashMap::new()),
+            keys: KeyCache::default(),
         }
     }
 
@@ -144,25 +158,14 @@ impl Executor {
             return Ok(c.clone());
         }
         let vars = self.inv().vars_for(host).unwrap_or_default();
-        let kind = vars
-            .get("ansible_connection")
-            .and_then(Value::as_str)
-            .unwrap_or(if host == "localhost" || host == "127.0.0.1" {
-                "local"
-            } else {
-                "ssh"
-            });
-        let conn = match kind {
-            "local" => Connection::Local(LocalConnection {
-                name: host.to_string(),
-                env: self.settings.env.clone(),
-            }),
-            other => {
-                return Err(format!(
-                    "connection type '{other}' for host {host} is not available yet in ftl2-runner (only 'local' is)"
-                ));
-            }
-        };
+        let access = login::resolve(
+            host,
+            &vars,
+            &self.settings.extravars,
+            &self.settings.credential,
+            &self.keys,
+        )?;
+        let conn = Connection::new(access, self.settings.env.clone());
         self.connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -223,14 +226,54 @@ impl Executor {
             Ok(c) => c,
             Err(msg) => return outcome_of(unreachable_result(msg), host, started),
         };
+        let mut become_ = conn.access().become_.clone();
+        match opts.become_ {
+            Some(false) => become_ = None,
+            Some(true) if become_.is_none() => {
+                become_ = Some(login::Become {
+                    method: self
+                        .settings
+                        .credential
+                        .become_method
+                        .clone()
+                        .unwrap_or_else(|| "sudo".into()),
+                    user: self
+                        .settings
+                        .credential
+                        .become_user
+                        .clone()
+                        .unwrap_or_else(|| "root".into()),
+                    password: self
+                        .settings
+                        .credential
+                        .become_password
+                        .as_ref()
+                        .map(|p| p.expose().clone()),
+                    flags: None,
+                })
+            }
+            _ => {}
+        }
+        if let (Some(b), Some(u)) = (become_.as_mut(), &opts.become_user) {
+            b.user = u.clone();
+        }
+        let mut vars = self.inv().vars_for(host).unwrap_or_default();
+        vars.extend(self.settings.extravars.clone());
         let ctx = modules::ModuleCtx {
             conn: &conn,
+            host,
             check_mode: opts.check_mode,
             diff: opts.diff,
+            become_,
+            vars: &vars,
+            local: &self.settings.local_files,
         };
         let result = match modules::run(module, args, &ctx).await {
             Ok(r) => r,
-            Err(u) => unreachable_result(u.0),
+            Err(u) => {
+                conn.reset().await;
+                unreachable_result(u.0)
+            }
         };
         let mut o = outcome_of(result, host, started);
         o.remote_addr = conn.remote_addr();

@@ -117,6 +117,11 @@ impl Bridge {
                     .get("diff")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+            become_: options.get("become").and_then(Value::as_bool),
+            become_user: options
+                .get("become_user")
+                .and_then(Value::as_str)
+                .map(String::from),
         };
         let name = options
             .get("name")

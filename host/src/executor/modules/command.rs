@@ -1,94 +1,8 @@
-//! Native modules: Ansible's argument names, result keys and `changed`/check-mode semantics,
-//! implemented in Rust and run over any [`Connection`] without Python on the target.
+//! `command`, `shell` and `raw`.
 
-use super::connection::{CommandOutput, Connection, Unreachable};
+use super::{ModuleCtx, bool_arg, failed, obj, quote, shell_join, text};
+use crate::executor::connection::{CommandOutput, Unreachable};
 use serde_json::{Map, Value, json};
-
-/// What a module needs to know besides its arguments.
-pub struct ModuleCtx<'a> {
-    /// How to reach the host.
-    pub conn: &'a Connection,
-    /// `--check`: change nothing, report what would change.
-    pub check_mode: bool,
-    /// `--diff`: include a diff where the module supports it.
-    pub diff: bool,
-}
-
-/// Names the native modules answer to, with and without the `ansible.builtin.` prefix.
-pub fn canonical(module: &str) -> Option<&'static str> {
-    let short = module
-        .strip_prefix("ansible.builtin.")
-        .or_else(|| module.strip_prefix("ansible.legacy."))
-        .unwrap_or(module);
-    Some(match short {
-        "ping" => "ping",
-        "command" => "command",
-        "shell" => "shell",
-        "raw" => "raw",
-        _ => return None,
-    })
-}
-
-/// Run `module` with `args`; an unreachable host is `Err`, everything else a result map.
-pub async fn run(
-    module: &str,
-    args: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<Map<String, Value>, Unreachable> {
-    let Some(name) = canonical(module) else {
-        return Ok(failed(format!(
-            "ftl2-runner has no module named '{module}' (native modules: ping, command, shell, raw)"
-        )));
-    };
-    match name {
-        "ping" => ping(args, ctx).await,
-        "command" => command(args, ctx, false).await,
-        "shell" => command(args, ctx, true).await,
-        "raw" => raw(args, ctx).await,
-        _ => unreachable!("canonical() only returns implemented names"),
-    }
-}
-
-/// A failed result with a message, as modules return it.
-pub fn failed(msg: impl Into<String>) -> Map<String, Value> {
-    obj(json!({"changed": false, "failed": true, "msg": msg.into()}))
-}
-
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-async fn ping(
-    args: &Map<String, Value>,
-    ctx: &ModuleCtx<'_>,
-) -> Result<Map<String, Value>, Unreachable> {
-    let data = args
-        .get("data")
-        .and_then(Value::as_str)
-        .unwrap_or("pong")
-        .to_string();
-    // Prove the host answers: over SSH a round trip; the controller itself always answers.
-    if !matches!(ctx.conn, Connection::Local(_)) {
-        let out = ctx.conn.exec("true", None, None).await?;
-        if out.rc != 0 {
-            return Ok(failed(format!(
-                "ping: the host answered but `true` failed with rc={}",
-                out.rc
-            )));
-        }
-    }
-    if data == "crash" {
-        return Ok(failed("boom"));
-    }
-    Ok(obj(json!({"changed": false, "ping": data})))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn strip_trailing_newlines(s: &str) -> String {
     s.trim_end_matches(['\n', '\r']).to_string()
@@ -113,41 +27,6 @@ fn ansible_delta(d: chrono::TimeDelta) -> String {
         secs % 60,
         us % 1_000_000
     )
-}
-
-/// Quote one word for `/bin/sh`.
-pub fn quote(word: &str) -> String {
-    shlex::try_quote(word)
-        .map(|q| q.into_owned())
-        .unwrap_or_else(|_| "''".into())
-}
-
-/// Quote words for `/bin/sh` so they arrive exactly as given.
-pub fn shell_join(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            shlex::try_quote(w)
-                .map(|q| q.into_owned())
-                .unwrap_or_else(|_| "''".into())
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn str_arg<'a>(args: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    args.get(key).and_then(Value::as_str)
-}
-
-fn bool_arg(args: &Map<String, Value>, key: &str, default: bool) -> bool {
-    match args.get(key) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => {
-            matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "1" | "on")
-        }
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(0) != 0,
-        _ => default,
-    }
 }
 
 /// Split free-form `k=v` options (`creates=`, `chdir=`, ...) off a command string, as Ansible does.
@@ -183,27 +62,30 @@ async fn path_exists(
         cmd.push_str(&format!("cd {} && ", quote(d)));
     }
     // `creates` may be a glob, as in Ansible.
-    cmd.push_str(&format!(
-        "for f in {}; do [ -e \"$f\" ] && exit 0; done; exit 1",
-        path.split_whitespace()
-            .map(|p| if p.contains(['*', '?', '[']) {
+    let words: Vec<String> = path
+        .split_whitespace()
+        .map(|p| {
+            if p.contains(['*', '?', '[']) {
                 p.to_string()
             } else {
                 quote(p)
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+            }
+        })
+        .collect();
+    cmd.push_str(&format!(
+        "for f in {}; do [ -e \"$f\" ] && exit 0; done; exit 1",
+        words.join(" ")
     ));
-    Ok(ctx.conn.exec(&cmd, None, None).await?.rc == 0)
+    Ok(ctx.sh(&cmd, None).await?.rc == 0)
 }
 
-async fn command(
+/// `command` (no shell: argv, `cmd` or the free form split like shlex) and `shell`.
+pub async fn command(
     args: &Map<String, Value>,
     ctx: &ModuleCtx<'_>,
     shell: bool,
 ) -> Result<Map<String, Value>, Unreachable> {
     let mut args = args.clone();
-    // The command itself: argv (list), cmd, or the free form (_raw_params).
     let (cmd_value, cmdline) = if let Some(Value::Array(argv)) = args.get("argv") {
         let words: Vec<String> = argv
             .iter()
@@ -215,10 +97,7 @@ async fn command(
             .collect();
         (json!(words), shell_join(&words))
     } else {
-        let raw = str_arg(&args, "cmd")
-            .or_else(|| str_arg(&args, "_raw_params"))
-            .map(String::from);
-        let Some(raw) = raw else {
+        let Some(raw) = super::str_arg_any(&args, &["cmd", "_raw_params"]) else {
             return Ok(failed("no command given"));
         };
         let (raw, free) = if args.contains_key("cmd") {
@@ -243,26 +122,24 @@ async fn command(
             (json!(words), shell_join(&words))
         }
     };
-    let chdir = str_arg(&args, "chdir").map(String::from);
+    let chdir = super::str_arg(&args, "chdir");
     let skipped_result = |msg: String, stdout: String| {
-        let mut m = obj(json!({
+        let l = lines(&stdout);
+        obj(json!({
             "changed": false, "cmd": cmd_value, "delta": null, "end": null, "msg": msg, "rc": 0,
-            "start": null, "stderr": "", "stderr_lines": [], "stdout": stdout,
-        }));
-        let l = lines(m["stdout"].as_str().unwrap_or_default());
-        m.insert("stdout_lines".into(), l);
-        m
+            "start": null, "stderr": "", "stderr_lines": [], "stdout": stdout, "stdout_lines": l,
+        }))
     };
-    if let Some(creates) = str_arg(&args, "creates")
-        && path_exists(ctx, creates, chdir.as_deref()).await?
+    if let Some(creates) = super::str_arg(&args, "creates")
+        && path_exists(ctx, &creates, chdir.as_deref()).await?
     {
         return Ok(skipped_result(
             format!("Did not run command since '{creates}' exists"),
             format!("skipped, since {creates} exists"),
         ));
     }
-    if let Some(removes) = str_arg(&args, "removes")
-        && !path_exists(ctx, removes, chdir.as_deref()).await?
+    if let Some(removes) = super::str_arg(&args, "removes")
+        && !path_exists(ctx, &removes, chdir.as_deref()).await?
     {
         return Ok(skipped_result(
             format!("Did not run command since '{removes}' does not exist"),
@@ -283,21 +160,21 @@ async fn command(
         full.push_str(&format!("cd {} || exit 1\n", quote(d)));
     }
     if shell {
-        let exe = str_arg(&args, "executable").unwrap_or("/bin/sh");
-        full.push_str(&format!("exec {} -c {}", quote(exe), quote(&cmdline)));
+        let exe = super::str_arg(&args, "executable").unwrap_or_else(|| "/bin/sh".into());
+        full.push_str(&format!("exec {} -c {}", quote(&exe), quote(&cmdline)));
     } else {
         full.push_str("exec ");
         full.push_str(&cmdline);
     }
-    let stdin = str_arg(&args, "stdin").map(|s| {
-        let mut s = s.to_string();
+    let stdin = super::str_arg(&args, "stdin").map(|s| {
+        let mut s = s;
         if bool_arg(&args, "stdin_add_newline", true) {
             s.push('\n');
         }
         s.into_bytes()
     });
     let start = chrono::Local::now();
-    let CommandOutput { rc, stdout, stderr } = ctx.conn.exec(&full, stdin.as_deref(), None).await?;
+    let CommandOutput { rc, stdout, stderr } = ctx.sh(&full, stdin.as_deref()).await?;
     let end = chrono::Local::now();
     let strip = bool_arg(&args, "strip_empty_ends", true);
     let (out, err) = if strip {
@@ -327,11 +204,12 @@ async fn command(
     Ok(m)
 }
 
-async fn raw(
+/// `raw`: the command line as given, no module machinery at all.
+pub async fn raw(
     args: &Map<String, Value>,
     ctx: &ModuleCtx<'_>,
 ) -> Result<Map<String, Value>, Unreachable> {
-    let Some(cmd) = str_arg(args, "_raw_params").or_else(|| str_arg(args, "cmd")) else {
+    let Some(cmd) = super::str_arg_any(args, &["_raw_params", "cmd"]) else {
         return Ok(failed("raw needs a command (free form)"));
     };
     if ctx.check_mode {
@@ -339,11 +217,11 @@ async fn raw(
             json!({"changed": false, "skipped": true, "msg": "raw does not support check mode"}),
         ));
     }
-    let full = match str_arg(args, "executable") {
-        Some(exe) => format!("exec {} -c {}", quote(exe), quote(cmd)),
-        None => cmd.to_string(),
+    let full = match super::str_arg(args, "executable") {
+        Some(exe) => format!("exec {} -c {}", quote(&exe), quote(&cmd)),
+        None => cmd,
     };
-    let CommandOutput { rc, stdout, stderr } = ctx.conn.exec(&full, None, None).await?;
+    let CommandOutput { rc, stdout, stderr } = ctx.sh(&full, None).await?;
     let (out, err) = (text(&stdout), text(&stderr));
     let mut m = obj(json!({
         "changed": true, "rc": rc, "stderr": err, "stderr_lines": lines(&err),

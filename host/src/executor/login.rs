@@ -1,0 +1,380 @@
+//! How to log in to a host and become another user: host vars merged with the AWX machine
+//! credential, with Ansible's precedence (host vars win over the credential and `-u`; extra vars
+//! win over both).
+//!
+//! The credential's secrets (SSH key, SSH/become/key-unlock passwords) arrive in the job's
+//! kwargs; prompt passwords count only when the matching `--ask-*` flag is on the command line,
+//! as ansible-playbook would have asked for them.
+
+use crate::job::{JobSettings, Secret};
+use russh::keys::PrivateKey;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The job-wide login material: the AWX machine credential and the command line's options.
+#[derive(Debug, Clone, Default)]
+pub struct Credential {
+    /// `-u`.
+    pub user: Option<String>,
+    /// The credential's private key (PEM / OpenSSH text).
+    pub ssh_key: Option<Secret<String>>,
+    /// Passphrase of that key (the "Enter passphrase for" prompt answer).
+    pub key_passphrase: Option<Secret<String>>,
+    /// SSH password (only with `--ask-pass`).
+    pub ssh_password: Option<Secret<String>>,
+    /// `--become`.
+    pub become_: bool,
+    /// `--become-method`.
+    pub become_method: Option<String>,
+    /// `--become-user`.
+    pub become_user: Option<String>,
+    /// Become password (only with `--ask-become-pass`).
+    pub become_password: Option<Secret<String>>,
+    /// `--private-key`.
+    pub private_key_file: Option<String>,
+    /// `-T/--timeout`.
+    pub timeout: Option<u32>,
+    /// ANSIBLE_HOST_KEY_CHECKING from the job's environment; off unless it says true (AWX sets False).
+    pub host_key_checking: bool,
+}
+
+impl Credential {
+    /// Read the credential from what AWX sent for the job.
+    pub fn from_job(job: &JobSettings) -> Credential {
+        let prompt = |starts: &str| -> Option<Secret<String>> {
+            job.passwords
+                .expose()
+                .iter()
+                .find(|(k, v)| k.starts_with(starts) && !v.is_empty())
+                .map(|(_, v)| Secret::new(v.clone()))
+        };
+        let c = &job.cmdline;
+        let hkc = job
+            .envvars
+            .get("ANSIBLE_HOST_KEY_CHECKING")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on"))
+            .unwrap_or(false);
+        Credential {
+            user: c.user.clone(),
+            ssh_key: job.ssh_key.clone(),
+            key_passphrase: prompt("Enter passphrase for"),
+            ssh_password: if c.ask_pass {
+                prompt("SSH password")
+            } else {
+                None
+            },
+            become_: c.become_,
+            become_method: c.become_method.clone(),
+            become_user: c.become_user.clone(),
+            become_password: if c.ask_become_pass {
+                prompt("BECOME password")
+            } else {
+                None
+            },
+            private_key_file: c.private_key_file.clone(),
+            timeout: c.timeout,
+            host_key_checking: hkc,
+        }
+    }
+}
+
+/// Switching user on the target for a command.
+#[derive(Debug, Clone)]
+pub struct Become {
+    /// `sudo` (default), `su` or `doas`.
+    pub method: String,
+    /// Target user (default root).
+    pub user: String,
+    /// Password for the prompt, if any.
+    pub password: Option<String>,
+    /// `ansible_become_flags`.
+    pub flags: Option<String>,
+}
+
+/// Everything needed to reach one host.
+#[derive(Debug, Clone)]
+pub struct HostAccess {
+    /// Inventory name.
+    pub name: String,
+    /// `local` or `ssh`.
+    pub connection: String,
+    /// `ansible_host` (default: the name).
+    pub address: String,
+    /// `ansible_port` (default 22).
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private key, decoded.
+    pub key: Option<Arc<PrivateKey>>,
+    /// Login password.
+    pub password: Option<Secret<String>>,
+    /// Become for every command, when the host or job asks for it.
+    pub become_: Option<Become>,
+    /// Connect timeout.
+    pub timeout: Duration,
+    /// Verify host keys against known_hosts.
+    pub host_key_checking: bool,
+    /// known_hosts file (default ~/.ssh/known_hosts).
+    pub known_hosts: Option<PathBuf>,
+    /// `ansible_python_interpreter`.
+    pub python: Option<String>,
+}
+
+/// Decoded keys, by source, so an encrypted key is decrypted once per job, not once per host.
+#[derive(Default)]
+pub struct KeyCache(Mutex<HashMap<String, Result<Arc<PrivateKey>, String>>>);
+
+fn var_str(vars: &Map<String, Value>, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| match vars.get(*k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        _ => None,
+    })
+}
+
+fn var_bool(vars: &Map<String, Value>, key: &str) -> Option<bool> {
+    match vars.get(key) {
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) => Some(matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "yes" | "1" | "on"
+        )),
+        Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0) != 0),
+        _ => None,
+    }
+}
+
+/// Work out how to reach `name` from its variables, the job's extra vars and the credential.
+pub fn resolve(
+    name: &str,
+    host_vars: &Map<String, Value>,
+    extravars: &Map<String, Value>,
+    cred: &Credential,
+    keys: &KeyCache,
+) -> Result<HostAccess, String> {
+    // Extra vars are the highest precedence in Ansible, connection vars included.
+    let mut vars = host_vars.clone();
+    for (k, v) in extravars {
+        if k.starts_with("ansible_") {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
+    let implicit_local =
+        (name == "localhost" || name == "127.0.0.1") && !vars.contains_key("ansible_host");
+    let connection = var_str(&vars, &["ansible_connection"]).unwrap_or_else(|| {
+        if implicit_local {
+            "local".into()
+        } else {
+            "ssh".into()
+        }
+    });
+    let connection = match connection.as_str() {
+        "local" => "local".to_string(),
+        "ssh" | "paramiko" | "smart" | "ansible.builtin.ssh" | "ansible.netcommon.libssh" => {
+            "ssh".to_string()
+        }
+        other => {
+            return Err(format!(
+                "connection type '{other}' is not supported by ftl2-runner (local and ssh are)"
+            ));
+        }
+    };
+    let address =
+        var_str(&vars, &["ansible_host", "ansible_ssh_host"]).unwrap_or_else(|| name.to_string());
+    let port = match var_str(&vars, &["ansible_port", "ansible_ssh_port"]) {
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("ansible_port {p:?} is not a port number"))?,
+        None => 22,
+    };
+    let user = var_str(&vars, &["ansible_user", "ansible_ssh_user"])
+        .or_else(|| cred.user.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".into());
+    let password = var_str(
+        &vars,
+        &[
+            "ansible_password",
+            "ansible_ssh_pass",
+            "ansible_ssh_password",
+        ],
+    )
+    .map(Secret::new)
+    .or_else(|| cred.ssh_password.clone());
+    let passphrase = var_str(&vars, &["ansible_ssh_private_key_passphrase"])
+        .map(Secret::new)
+        .or_else(|| cred.key_passphrase.clone());
+    let key = if connection == "ssh" {
+        let file = var_str(
+            &vars,
+            &["ansible_ssh_private_key_file", "ansible_private_key_file"],
+        )
+        .or_else(|| cred.private_key_file.clone());
+        match (file, &cred.ssh_key) {
+            (Some(path), _) => Some(load_key(
+                keys,
+                &format!("file:{path}"),
+                passphrase.as_ref(),
+                || {
+                    std::fs::read_to_string(expand_home(&path))
+                        .map_err(|e| format!("cannot read the SSH key {path}: {e}"))
+                },
+            )?),
+            (None, Some(pem)) => Some(load_key(keys, "credential", passphrase.as_ref(), || {
+                Ok(pem.expose().clone())
+            })?),
+            (None, None) => None,
+        }
+    } else {
+        None
+    };
+    let become_on = var_bool(&vars, "ansible_become").unwrap_or(cred.become_);
+    let become_ = become_on.then(|| Become {
+        method: var_str(&vars, &["ansible_become_method"])
+            .or_else(|| cred.become_method.clone())
+            .unwrap_or_else(|| "sudo".into()),
+        user: var_str(&vars, &["ansible_become_user"])
+            .or_else(|| cred.become_user.clone())
+            .unwrap_or_else(|| "root".into()),
+        password: var_str(&vars, &["ansible_become_password", "ansible_become_pass"])
+            .or_else(|| cred.become_password.as_ref().map(|s| s.expose().clone())),
+        flags: var_str(&vars, &["ansible_become_flags"]),
+    });
+    let timeout = var_str(&vars, &["ansible_timeout", "ansible_ssh_timeout"])
+        .and_then(|t| t.parse().ok())
+        .or(cred.timeout)
+        .unwrap_or(10);
+    let host_key_checking = var_bool(&vars, "ansible_host_key_checking")
+        .or_else(|| var_bool(&vars, "ansible_ssh_host_key_checking"))
+        .unwrap_or(cred.host_key_checking)
+        && !var_str(
+            &vars,
+            &["ansible_ssh_common_args", "ansible_ssh_extra_args"],
+        )
+        .is_some_and(|a| a.contains("StrictHostKeyChecking=no"));
+    Ok(HostAccess {
+        name: name.to_string(),
+        connection,
+        address,
+        port,
+        user,
+        key,
+        password,
+        become_,
+        timeout: Duration::from_secs(timeout as u64),
+        host_key_checking,
+        known_hosts: var_str(&vars, &["ansible_ssh_known_hosts_file"])
+            .map(|p| PathBuf::from(expand_home(&p))),
+        python: var_str(&vars, &["ansible_python_interpreter"]),
+    })
+}
+
+fn expand_home(p: &str) -> String {
+    match (p.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => p.to_string(),
+    }
+}
+
+fn load_key(
+    cache: &KeyCache,
+    source: &str,
+    passphrase: Option<&Secret<String>>,
+    read: impl FnOnce() -> Result<String, String>,
+) -> Result<Arc<PrivateKey>, String> {
+    let mut map = cache.0.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = map.get(source) {
+        return r.clone();
+    }
+    let r = read().and_then(|pem| {
+        super::connection::decode_key(&pem, passphrase.map(|p| p.expose().as_str()))
+    });
+    map.insert(source.to_string(), r.clone());
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn m(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn host_vars_win_over_the_credential_and_extra_vars_over_both() {
+        let cred = Credential {
+            user: Some("cred-user".into()),
+            become_: true,
+            become_user: Some("admin".into()),
+            ..Default::default()
+        };
+        let keys = KeyCache::default();
+        let a = resolve("web1", &m(json!({"ansible_host": "10.0.0.5", "ansible_port": 2222, "ansible_user": "hv-user"})), &Map::new(), &cred, &keys).unwrap();
+        assert_eq!(
+            (a.address.as_str(), a.port, a.user.as_str()),
+            ("10.0.0.5", 2222, "hv-user")
+        );
+        assert_eq!(a.become_.as_ref().unwrap().user, "admin");
+        let a = resolve(
+            "web1",
+            &m(json!({"ansible_user": "hv-user"})),
+            &m(json!({"ansible_user": "ev-user"})),
+            &cred,
+            &keys,
+        )
+        .unwrap();
+        assert_eq!(a.user, "ev-user");
+        let a = resolve("web1", &Map::new(), &Map::new(), &cred, &keys).unwrap();
+        assert_eq!(
+            (a.user.as_str(), a.connection.as_str()),
+            ("cred-user", "ssh")
+        );
+        let a = resolve("localhost", &Map::new(), &Map::new(), &cred, &keys).unwrap();
+        assert_eq!(a.connection, "local");
+        assert!(
+            resolve(
+                "x",
+                &m(json!({"ansible_connection": "winrm"})),
+                &Map::new(),
+                &cred,
+                &keys
+            )
+            .is_err()
+        );
+        let a = resolve(
+            "x",
+            &m(json!({"ansible_become": false})),
+            &Map::new(),
+            &cred,
+            &keys,
+        )
+        .unwrap();
+        assert!(a.become_.is_none());
+    }
+
+    #[test]
+    fn prompt_passwords_need_their_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let kwargs = json!({"passwords": {"SSH password:\\s*?$": "sshpw", "BECOME password.*:\\s*?$": "bpw", "Enter passphrase for .*:\\s*?$": "kp"}});
+        let job = JobSettings::load(dir.path(), kwargs.as_object().unwrap()).unwrap();
+        let c = Credential::from_job(&job);
+        assert!(c.ssh_password.is_none() && c.become_password.is_none());
+        assert_eq!(c.key_passphrase.unwrap().expose(), "kp");
+        std::fs::create_dir_all(dir.path().join("env")).unwrap();
+        std::fs::write(
+            dir.path().join("env/cmdline"),
+            "--ask-pass --ask-become-pass",
+        )
+        .unwrap();
+        let job = JobSettings::load(dir.path(), kwargs.as_object().unwrap()).unwrap();
+        let c = Credential::from_job(&job);
+        assert_eq!(c.ssh_password.unwrap().expose(), "sshpw");
+        assert_eq!(c.become_password.unwrap().expose(), "bpw");
+    }
+}

@@ -1,0 +1,284 @@
+//! Native modules: Ansible's argument names, result keys and `changed`/check-mode semantics,
+//! implemented in Rust and run over any [`Connection`] with plain POSIX shell on the target (no
+//! Python needed there).
+
+mod command;
+mod files;
+mod system;
+
+use super::connection::{CommandOutput, Connection, Unreachable};
+use super::login::Become;
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+
+pub use files::checksum_bytes;
+
+/// Where modules may read and write files on the controller (the EE) itself: `copy src=`,
+/// `template src=` and `fetch dest=`. Scripts are untrusted, so the EE's own files are off limits.
+#[derive(Debug, Clone, Default)]
+pub struct LocalFiles {
+    /// Relative local paths are resolved against this directory (the script's).
+    pub base: PathBuf,
+    /// Directories local sources may come from.
+    pub read_roots: Vec<PathBuf>,
+    /// Directories local destinations may go to.
+    pub write_roots: Vec<PathBuf>,
+}
+
+impl LocalFiles {
+    fn resolve(&self, path: &str, roots: &[PathBuf], what: &str) -> Result<PathBuf, String> {
+        let p = Path::new(path);
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        };
+        let real = match joined.canonicalize() {
+            Ok(r) => r,
+            // A destination that does not exist yet: check its parent.
+            Err(_) => match (
+                joined.parent().and_then(|d| d.canonicalize().ok()),
+                joined.file_name(),
+            ) {
+                (Some(d), Some(n)) => d.join(n),
+                _ => return Err(format!("{what} {path} does not exist")),
+            },
+        };
+        if roots.iter().any(|r| real.starts_with(r)) {
+            Ok(real)
+        } else {
+            Err(format!(
+                "{what} {path} is outside the directories this job may use on the controller ({})",
+                roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    }
+
+    /// A local file or directory to read (copy/template sources).
+    pub fn readable(&self, path: &str) -> Result<PathBuf, String> {
+        let mut roots = self.read_roots.clone();
+        roots.extend(self.write_roots.iter().cloned());
+        self.resolve(path, &roots, "source")
+    }
+
+    /// Like [`LocalFiles::writable`], for a path whose directories may not exist yet: `..` is
+    /// resolved by text, so nothing outside the roots is created on the way.
+    pub fn writable_lexically(&self, path: &str) -> Result<(), String> {
+        let joined = self.base.join(path);
+        let mut norm = PathBuf::new();
+        for c in joined.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    norm.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => norm.push(other),
+            }
+        }
+        if self.write_roots.iter().any(|r| norm.starts_with(r)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "destination {path} is outside the directories this job may use on the controller ({})",
+                self.write_roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    }
+
+    /// A local path to write (fetch destinations).
+    pub fn writable(&self, path: &str) -> Result<PathBuf, String> {
+        self.resolve(path, &self.write_roots, "destination")
+    }
+}
+
+/// What a module needs to know besides its arguments.
+pub struct ModuleCtx<'a> {
+    /// How to reach the host.
+    pub conn: &'a Connection,
+    /// The host's inventory name.
+    pub host: &'a str,
+    /// `--check`: change nothing, report what would change.
+    pub check_mode: bool,
+    /// `--diff`: include a diff where the module supports it.
+    pub diff: bool,
+    /// Become for this call (from the host, the job or the call).
+    pub become_: Option<Become>,
+    /// Variables for templates: host vars, then extra vars.
+    pub vars: &'a Map<String, Value>,
+    /// Controller-side file access.
+    pub local: &'a LocalFiles,
+}
+
+impl ModuleCtx<'_> {
+    /// Run a shell command line on the target, through become when the call uses it.
+    pub async fn sh(&self, cmd: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, Unreachable> {
+        self.conn
+            .exec_as(cmd, stdin, self.become_.as_ref(), None)
+            .await
+    }
+}
+
+/// The native modules, by short name.
+const NATIVE: &[&str] = &[
+    "ping",
+    "command",
+    "shell",
+    "raw",
+    "file",
+    "copy",
+    "stat",
+    "slurp",
+    "fetch",
+    "template",
+    "lineinfile",
+    "wait_for_connection",
+    "setup",
+    "gather_facts",
+];
+
+/// The native module `module` names, with or without `ansible.builtin.`/`ansible.legacy.`.
+pub fn canonical(module: &str) -> Option<&'static str> {
+    let short = module
+        .strip_prefix("ansible.builtin.")
+        .or_else(|| module.strip_prefix("ansible.legacy."))
+        .unwrap_or(module);
+    NATIVE.iter().find(|n| **n == short).copied()
+}
+
+/// Run `module` with `args`; an unreachable host is `Err`, everything else a result map.
+pub async fn run(
+    module: &str,
+    args: &Map<String, Value>,
+    ctx: &ModuleCtx<'_>,
+) -> Result<Map<String, Value>, Unreachable> {
+    let Some(name) = canonical(module) else {
+        return Ok(failed(format!(
+            "ftl2-runner has no module named '{module}' (native modules: {})",
+            NATIVE.join(", ")
+        )));
+    };
+    let mut args = args.clone();
+    args.retain(|k, _| !k.starts_with("_ansible"));
+    match name {
+        "ping" => system::ping(&args, ctx).await,
+        "command" => command::command(&args, ctx, false).await,
+        "shell" => command::command(&args, ctx, true).await,
+        "raw" => command::raw(&args, ctx).await,
+        "wait_for_connection" => system::wait_for_connection(&args, ctx).await,
+        "setup" | "gather_facts" => system::setup(&args, ctx).await,
+        "file" => files::file(&args, ctx).await,
+        "copy" => files::copy(&args, ctx).await,
+        "template" => files::template(&args, ctx).await,
+        "stat" => files::stat(&args, ctx).await,
+        "slurp" => files::slurp(&args, ctx).await,
+        "fetch" => files::fetch(&args, ctx).await,
+        "lineinfile" => files::lineinfile(&args, ctx).await,
+        _ => Ok(failed(format!(
+            "module {name} is listed but not dispatched"
+        ))),
+    }
+}
+
+/// A failed result with a message, as modules return it.
+pub fn failed(msg: impl Into<String>) -> Map<String, Value> {
+    obj(json!({"changed": false, "failed": true, "msg": msg.into()}))
+}
+
+/// A JSON object as a map (empty for anything else).
+pub fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Quote one word for `/bin/sh`.
+pub fn quote(word: &str) -> String {
+    shlex::try_quote(word)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| "''".into())
+}
+
+/// Quote words for `/bin/sh` so they arrive exactly as given.
+pub fn shell_join(words: &[String]) -> String {
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// A string argument (numbers are accepted as their text).
+pub fn str_arg(args: &Map<String, Value>, key: &str) -> Option<String> {
+    match args.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The first of several aliases given.
+pub fn str_arg_any(args: &Map<String, Value>, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| str_arg(args, k))
+}
+
+/// A boolean argument, with Ansible's spellings (yes/no/true/false/1/0/on/off).
+pub fn bool_arg(args: &Map<String, Value>, key: &str, default: bool) -> bool {
+    match args.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(
+            s.to_ascii_lowercase().as_str(),
+            "yes" | "true" | "1" | "on" | "y"
+        ),
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0) != 0,
+        _ => default,
+    }
+}
+
+/// Text of command output.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Fail with the command's stderr when it did not succeed.
+pub fn check_rc(out: &CommandOutput, what: &str) -> Result<(), Map<String, Value>> {
+    if out.rc == 0 {
+        return Ok(());
+    }
+    let err = text(&out.stderr).trim().to_string();
+    Err(obj(json!({
+        "changed": false, "failed": true, "rc": out.rc,
+        "msg": format!("{what}: {}", if err.is_empty() { format!("exit code {}", out.rc) } else { err }),
+    })))
+}
+
+/// `mode=` as given (octal text, an int that is the octal value, or symbolic like `u+rwx`).
+pub fn mode_arg(args: &Map<String, Value>) -> Result<Option<String>, String> {
+    match args.get("mode") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            let v = n
+                .as_u64()
+                .ok_or_else(|| format!("mode {n} is not a valid mode"))?;
+            Ok(Some(format!("{v:04o}")))
+        }
+        Some(Value::String(s)) if s == "preserve" => Ok(Some("preserve".into())),
+        Some(Value::String(s)) if s.chars().all(|c| c.is_ascii_digit()) => {
+            let v = u32::from_str_radix(s, 8)
+                .map_err(|_| format!("mode {s:?} is not an octal mode"))?;
+            Ok(Some(format!("{v:04o}")))
+        }
+        Some(Value::String(s)) => {
+            if s.chars().all(|c| "ugoa+-=rwxXst,".contains(c)) {
+                Ok(Some(s.clone()))
+            } else {
+                Err(format!("mode {s:?} must be octal or symbolic"))
+            }
+        }
+        Some(other) => Err(format!("mode {other} must be a string or an integer")),
+    }
+}

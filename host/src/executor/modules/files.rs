@@ -332,7 +332,10 @@ pub async fn file(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
         },
         "file" => match &current {
             None => {
-                return Ok(failed(format!("file ({path}) is absent, cannot continue")));
+                let mut m = failed(format!("file ({path}) is absent, cannot continue"));
+                m.insert("path".into(), json!(path));
+                m.insert("state".into(), json!("absent"));
+                return Ok(m);
             }
             Some(f) if f.kind == Kind::Dir => {
                 return Ok(failed(format!(

@@ -1,0 +1,310 @@
+"""The execution engine over real SSH (one sshd per host on loopback) and local, compared with
+what Ansible's own modules (ansible-core, run through the real ansible-runner) report for the
+same call."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import make_stream, make_zip, run_worker, worker_env
+from testbed import Testbed
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory):
+    tb = Testbed(tmp_path_factory.mktemp("testbed"), 3).start()
+    yield tb
+    tb.stop()
+
+
+def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, extra_files=()):
+    """Run `calls` [(target, module, args)] in one job; returns (results per call, WorkerResult)."""
+    sdir = tmp_path / "scripts"
+    sdir.mkdir(parents=True, exist_ok=True)
+    for name, content in extra_files:
+        (sdir / name).write_text(content)
+    (sdir / "main.py").write_text(textwrap.dedent(f"""
+        import json
+        CALLS = json.loads({json.dumps(json.dumps(calls))})
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(fail_fast=False) as ftl:
+                for target, module, args in CALLS:
+                    rs = await ftl.run_on(target, module, **args)
+                    print("RESULT " + json.dumps([{{"host": r.host, "status": r.status, "output": r.output}} for r in rs]))
+            return 0
+    """))
+    entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, inventory.encode())]
+    if cmdline:
+        entries.append(("env/cmdline", 0o600, cmdline.encode()))
+    kw = {"ident": "eng", "inventory": "inventory/hosts", "envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False"}}
+    kw.update(kwargs or {})
+    res = run_worker(make_stream(kw, make_zip(entries)), tmp_path / "runner",
+                     env=worker_env(FTL2_SCRIPT=sdir / "main.py"), timeout=180)
+    results = [json.loads(e["stdout"][len("RESULT "):]) for e in res.events
+               if e["event"] == "verbose" and e["stdout"].startswith("RESULT ")]
+    return results, res
+
+
+def ansible_call(inventory_path: Path, host: str, module: str, args: dict, check=False):
+    """The same call through real Ansible (ansible-runner -> ansible); returns (status, res)."""
+    import ansible_runner
+
+    env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    cmdline = "--check" if check else None
+    r = ansible_runner.interface.run(
+        private_data_dir=tempfile.mkdtemp(), host_pattern=host, module=module,
+        module_args=json.dumps(args) if args else None, inventory=str(inventory_path), quiet=True, envvars=env,
+        cmdline=cmdline,
+    )
+    for e in r.events:
+        ev = e["event"]
+        if ev in ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"):
+            res = e["event_data"]["res"]
+            status = {"runner_on_ok": "changed" if res.get("changed") else "ok", "runner_on_failed": "failed",
+                      "runner_on_skipped": "skipped", "runner_on_unreachable": "unreachable"}[ev]
+            return status, res
+    raise AssertionError(f"no result from ansible: {r.status} {[e['event'] for e in r.events]}")
+
+
+COMPARED = ("changed", "failed", "rc", "state", "mode", "checksum", "msg", "stdout", "ping", "content", "dest")
+
+
+def compare(ours, theirs, keys=COMPARED):
+    (ostatus, ores), (tstatus, tres) = ours, theirs
+    assert ostatus == tstatus, (ours, theirs)
+    for k in keys:
+        if k in tres and k in ("changed", "failed", "rc", "state", "mode", "checksum", "ping", "content"):
+            assert ores.get(k) == tres.get(k), (k, ores, tres)
+        if k == "stdout" and k in tres:
+            assert ores.get(k) == tres.get(k), (k, ores, tres)
+
+
+def test_native_modules_match_ansible_over_ssh(testbed, tmp_path):
+    inv = tmp_path / "inv.ini"
+    inv.write_text(testbed.ini_inventory())
+    base = f"/tmp/ftl2-cmp-{uuid.uuid4().hex[:8]}"
+    # Each step runs twice, ours on {base}-ours, Ansible's on {base}-ans, so the results (and the
+    # state they leave) can be compared side by side. Steps build on each other.
+    steps = [
+        ("ping", {}),
+        ("command", {"cmd": "echo hello world"}),
+        ("command", {"cmd": "false"}),
+        ("command", {"cmd": "echo never", "creates": "/etc/hostname"}),
+        ("shell", {"cmd": "echo one | tr a-z A-Z"}),
+        ("raw", {"_raw_params": "echo raw"}),
+        ("file", {"path": "{p}", "state": "directory", "mode": "0750"}),
+        ("file", {"path": "{p}", "state": "directory", "mode": "0750"}),
+        ("file", {"path": "{p}/touched", "state": "touch"}),
+        ("file", {"path": "{p}/missing", "state": "file"}),
+        ("copy", {"content": "hello\n", "dest": "{p}/copied", "mode": "0640"}),
+        ("copy", {"content": "hello\n", "dest": "{p}/copied", "mode": "0640"}),
+        ("copy", {"content": "changed\n", "dest": "{p}/copied"}),
+        ("stat", {"path": "{p}/copied"}),
+        ("stat", {"path": "{p}/nope"}),
+        ("slurp", {"src": "{p}/copied"}),
+        ("lineinfile", {"path": "{p}/copied", "line": "second"}),
+        ("lineinfile", {"path": "{p}/copied", "line": "second"}),
+        ("lineinfile", {"path": "{p}/copied", "regexp": "^chan", "line": "first"}),
+        ("lineinfile", {"path": "{p}/copied", "regexp": "^sec", "state": "absent"}),
+        ("file", {"path": "{p}/link", "src": "{p}/copied", "state": "link"}),
+        ("file", {"path": "{p}/link", "src": "{p}/copied", "state": "link"}),
+        ("file", {"path": "{p}/copied", "mode": "u+x,g-r"}),
+        ("file", {"path": "{p}/touched", "state": "absent"}),
+        ("file", {"path": "{p}/touched", "state": "absent"}),
+    ]
+    def fill(args, p):
+        return {k: v.replace("{p}", p) if isinstance(v, str) else v for k, v in args.items()}
+    ours_calls = [("node0", m, fill(a, base + "-ours")) for m, a in steps]
+    results, res = engine_calls(tmp_path, testbed.ini_inventory(), ours_calls)
+    assert len(results) == len(steps), res.stdout[-3000:]
+    for (module, args), got in zip(steps, results):
+        theirs = ansible_call(inv, "node0", module, fill(args, base + "-ans"))
+        ours = (got[0]["status"], got[0]["output"])
+        if module == "stat":
+            st_o, st_t = ours[1]["stat"], theirs[1]["stat"]
+            assert ours[0] == theirs[0] and st_o["exists"] == st_t["exists"]
+            for k in ("mode", "checksum", "isreg", "isdir", "size", "pw_name"):
+                assert st_o.get(k) == st_t.get(k), (k, st_o, st_t)
+            continue
+        if module == "raw":
+            # Ansible runs raw in a pty over SSH (\r\n endings, "Shared connection closed"); we do not.
+            assert ours[0] == theirs[0] and ours[1]["stdout_lines"] == theirs[1]["stdout_lines"]
+            continue
+        compare(ours, theirs)
+    # Both left the same files behind.
+    listing = lambda p: subprocess.run(f"cd {p} && find . \\( -type l -printf '%p %y %l\\n' \\) -o -printf '%p %y %m %s\\n' | sed 's/-ours/-X/; s/-ans/-X/' | sort", shell=True,
+                                       capture_output=True, text=True).stdout
+    assert listing(base + "-ours") == listing(base + "-ans")
+    assert Path(base + "-ours/copied").read_text() == Path(base + "-ans/copied").read_text()
+
+
+def test_check_mode_changes_nothing_anywhere(testbed, tmp_path):
+    p = f"/tmp/ftl2-check-{uuid.uuid4().hex[:8]}"
+    calls = [("node0", "file", {"path": p, "state": "directory"}),
+             ("node0", "copy", {"content": "x", "dest": p + "-file"}),
+             ("localhost", "file", {"path": p + "-local", "state": "touch"}),
+             ("node0", "command", {"cmd": f"touch {p}-cmd"}),
+             ("node0", "lineinfile", {"path": p + "-lif", "line": "x", "create": True})]
+    results, _ = engine_calls(tmp_path, testbed.ini_inventory(), calls, cmdline="--check")
+    assert [r[0]["status"] for r in results] == ["changed", "changed", "changed", "skipped", "changed"]
+    for suffix in ("", "-file", "-local", "-cmd", "-lif"):
+        assert not Path(p + suffix).exists(), suffix
+    inv = tmp_path / "inv.ini"
+    inv.write_text(testbed.ini_inventory())
+    assert ansible_call(inv, "node0", "file", {"path": p, "state": "directory"}, check=True)[0] == "changed"
+
+
+def test_fan_out_is_concurrent_and_in_inventory_order(testbed, tmp_path):
+    results, res = engine_calls(tmp_path, testbed.ini_inventory(), [("nodes", "command", {"cmd": "sleep 1"})])
+    assert [r["host"] for r in results[0]] == ["node0", "node1", "node2"]
+    ok = [e["event_data"] for e in res.events if e["event"] == "runner_on_ok"]
+    starts = sorted(e["start"] for e in ok)
+    ends = sorted(e["end"] for e in ok)
+    assert starts[-1] < ends[0], "the hosts did not run at the same time"
+
+
+def test_forks_cap_concurrency(testbed, tmp_path):
+    results, res = engine_calls(tmp_path, testbed.ini_inventory(), [("nodes", "command", {"cmd": "sleep 0.5"})],
+                                cmdline="--forks=1")
+    ok = sorted((e["event_data"]["start"], e["event_data"]["end"]) for e in res.events if e["event"] == "runner_on_ok")
+    assert all(a[1] <= b[0] for a, b in zip(ok, ok[1:])), ok
+
+
+def test_unreachable_hosts_are_reported_while_others_succeed(testbed, tmp_path):
+    wrong = tmp_path / "wrong_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    from testbed import free_port
+    inv = testbed.ini_inventory() + textwrap.dedent(f"""
+        [bad]
+        closed ansible_host=127.0.0.1 ansible_port={free_port()} ansible_user=root ansible_ssh_private_key_file={testbed.key}
+        wrongkey ansible_host=127.0.0.1 ansible_port={testbed.hosts[0].port} ansible_user=root ansible_ssh_private_key_file={wrong}
+        nokey ansible_host=127.0.0.1 ansible_port={testbed.hosts[0].port} ansible_user=root
+    """)
+    results, res = engine_calls(tmp_path, inv, [("all:!localhost", "ping", {})])
+    by_host = {r["host"]: r for r in results[0]}
+    assert {h: by_host[h]["status"] for h in by_host} == {
+        "node0": "ok", "node1": "ok", "node2": "ok", "closed": "unreachable", "wrongkey": "unreachable",
+        "nokey": "unreachable"}
+    assert "Connection refused" in by_host["closed"]["output"]["msg"]
+    assert "Permission denied" in by_host["wrongkey"]["output"]["msg"]
+    assert "no SSH key or password" in by_host["nokey"]["output"]["msg"]
+    assert res.final_status == "failed" and res.rc == 4
+    stats = next(e for e in res.events if e["event"] == "playbook_on_stats")["event_data"]
+    assert stats["dark"] == {"closed": 1, "wrongkey": 1, "nokey": 1}
+    assert sum(e["event"] == "runner_on_unreachable" for e in res.events) == 3
+
+
+def test_awx_machine_credential_key_user_and_passphrase(testbed, tmp_path):
+    # The key as AWX sends it (kwargs ssh_key, passphrase in the prompt map), user from -u.
+    enc = tmp_path / "enc_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret-phrase", "-f", str(enc)], check=True)
+    for h in testbed.hosts:
+        with open(h.dir / "authorized_keys", "a") as f:
+            f.write((tmp_path / "enc_key.pub").read_text())
+    inv = "\n".join(f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port}" for h in testbed.hosts) + "\n"
+    kwargs = {"ssh_key": enc.read_text(), "passwords": {"Enter passphrase for .*:\\s*?$": "s3cret-phrase"}}
+    results, res = engine_calls(tmp_path, inv, [("all", "command", {"cmd": "id -un"})], cmdline="-u root", kwargs=kwargs)
+    assert [(r["host"], r["output"]["stdout"]) for r in results[0]] == [(h.name, "root") for h in testbed.hosts]
+    assert b"s3cret-phrase" not in res.stdout and b"PRIVATE KEY" not in res.stdout
+    # A wrong passphrase makes every host unreachable with a clear reason.
+    kwargs["passwords"] = {"Enter passphrase for .*:\\s*?$": "wrong"}
+    results, _ = engine_calls(tmp_path / "b", inv, [("all", "ping", {})], cmdline="-u root", kwargs=kwargs)
+    assert all(r["status"] == "unreachable" and "SSH private key" in r["output"]["msg"] for r in results[0])
+
+
+def test_host_key_checking_when_turned_on(testbed, tmp_path):
+    h = testbed.hosts[0]
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    base = f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user=root ansible_ssh_private_key_file={testbed.key} ansible_ssh_known_hosts_file={known}\n"
+    kw = {"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "True"}}
+    results, _ = engine_calls(tmp_path, base, [(h.name, "ping", {})], kwargs=kw)
+    assert results[0][0]["status"] == "unreachable"
+    assert "Host key verification failed" in results[0][0]["output"]["msg"]
+    key = (h.dir / "host_key.pub").read_text().split()
+    known.write_text(f"[127.0.0.1]:{h.port} {key[0]} {key[1]}\n")
+    results, _ = engine_calls(tmp_path / "b", base, [(h.name, "ping", {})], kwargs=kw)
+    assert results[0][0]["status"] == "ok"
+
+
+def test_one_connection_per_host_is_reused(testbed, tmp_path):
+    h = testbed.hosts[1]
+    before = (h.dir / "sshd.log").read_text()
+    inv = testbed.ini_inventory()
+    calls = [(h.name, "command", {"cmd": "true"})] * 10
+    engine_calls(tmp_path, inv, calls)
+    # sshd forks one child per connection: count accepted sessions via the process's children log.
+    out = subprocess.run(["ss", "-tn", "state", "established", f"( dport = :{h.port} )"], capture_output=True, text=True)
+    # After the job ended no connection is left open.
+    assert str(h.port) not in out.stdout.split("\n", 1)[-1]
+    assert (h.dir / "sshd.log").read_text() == before  # no auth failures or errors logged
+
+
+def test_template_renders_host_vars_and_extravars(testbed, tmp_path):
+    p = f"/tmp/ftl2-tpl-{uuid.uuid4().hex[:8]}"
+    inv = testbed.ini_inventory().replace("[nodes:vars]", "[nodes:vars]\nrole=web")
+    results, _ = engine_calls(tmp_path, inv, [("node1", "template", {"src": "app.conf.j2", "dest": p})],
+                              extra_files=[("app.conf.j2", "host={{ inventory_hostname }} role={{ role }}\n{% for g in group_names %}group={{ g }}\n{% endfor %}")])
+    assert results[0][0]["status"] == "changed", results
+    assert Path(p).read_text() == "host=node1 role=web\ngroup=nodes\n"
+
+
+@pytest.fixture(scope="module")
+def become_user():
+    """A login user with a password and sudo rights (password required)."""
+    assert os.geteuid() == 0, "the become tests need root to create their user"
+    assert Path("/usr/bin/sudo").exists(), "sudo is not installed (.ci/run installs it)"
+    name, pw = "ftl2test", "ftl2-Pw-9"
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
+    subprocess.run(["chpasswd"], input=f"{name}:{pw}\n", text=True, check=True)
+    Path(f"/etc/sudoers.d/{name}").write_text(f"{name} ALL=(ALL) ALL\n")
+    os.chmod(f"/etc/sudoers.d/{name}", 0o440)
+    return name, pw
+
+
+def test_password_login_and_sudo_become_with_password(become_user, tmp_path):
+    name, pw = become_user
+    tb = Testbed(tmp_path / "pw", 1, password_auth=True).start()
+    try:
+        h = tb.hosts[0]
+        inv = f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port}\n"
+        prompts = {"SSH password:\\s*?$": pw, "BECOME password.*:\\s*?$": pw}
+        calls = [(h.name, "command", {"cmd": "id -un"})]
+        # SSH password and become password from AWX's prompt map, with the flags AWX adds.
+        results, res = engine_calls(tmp_path / "a", inv, calls, kwargs={"passwords": prompts},
+                                    cmdline=f"-u {name} --ask-pass --become --ask-become-pass")
+        assert results[0][0]["output"]["stdout"] == "root", results
+        assert pw.encode() not in res.stdout
+        # Without become: the login user.
+        results, _ = engine_calls(tmp_path / "b", inv, calls, kwargs={"passwords": prompts},
+                                  cmdline=f"-u {name} --ask-pass")
+        assert results[0][0]["output"]["stdout"] == name
+        # A become password AWX did not ask for (no --ask-become-pass) is not used.
+        results, _ = engine_calls(tmp_path / "c", inv, calls, kwargs={"passwords": prompts},
+                                  cmdline=f"-u {name} --ask-pass --become")
+        assert results[0][0]["status"] == "failed"
+        assert "Missing sudo password" in results[0][0]["output"]["stderr"]
+        # A wrong one is reported as such.
+        bad = dict(prompts, **{"BECOME password.*:\\s*?$": "nope"})
+        results, _ = engine_calls(tmp_path / "d", inv, calls, kwargs={"passwords": bad},
+                                  cmdline=f"-u {name} --ask-pass --become --ask-become-pass")
+        assert "Incorrect sudo password" in results[0][0]["output"]["stderr"]
+        # File modules work through become too (writing where only root may).
+        p = f"/root/ftl2-become-{uuid.uuid4().hex[:6]}"
+        results, _ = engine_calls(tmp_path / "e", inv, [(h.name, "copy", {"content": "as root\n", "dest": p})],
+                                  kwargs={"passwords": prompts}, cmdline=f"-u {name} --ask-pass --become --ask-become-pass")
+        assert results[0][0]["status"] == "changed", results
+        assert Path(p).read_text() == "as root\n" and Path(p).stat().st_uid == 0
+        Path(p).unlink()
+    finally:
+        tb.stop()

@@ -32,6 +32,8 @@ class Host:
 class Testbed:
     """N sshd instances sharing one client key pair."""
 
+    __test__ = False  # a helper, not a test class
+
     def __init__(self, root: Path, count: int, password_auth: bool = False):
         assert Path(SSHD).is_file(), "openssh-server is not installed (.ci/run installs it)"
         self.root = root

@@ -382,10 +382,8 @@ impl Inventory {
                 if is_group {
                     self.group(&name).vars.extend(vars);
                 } else if let Some(hv) = self.host_vars.get_mut(&name) {
-                    // host_vars files sit below inline host vars in Ansible's precedence.
-                    let mut merged = vars;
-                    merged.extend(hv.clone());
-                    *hv = merged;
+                    // host_vars/ files override inline inventory host vars, as in Ansible.
+                    hv.extend(vars);
                 }
             }
         }

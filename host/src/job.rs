@@ -301,53 +301,10 @@ fn seconds(m: &Map<String, Value>, key: &str) -> Result<u64> {
     }
 }
 
-/// Parse YAML (JSON is YAML) into JSON values, dropping tags such as AWX's `!unsafe`.
+/// Parse YAML (JSON is YAML) into JSON values the way Ansible reads it (YAML 1.1, tags such as
+/// AWX's `!unsafe` dropped).
 pub fn parse_yaml_or_json(text: &str) -> Result<Value> {
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    let y: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(text).map_err(|e| anyhow!("invalid YAML: {e}"))?;
-    yaml_to_json(y)
-}
-
-fn yaml_to_json(y: serde_yaml_ng::Value) -> Result<Value> {
-    use serde_yaml_ng::Value as Y;
-    Ok(match y {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                n.as_f64()
-                    .and_then(serde_json::Number::from_f64)
-                    .map(Value::Number)
-                    .unwrap_or(Value::Null)
-            }
-        }
-        Y::String(s) => Value::String(s),
-        Y::Sequence(seq) => Value::Array(seq.into_iter().map(yaml_to_json).collect::<Result<_>>()?),
-        Y::Mapping(map) => {
-            let mut out = Map::new();
-            for (k, v) in map {
-                let key = match yaml_to_json(k)? {
-                    Value::String(s) => s,
-                    Value::Null => "null".into(),
-                    other @ (Value::Array(_) | Value::Object(_)) => {
-                        bail!("a mapping key must be a scalar, not {other}")
-                    }
-                    other => python_str(&other),
-                };
-                out.insert(key, yaml_to_json(v)?);
-            }
-            Value::Object(out)
-        }
-        // `!unsafe 'x'` and any other local tag: keep the value, drop the tag.
-        Y::Tagged(t) => yaml_to_json(t.value)?,
-    })
+    crate::yaml::parse(text)
 }
 
 /// One `-e` argument: `@file` (YAML/JSON), inline JSON/YAML mapping, or `k=v k2=v2`.

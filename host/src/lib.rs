@@ -24,3 +24,4 @@ pub mod unpack;
 pub mod worker;
 pub mod worker_info;
 pub mod writer;
+pub mod yaml;

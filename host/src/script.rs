@@ -95,10 +95,7 @@ fn playbook_script(project: &Path, playbook: &str) -> Result<Option<PathBuf>, St
 /// A real playbook is a YAML list of plays; anything else (Python, `hosts: all  # noqa` + Python)
 /// is treated as a script.
 pub fn is_yaml_playbook(text: &str) -> bool {
-    matches!(
-        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text),
-        Ok(serde_yaml_ng::Value::Sequence(_))
-    )
+    matches!(crate::yaml::parse(text), Ok(serde_json::Value::Array(_)))
 }
 
 #[cfg(test)]

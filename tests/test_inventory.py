@@ -172,7 +172,7 @@ def test_awx_inventory_script_is_read_not_run(tmp_path):
     stream = (FIXTURES / "transmit-awxlike.stream").read_bytes()
     import io, base64, zipfile
     # Take the AWX script out of the fixture's zip, and make running it detectable.
-    head, b64 = stream.split(b"\n")[1], stream.split(b"\n")[2]
+    b64 = stream.split(b"\n")[2]
     raw = base64.b64decode(b64[: b64.index(b'{"eof"')])
     script = zipfile.ZipFile(io.BytesIO(raw)).read("inventory/hosts").decode()
     marker = tmp_path / "was-executed"
@@ -186,7 +186,6 @@ def test_awx_inventory_script_is_read_not_run(tmp_path):
     assert ours["hostvars"]["localhost"]["inv_var"] == "it's"
     # A script that is not AWX's format is refused, not executed.
     evil = f"#!/bin/sh\ntouch {marker}\necho '{{}}'\n"
-    _, res = our_view(tmp_path / "b", [("inventory/", 0o755, ""), ("inventory/hosts", 0o700, evil)], "inventory/hosts") if False else (None, None)
     sdir = tmp_path / "c" / "scripts"
     sdir.mkdir(parents=True)
     (sdir / "main.py").write_text("async def run(a, b, c):\n    return 0\n")
@@ -226,3 +225,22 @@ def test_broken_inventory_fails_the_job_naming_file_and_line(tmp_path, name, con
     assert res.final_status == "failed" and res.rc != 0
     why = res.statuses[-1]["job_explanation"]
     assert f"inventory/{name}" in why and where in why, why
+
+
+def test_other_inventory_scripts_run_only_when_the_ee_allows_it(tmp_path):
+    script = "#!/bin/sh\necho '{\"web\": {\"hosts\": [\"s1\", \"s2\"], \"vars\": {\"from\": \"script\"}}, \"_meta\": {\"hostvars\": {}}}'\n"
+    files = [("inventory/", 0o755, ""), ("inventory/hosts", 0o755, script)]
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "main.py").write_text("async def run(a, b, c):\n    return 0\n")
+    stream = make_stream({"ident": "s", "inventory": "inventory/hosts"}, make_zip([(n, m, d.encode()) for n, m, d in files]))
+    refused = run_worker(stream, tmp_path / "r1", env=worker_env(FTL2_SCRIPT=sdir / "main.py"))
+    assert refused.final_status == "failed" and "FTL2_ALLOW_INVENTORY_SCRIPTS" in refused.statuses[-1]["job_explanation"]
+    env = worker_env(FTL2_ALLOW_INVENTORY_SCRIPTS="1")
+    sdir2 = tmp_path / "s2"
+    sdir2.mkdir()
+    (sdir2 / "main.py").write_text("from ftl2 import _host\nasync def run(a, b, c):\n    print('HOSTS', _host.list_hosts('web'), _host.host_vars('s1')['from'])\n    return 0\n")
+    env["FTL2_SCRIPT"] = str(sdir2 / "main.py")
+    ran = run_worker(stream, tmp_path / "r2", env=env)
+    assert ran.final_status == "successful", ran.statuses[-1]
+    assert any(e["stdout"] == "HOSTS ['s1', 's2'] script" for e in ran.events)

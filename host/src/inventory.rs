@@ -82,8 +82,14 @@ impl Inventory {
             .map_err(|_| anyhow!("inventory {} is not UTF-8 text", path.display()))?;
         let shown = path.display().to_string();
         if text.starts_with("#!") {
-            let json =
-                awx_script_json(&text).with_context(|| format!("inventory script {shown}"))?;
+            let json = match awx_script_json(&text) {
+                Ok(j) => j,
+                Err(e) if !scripts_allowed() => {
+                    return Err(e).with_context(|| format!("inventory script {shown} (set FTL2_ALLOW_INVENTORY_SCRIPTS=1 in the EE to run such scripts with --list)"));
+                }
+                Err(_) => run_inventory_script(path)
+                    .with_context(|| format!("inventory script {shown}"))?,
+            };
             return self
                 .merge_json(&json)
                 .with_context(|| format!("inventory script {shown}"));
@@ -889,6 +895,55 @@ fn read_vars(path: &Path) -> Result<Map<String, Value>> {
         Value::Object(m) => Ok(m),
         Value::Null => Ok(Map::new()),
         _ => bail!("vars file {} must be a mapping", path.display()),
+    }
+}
+
+/// Whether the EE's admin allows running executable inventories that are not AWX's script.
+fn scripts_allowed() -> bool {
+    std::env::var("FTL2_ALLOW_INVENTORY_SCRIPTS")
+        .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+}
+
+/// Run `<script> --list` (60 s at most) and parse its JSON, as Ansible's script plugin does.
+fn run_inventory_script(path: &Path) -> Result<Value> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(path)
+        .arg("--list")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", path.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut out = Vec::new();
+    let mut stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let reader = std::thread::spawn(move || {
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let out = reader.join().unwrap_or_default();
+            if !status.success() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                bail!(
+                    "`{} --list` failed ({status}): {}",
+                    path.display(),
+                    err.trim()
+                );
+            }
+            return serde_json::from_slice(&out)
+                .map_err(|e| anyhow!("`{} --list` printed invalid JSON: {e}", path.display()));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("`{} --list` did not finish within 60 s", path.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

@@ -1,0 +1,131 @@
+"""Benchmark: ping + command + file touch on 1, 10 and 50 real sshd hosts (not a test).
+
+    $FTL2_VENV/bin/python tests/bench_engine.py [--sizes 1,10,50] [--runs 3]
+
+Runs the same three tasks through ftl2-runner (a job through the worker, the script doing
+`run_on` for each module) and through ansible-playbook (ansible-core, forks = N, no fact
+gathering, pipelining on and off) on the same hosts in the same run, and prints wall time and
+peak RSS of the whole process tree, with the ratios.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import BIN, make_stream, make_zip, worker_env  # noqa: E402
+from testbed import Testbed  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+
+SCRIPT = """
+async def run(inventory_path, extravars, runner):
+    target = extravars["target"]
+    async with runner.automation(fail_fast=False) as ftl:
+        await ftl.run_on(target, "ping")
+        await ftl.run_on(target, "command", cmd="echo hello")
+        await ftl.run_on(target, "file", path="/tmp/ftl2-bench-touch", state="touch")
+    return 0
+"""
+
+PLAYBOOK = """- hosts: "{{ target }}"
+  gather_facts: false
+  tasks:
+    - ansible.builtin.ping:
+    - ansible.builtin.command: echo hello
+    - ansible.builtin.file: path=/tmp/ftl2-bench-touch state=touch
+"""
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of pid and all its descendants."""
+    total = 0
+    todo = [pid]
+    children = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+        todo.extend(children.get(p, []))
+    return total
+
+
+def measure(cmd, stdin=None, env=None):
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    if stdin:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss_kib(proc.pid))
+        time.sleep(0.02)
+    wall = time.perf_counter() - t0
+    return wall, peak / 1024, proc.returncode
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1,10,50")
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        tb = Testbed(tmp / "tb", max(sizes)).start()
+        try:
+            inv = tb.ini_inventory()
+            for n in sizes:
+                inv += f"[g{n}]\n" + "\n".join(h.name for h in tb.hosts[:n]) + "\n"
+            (tmp / "inv.ini").write_text(inv)
+            (tmp / "play.yml").write_text(PLAYBOOK)
+            sdir = tmp / "scripts"
+            sdir.mkdir()
+            (sdir / "main.py").write_text(SCRIPT)
+            aenv = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", ANSIBLE_HOST_KEY_CHECKING="False")
+            print(f"{'hosts':>5} | {'ftl2-runner':>22} | {'ansible-playbook':>22} | {'+pipelining':>22} | speedup | memory")
+            for n in sizes:
+                ours, theirs, piped = [], [], []
+                for i in range(args.runs):
+                    zip_bytes = make_zip([("inventory/", 0o755, b""), ("inventory/hosts", 0o644, inv.encode()),
+                                          ("env/extravars", 0o600, f"target: g{n}\n".encode())])
+                    stream = make_stream({"ident": "bench", "inventory": "inventory/hosts",
+                                          "envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False"}}, zip_bytes)
+                    ours.append(measure([str(BIN), "worker", f"--private-data-dir={tmp / f'w{n}-{i}'}", "--delete"],
+                                        stream, worker_env(FTL2_SCRIPT=sdir / "main.py")))
+                    base = [str(VENV_BIN / "ansible-playbook"), "-i", str(tmp / "inv.ini"), str(tmp / "play.yml"),
+                            "-e", f"target=g{n}", "-f", str(n)]
+                    theirs.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="False")))
+                    piped.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="True")))
+                assert all(r[2] == 0 for r in ours + theirs + piped), (ours, theirs, piped)
+                w = statistics.median(r[0] for r in ours)
+                wa = statistics.median(r[0] for r in theirs)
+                wp = statistics.median(r[0] for r in piped)
+                m = statistics.median(r[1] for r in ours)
+                ma = statistics.median(r[1] for r in theirs)
+                print(f"{n:>5} | {w:7.2f} s {m:8.1f} MiB | {wa:7.2f} s {ma:8.1f} MiB | "
+                      f"{wp:7.2f} s {statistics.median(r[1] for r in piped):8.1f} MiB | "
+                      f"{wa / w:5.1f}x ({wp / w:.1f}x) | {ma / m:4.1f}x less")
+        finally:
+            tb.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -200,6 +200,21 @@ impl JobSettings {
         })
     }
 
+    /// How results are printed: `-v` count, and colours when AWX forces them
+    /// (ANSIBLE_FORCE_COLOR, unless ANSIBLE_NOCOLOR).
+    pub fn display_style(&self, adhoc: bool) -> crate::display::Style {
+        let on = |k: &str| {
+            self.envvars.get(k).is_some_and(|v| {
+                matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            })
+        };
+        crate::display::Style {
+            verbosity: self.cmdline.verbosity,
+            color: on("ANSIBLE_FORCE_COLOR") && !on("ANSIBLE_NOCOLOR"),
+            adhoc,
+        }
+    }
+
     /// `JOB_ID` from the job's environment as an integer, as the real callback copies it.
     pub fn job_id(&self) -> Option<i64> {
         self.envvars

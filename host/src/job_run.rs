@@ -41,7 +41,7 @@ pub async fn run(
     let tree = Arc::new(Mutex::new(EventTree::new(
         Arc::clone(writer),
         &playbook_name,
-        job.cmdline.verbosity,
+        job.display_style(false),
     )));
 
     // Never expose the private data dir (env/ holds the credentials) through the script's dir.
@@ -93,32 +93,15 @@ pub async fn run(
         scratch: scratch_path,
     };
 
-    let inventory = match &job.inventory {
-        Some(p) => match Inventory::load(p) {
-            Ok(i) => i,
-            Err(e) => return fail_early(writer, format!("ERROR! the inventory is broken: {e:#}")),
-        },
-        None => Inventory::empty(),
+    let local_files = LocalFiles {
+        base: script_dir_real.clone(),
+        read_roots: mounts.read_only.clone(),
+        write_roots: vec![mounts.scratch.clone()],
     };
-    let executor = Arc::new(Executor::new(
-        inventory,
-        EngineSettings {
-            forks: job.cmdline.forks,
-            limit: job.cmdline.limit.clone(),
-            env: job
-                .envvars
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            credential: Credential::from_job(job),
-            extravars: job.extravars.clone(),
-            local_files: LocalFiles {
-                base: script_dir_real.clone(),
-                read_roots: mounts.read_only.clone(),
-                write_roots: vec![mounts.scratch.clone()],
-            },
-        },
-    ));
+    let executor = match engine(job, local_files) {
+        Ok(e) => e,
+        Err(why) => return fail_early(writer, why),
+    };
 
     let load_started = std::time::Instant::now();
     let guest = match tokio::task::spawn_blocking(Guest::locate).await {
@@ -211,7 +194,33 @@ pub async fn run(
     outcome
 }
 
-fn fail_early(writer: &Arc<StreamWriter>, why: String) -> Outcome {
+/// The job's execution engine: its inventory, credential and options.
+pub fn engine(job: &JobSettings, local_files: LocalFiles) -> Result<Arc<Executor>, String> {
+    let inventory = match &job.inventory {
+        Some(p) => {
+            Inventory::load(p).map_err(|e| format!("ERROR! the inventory is broken: {e:#}"))?
+        }
+        None => Inventory::empty(),
+    };
+    Ok(Arc::new(Executor::new(
+        inventory,
+        EngineSettings {
+            forks: job.cmdline.forks,
+            limit: job.cmdline.limit.clone(),
+            env: job
+                .envvars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            credential: Credential::from_job(job),
+            extravars: job.extravars.clone(),
+            local_files,
+        },
+    )))
+}
+
+/// End a job that could not start: the reason as job output, status failed.
+pub fn fail_early(writer: &Arc<StreamWriter>, why: String) -> Outcome {
     for line in why.lines() {
         writer.event(&crate::events::Event::verbose(line));
     }

@@ -5,10 +5,12 @@
 //! Data flows one way: stdin -> [`transmit`] -> [`unpack`] -> [`job`] -> (sandbox -> executor)
 //! -> [`events`] -> [`writer`] -> stdout.
 
+pub mod adhoc;
 pub mod artifacts;
 pub mod cleanup;
 pub mod cli;
 pub mod cmdline;
+pub mod display;
 pub mod events;
 pub mod executor;
 pub mod inventory;

@@ -6,15 +6,13 @@
 //! blocks: the earliest open task streams live; a later task's events wait in a buffer until
 //! every earlier task has finished, then follow in one piece.
 
+use crate::display::{self, Style, banner};
 use crate::events::Event;
 use crate::pyjson;
 use crate::writer::StreamWriter;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-
-/// Width of ansible-playbook's banners (`TASK [x] ****...`), as the default callback pads them.
-const BANNER_WIDTH: usize = 79;
 
 /// How a host's run of a module ended, in Ansible's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,12 +132,12 @@ pub struct EventTree {
     next_id: TaskId,
     stats: BTreeMap<String, HostStats>,
     host_order: Vec<String>,
-    verbosity: u8,
+    style: Style,
 }
 
 impl EventTree {
     /// A tree for the job whose playbook (or script) is called `playbook`.
-    pub fn new(writer: Arc<StreamWriter>, playbook: &str, verbosity: u8) -> EventTree {
+    pub fn new(writer: Arc<StreamWriter>, playbook: &str, style: Style) -> EventTree {
         EventTree {
             writer,
             playbook: playbook.to_string(),
@@ -149,7 +147,7 @@ impl EventTree {
             next_id: 1,
             stats: BTreeMap::new(),
             host_order: Vec::new(),
-            verbosity,
+            style,
         }
     }
 
@@ -226,7 +224,14 @@ impl EventTree {
 
     /// A module call begins: its `playbook_on_task_start` (streamed now or buffered).
     pub fn task_start(&mut self, info: TaskInfo) -> TaskId {
-        let (_, play_uuid, _) = self.ensure_play();
+        // Ad hoc commands have no play or task events (as `ansible` emits none): host events
+        // point at a task that is never shown.
+        let play_uuid = if self.style.adhoc {
+            self.ensure_playbook();
+            String::new()
+        } else {
+            self.ensure_play().1
+        };
         let id = self.next_id;
         self.next_id += 1;
         let mut block = TaskBlock {
@@ -247,7 +252,9 @@ impl EventTree {
             trailing_newlines: 1,
             event_data: d,
         };
-        if self.tasks.is_empty() {
+        if self.style.adhoc {
+            // nothing to show
+        } else if self.tasks.is_empty() {
             self.writer.event(&ev);
         } else {
             block.buffered.push(ev);
@@ -293,7 +300,14 @@ impl EventTree {
         } else {
             outcome.result.clone()
         };
-        let (event, stdout) = host_line(outcome.status, host, &res, self.verbosity, ignore);
+        let (event, stdout) = display::host_line(
+            &self.style,
+            outcome.status,
+            host,
+            &block.info.action,
+            &res,
+            ignore,
+        );
         let mut d = self.task_data(block);
         d.insert("host".into(), json!(host));
         d.insert("remote_addr".into(), json!(outcome.remote_addr));
@@ -359,6 +373,12 @@ impl EventTree {
         }
     }
 
+    /// A `[WARNING]: ...` line, coloured as Ansible colours warnings.
+    pub fn warning(&mut self, msg: &str) {
+        let text = display::warning(&self.style, msg);
+        self.writer.event(&Event::verbose(text));
+    }
+
     /// One line of free text (script output, warnings): a `verbose` event.
     pub fn verbose(&mut self, line: &str) {
         self.writer.event(&Event::verbose(line));
@@ -399,27 +419,23 @@ impl EventTree {
         d.insert("rescued".into(), pick(|s| s.rescued));
         d.insert("skipped".into(), pick(|s| s.skipped));
         d.insert("artifact_data".into(), json!({}));
-        let mut text = format!("\r\n{}", banner("PLAY RECAP"));
-        for h in &self.host_order {
-            let s = &self.stats[h];
-            text.push_str(&format!(
-                "\r\n{:<26} : {} {} {} {} {} {} {}",
-                h,
-                counter("ok", s.ok),
-                counter("changed", s.changed),
-                counter("unreachable", s.dark),
-                counter("failed", s.failures),
-                counter("skipped", s.skipped),
-                counter("rescued", s.rescued),
-                counter("ignored", s.ignored),
-            ));
-        }
+        let hosts: Vec<(String, HostStats)> = self
+            .host_order
+            .iter()
+            .map(|h| (h.clone(), self.stats[h].clone()))
+            .collect();
+        // Ad hoc commands print no recap; their stats event has no text.
+        let (text, trailing) = if self.style.adhoc {
+            (String::new(), 0)
+        } else {
+            (display::recap(&self.style, &hosts), 2)
+        };
         let ev = Event {
             event: "playbook_on_stats",
             uuid: uuid::Uuid::new_v4().to_string(),
             parent_uuid: Some(parent),
             stdout: text,
-            trailing_newlines: 2,
+            trailing_newlines: trailing,
             event_data: d,
         };
         self.writer.event(&ev);
@@ -427,14 +443,38 @@ impl EventTree {
     }
 }
 
-fn counter(name: &str, n: u64) -> String {
-    format!("{name}={:<4}", n)
+/// Feeds the executor's per-host progress of one task into the tree, scrubbing secret values.
+pub struct TaskProgress {
+    /// The tree.
+    pub tree: Arc<std::sync::Mutex<EventTree>>,
+    /// The task.
+    pub task: TaskId,
+    /// Secret values to replace with `********` in results.
+    pub scrub: Vec<String>,
 }
 
-/// `TASK [x] *****...` padded like ansible-playbook's banner.
-pub fn banner(msg: &str) -> String {
-    let stars = BANNER_WIDTH.saturating_sub(msg.chars().count()).max(3);
-    format!("{msg} {}", "*".repeat(stars))
+impl crate::executor::Progress for TaskProgress {
+    fn host_start(&self, host: &str) {
+        self.tree
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .host_start(self.task, host);
+    }
+    fn host_done(&self, host: &str, outcome: &HostOutcome) {
+        let mut o = outcome.clone();
+        if !self.scrub.is_empty() {
+            let mut v = Value::Object(o.result);
+            crate::sandbox::bridge::scrub_value(&mut v, &self.scrub);
+            o.result = match v {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+        }
+        self.tree
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .host_result(self.task, host, &o);
+    }
 }
 
 fn task_args_text(args: &Map<String, Value>) -> String {
@@ -477,90 +517,9 @@ pub fn sorted(v: &Value) -> Value {
     }
 }
 
-/// Results as the default callback prints them: internal `_ansible_*` keys removed, keys sorted.
-fn dump_result(res: &Map<String, Value>) -> String {
-    let clean: Map<String, Value> = res
-        .iter()
-        .filter(|(k, _)| !k.starts_with("_ansible"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    pyjson::to_string(&sorted(&Value::Object(clean)))
-}
-
-fn host_line(
-    status: HostStatus,
-    host: &str,
-    res: &Map<String, Value>,
-    verbosity: u8,
-    ignored: bool,
-) -> (&'static str, String) {
-    let detail = || format!(" => {}", dump_result(res));
-    match status {
-        HostStatus::Ok | HostStatus::Changed => {
-            let word = if status == HostStatus::Changed {
-                "changed"
-            } else {
-                "ok"
-            };
-            let more = if verbosity > 0 {
-                detail()
-            } else {
-                String::new()
-            };
-            ("runner_on_ok", format!("{word}: [{host}]{more}"))
-        }
-        HostStatus::Failed => {
-            let mut text = format!("fatal: [{host}]: FAILED!{}", detail());
-            if ignored {
-                text.push_str("\r\n...ignoring");
-            }
-            ("runner_on_failed", text)
-        }
-        HostStatus::Unreachable => (
-            "runner_on_unreachable",
-            format!("fatal: [{host}]: UNREACHABLE!{}", detail()),
-        ),
-        HostStatus::Skipped => {
-            let more = if verbosity > 0 {
-                detail()
-            } else {
-                String::new()
-            };
-            ("runner_on_skipped", format!("skipping: [{host}]{more}"))
-        }
-    }
-}
-
-/// Render `msg` as one line of an event's `stdout` (for warnings shown by the host).
-pub fn warning_text(msg: &str) -> String {
-    format!("[WARNING]: {msg}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn banners_and_recap_match_ansible_playbook() {
-        // From worker.stream.
-        assert_eq!(
-            banner("PLAY [all]"),
-            "PLAY [all] *********************************************************************"
-        );
-        assert_eq!(
-            banner("TASK [ping it]"),
-            "TASK [ping it] *****************************************************************"
-        );
-        assert_eq!(
-            format!(
-                "{:<26} : {} {}",
-                "localhost",
-                counter("ok", 2),
-                counter("changed", 1)
-            ),
-            "localhost                  : ok=2    changed=1   "
-        );
-    }
 
     #[test]
     fn status_from_result() {

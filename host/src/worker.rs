@@ -212,7 +212,13 @@ async fn run_async(args: WorkerArgs) -> i32 {
     // itself on either; the outer timers only guarantee an answer if it does not.
     let timeout = job.settings.job_timeout;
     let stop = Arc::new(StopFlag::default());
-    let job_future = crate::job_run::run(&job, &script, &writer, Arc::clone(&stop));
+    let job_future = async {
+        if job.module.is_some() {
+            crate::adhoc::run(&job, &writer, Arc::clone(&stop)).await
+        } else {
+            crate::job_run::run(&job, &script, &writer, Arc::clone(&stop)).await
+        }
+    };
     tokio::pin!(job_future);
     let grace = Duration::from_millis(1500);
     let idle = job.settings.idle_timeout;
@@ -400,6 +406,19 @@ async fn wait_cancel(mut rx: watch::Receiver<bool>) {
 
 /// What ran, for `starting.command` and the `command` artifact.
 fn command_line(job: &JobSettings, script: &ScriptChoice) -> Vec<String> {
+    if let Some(module) = &job.module {
+        // An ad hoc command, shown as the `ansible` command it stands for.
+        let mut cmd = vec!["ansible".to_string()];
+        if let Some(inv) = &job.inventory {
+            cmd.extend(["-i".into(), inv.to_string_lossy().into_owned()]);
+        }
+        cmd.extend(["-m".into(), module.clone()]);
+        if let Some(a) = &job.module_args {
+            cmd.extend(["-a".into(), a.clone()]);
+        }
+        cmd.push(job.host_pattern.clone().unwrap_or_default());
+        return cmd;
+    }
     let mut cmd = vec!["ftl2-runner".to_string()];
     match script {
         ScriptChoice::Found { path, .. } => cmd.push(path.to_string_lossy().into_owned()),

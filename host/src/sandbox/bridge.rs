@@ -8,7 +8,7 @@
 use super::StopFlag;
 use super::output::OutputSink;
 use crate::executor::{CallOptions, Executor, Progress};
-use crate::tree::{EventTree, HostOutcome, TaskId, TaskInfo};
+use crate::tree::{EventTree, HostOutcome, TaskInfo};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -160,7 +160,7 @@ impl Bridge {
             .cloned()
             .collect();
         self.runtime.spawn(async move {
-            let progress: Arc<dyn Progress> = Arc::new(TreeProgress {
+            let progress: Arc<dyn Progress> = Arc::new(crate::tree::TaskProgress {
                 tree: Arc::clone(&tree),
                 task,
                 scrub: scrub.clone(),
@@ -236,7 +236,7 @@ impl Bridge {
         self.tree
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .verbose(&crate::tree::warning_text(msg));
+            .warning(msg);
     }
 
     /// A custom event from the script, shown as a line of output (never a new event type).
@@ -317,35 +317,5 @@ pub fn scrub_value(v: &mut Value, secrets: &[String]) {
         Value::Array(a) => a.iter_mut().for_each(|x| scrub_value(x, secrets)),
         Value::Object(m) => m.values_mut().for_each(|x| scrub_value(x, secrets)),
         _ => {}
-    }
-}
-
-struct TreeProgress {
-    tree: Arc<Mutex<EventTree>>,
-    task: TaskId,
-    scrub: Vec<String>,
-}
-
-impl Progress for TreeProgress {
-    fn host_start(&self, host: &str) {
-        self.tree
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .host_start(self.task, host);
-    }
-    fn host_done(&self, host: &str, outcome: &HostOutcome) {
-        let mut o = outcome.clone();
-        if !self.scrub.is_empty() {
-            let mut v = Value::Object(o.result);
-            scrub_value(&mut v, &self.scrub);
-            o.result = match v {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            };
-        }
-        self.tree
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .host_result(self.task, host, &o);
     }
 }

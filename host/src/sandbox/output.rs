@@ -140,15 +140,15 @@ impl OutputSink {
         }
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.dropped_lines > 0 {
-            let msg = crate::tree::warning_text(&format!(
+            let msg = format!(
                 "ftl2-runner dropped {} lines ({} bytes) of script output and events over the cap of {} lines / {} bytes (FTL2_MAX_OUTPUT_LINES / FTL2_MAX_OUTPUT_BYTES)",
                 st.dropped_lines, st.dropped_bytes, self.caps.max_lines, self.caps.max_bytes
-            ));
+            );
             drop(st);
             self.tree
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .verbose(&msg);
+                .warning(&msg);
         }
     }
 }

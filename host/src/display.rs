@@ -1,0 +1,360 @@
+//! The text ansible-playbook (default callback) and ansible (minimal callback, ad hoc) print,
+//! so AWX's output pane looks the same: banners, per-host lines, `-v` result dumps, colours,
+//! and the PLAY RECAP.
+
+use crate::pyjson;
+use crate::tree::{HostStats, HostStatus, sorted};
+use serde_json::{Map, Value};
+
+/// Width ansible-playbook pads banners to (`TASK [x] ****...`).
+const BANNER_WIDTH: usize = 79;
+
+/// Ansible's colours (C.COLOR_*), as ANSI SGR codes.
+pub const OK: &str = "0;32";
+/// C.COLOR_CHANGED.
+pub const CHANGED: &str = "0;33";
+/// C.COLOR_ERROR.
+pub const ERROR: &str = "0;31";
+/// C.COLOR_SKIP.
+pub const SKIP: &str = "0;36";
+/// C.COLOR_UNREACHABLE.
+pub const UNREACHABLE: &str = "1;31";
+/// C.COLOR_WARN.
+pub const WARN: &str = "1;35";
+
+/// How results are printed for this job.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    /// `-v` count from the job's command line.
+    pub verbosity: u8,
+    /// ANSIBLE_FORCE_COLOR (and not ANSIBLE_NOCOLOR) in the job's environment.
+    pub color: bool,
+    /// Ad hoc output (`ansible`'s minimal callback) instead of ansible-playbook's.
+    pub adhoc: bool,
+}
+
+impl Style {
+    /// Colour every line of `text` (Ansible colours line by line), or leave it plain.
+    pub fn paint(&self, text: &str, color: &str) -> String {
+        if !self.color {
+            return text.to_string();
+        }
+        text.split("\r\n")
+            .map(|l| format!("\x1b[{color}m{l}\x1b[0m"))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+}
+
+/// `TASK [x] *****...` padded like ansible-playbook's banner.
+pub fn banner(msg: &str) -> String {
+    let stars = BANNER_WIDTH.saturating_sub(msg.chars().count()).max(3);
+    format!("{msg} {}", "*".repeat(stars))
+}
+
+/// Results as the callbacks dump them: internal keys dropped, keys sorted, `diff` and
+/// `exception` only from -vvv, indented 4 when asked (or at -vvv).
+fn dump(res: &Map<String, Value>, verbosity: u8, indent: bool) -> String {
+    let clean: Map<String, Value> = res
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with("_ansible") && !(verbosity < 3 && (*k == "diff" || *k == "exception"))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let v = sorted(&Value::Object(clean));
+    if indent
+        || verbosity > 2
+        || res
+            .get("_ansible_verbose_always")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    {
+        let mut out = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+        let _ = serde::Serialize::serialize(&v, &mut ser);
+        String::from_utf8_lossy(&out).replace('\n', "\r\n")
+    } else {
+        pyjson::to_string(&v)
+    }
+}
+
+/// Modules whose ad hoc output is `host | CHANGED | rc=0 >>` + their text (C.MODULE_NO_JSON).
+fn no_json(action: &str) -> bool {
+    let short = action.rsplit('.').next().unwrap_or(action);
+    matches!(
+        short,
+        "command" | "shell" | "raw" | "win_command" | "win_shell"
+    )
+}
+
+/// The event name and text of one host's result.
+pub fn host_line(
+    style: &Style,
+    status: HostStatus,
+    host: &str,
+    action: &str,
+    res: &Map<String, Value>,
+    ignored: bool,
+) -> (&'static str, String) {
+    let event = match status {
+        HostStatus::Ok | HostStatus::Changed => "runner_on_ok",
+        HostStatus::Failed => "runner_on_failed",
+        HostStatus::Unreachable => "runner_on_unreachable",
+        HostStatus::Skipped => "runner_on_skipped",
+    };
+    if style.adhoc {
+        return (event, adhoc_line(style, status, host, action, res));
+    }
+    let v = style.verbosity;
+    let text = match status {
+        HostStatus::Ok | HostStatus::Changed => {
+            let (word, color) = if status == HostStatus::Changed {
+                ("changed", CHANGED)
+            } else {
+                ("ok", OK)
+            };
+            let more = if v > 0 {
+                format!(" => {}", dump(res, v, false))
+            } else {
+                String::new()
+            };
+            style.paint(&format!("{word}: [{host}]{more}"), color)
+        }
+        HostStatus::Failed => {
+            let mut t = style.paint(
+                &format!("fatal: [{host}]: FAILED! => {}", dump(res, v, false)),
+                ERROR,
+            );
+            if ignored {
+                t.push_str("\r\n");
+                t.push_str(&style.paint("...ignoring", SKIP));
+            }
+            t
+        }
+        HostStatus::Unreachable => style.paint(
+            &format!("fatal: [{host}]: UNREACHABLE! => {}", dump(res, v, false)),
+            UNREACHABLE,
+        ),
+        HostStatus::Skipped => {
+            let more = if v > 0 {
+                format!(" => {}", dump(res, v, false))
+            } else {
+                String::new()
+            };
+            style.paint(&format!("skipping: [{host}]{more}"), SKIP)
+        }
+    };
+    (event, text)
+}
+
+fn adhoc_line(
+    style: &Style,
+    status: HostStatus,
+    host: &str,
+    action: &str,
+    res: &Map<String, Value>,
+) -> String {
+    let text_of = |k: &str| res.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    match status {
+        HostStatus::Ok | HostStatus::Changed | HostStatus::Failed
+            if no_json(action) && !res.contains_key("module_stderr") =>
+        {
+            let (caption, color) = match status {
+                HostStatus::Changed => ("CHANGED", CHANGED),
+                HostStatus::Ok => ("SUCCESS", OK),
+                _ => ("FAILED", ERROR),
+            };
+            let rc = res
+                .get("rc")
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-1".into());
+            let body = format!(
+                "{}{}{}",
+                text_of("stdout"),
+                text_of("stderr"),
+                text_of("msg")
+            );
+            let mut t = format!("{host} | {caption} | rc={rc} >>\n{body}");
+            while t.ends_with('\n') {
+                t.pop();
+            }
+            style.paint(&t.replace('\n', "\r\n"), color)
+        }
+        HostStatus::Ok => style.paint(
+            &format!("{host} | SUCCESS => {}", dump(res, style.verbosity, true)),
+            OK,
+        ),
+        HostStatus::Changed => style.paint(
+            &format!("{host} | CHANGED => {}", dump(res, style.verbosity, true)),
+            CHANGED,
+        ),
+        HostStatus::Failed => style.paint(
+            &format!("{host} | FAILED! => {}", dump(res, style.verbosity, true)),
+            ERROR,
+        ),
+        HostStatus::Unreachable => style.paint(
+            &format!(
+                "{host} | UNREACHABLE! => {}",
+                dump(res, style.verbosity, true)
+            ),
+            UNREACHABLE,
+        ),
+        HostStatus::Skipped => style.paint(&format!("{host} | SKIPPED"), SKIP),
+    }
+}
+
+fn counter(style: &Style, name: &str, n: u64, color: &str) -> String {
+    let s = format!("{name}={:<4}", n);
+    if n != 0 { style.paint(&s, color) } else { s }
+}
+
+/// The PLAY RECAP block (without its trailing blank line).
+pub fn recap(style: &Style, hosts: &[(String, HostStats)]) -> String {
+    let mut text = format!("\r\n{}", banner("PLAY RECAP"));
+    for (h, s) in hosts {
+        let host = if !style.color {
+            format!("{h:<26}")
+        } else {
+            let color = if s.failures > 0 || s.dark > 0 {
+                ERROR
+            } else if s.changed > 0 {
+                CHANGED
+            } else {
+                OK
+            };
+            format!("{:<37}", style.paint(h, color))
+        };
+        text.push_str(&format!(
+            "\r\n{host} : {} {} {} {} {} {} {}",
+            counter(style, "ok", s.ok, OK),
+            counter(style, "changed", s.changed, CHANGED),
+            counter(style, "unreachable", s.dark, UNREACHABLE),
+            counter(style, "failed", s.failures, ERROR),
+            counter(style, "skipped", s.skipped, SKIP),
+            counter(style, "rescued", s.rescued, OK),
+            counter(style, "ignored", s.ignored, WARN),
+        ));
+    }
+    text
+}
+
+/// `[WARNING]: msg`, as Ansible prints warnings.
+pub fn warning(style: &Style, msg: &str) -> String {
+    style.paint(&format!("[WARNING]: {msg}"), WARN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn m(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn banners_and_recap_match_ansible_playbook() {
+        // From worker.stream / worker-awxlike.stream.
+        assert_eq!(
+            banner("PLAY [all]"),
+            "PLAY [all] *********************************************************************"
+        );
+        assert_eq!(
+            banner("TASK [ping it]"),
+            "TASK [ping it] *****************************************************************"
+        );
+        let s = HostStats {
+            ok: 2,
+            changed: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            recap(&Style::default(), &[("localhost".into(), s.clone())]),
+            "\r\nPLAY RECAP *********************************************************************\r\nlocalhost                  : ok=2    changed=1    unreachable=0    failed=0    skipped=0    rescued=0    ignored=0   "
+        );
+        let color = Style {
+            color: true,
+            ..Default::default()
+        };
+        let s = HostStats {
+            ok: 3,
+            changed: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            recap(&color, &[("localhost".into(), s)]),
+            "\r\nPLAY RECAP *********************************************************************\r\n\x1b[0;33mlocalhost\x1b[0m                  : \x1b[0;32mok=3   \x1b[0m \x1b[0;33mchanged=1   \x1b[0m unreachable=0    failed=0    skipped=0    rescued=0    ignored=0   "
+        );
+        let f = HostStats {
+            failures: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            recap(&color, &[("localhost".into(), f)]),
+            "\r\nPLAY RECAP *********************************************************************\r\n\x1b[0;31mlocalhost\x1b[0m                  : ok=0    changed=0    unreachable=0    \x1b[0;31mfailed=1   \x1b[0m skipped=0    rescued=0    ignored=0   "
+        );
+    }
+
+    #[test]
+    fn host_lines_like_the_fixtures() {
+        let v1 = Style {
+            verbosity: 1,
+            color: true,
+            adhoc: false,
+        };
+        let (_, t) = host_line(
+            &v1,
+            HostStatus::Ok,
+            "localhost",
+            "ping",
+            &m(json!({"ping": "pong", "changed": false})),
+            false,
+        );
+        assert_eq!(
+            t,
+            "\x1b[0;32mok: [localhost] => {\"changed\": false, \"ping\": \"pong\"}\x1b[0m"
+        );
+        let (e, t) = host_line(
+            &Style::default(),
+            HostStatus::Failed,
+            "h",
+            "command",
+            &m(json!({"rc": 1, "failed": true})),
+            true,
+        );
+        assert_eq!(
+            (e, t.as_str()),
+            (
+                "runner_on_failed",
+                "fatal: [h]: FAILED! => {\"failed\": true, \"rc\": 1}\r\n...ignoring"
+            )
+        );
+        let adhoc = Style {
+            adhoc: true,
+            ..Default::default()
+        };
+        let (_, t) = host_line(
+            &adhoc,
+            HostStatus::Ok,
+            "localhost",
+            "ping",
+            &m(json!({"changed": false, "ping": "pong"})),
+            false,
+        );
+        assert_eq!(
+            t,
+            "localhost | SUCCESS => {\r\n    \"changed\": false,\r\n    \"ping\": \"pong\"\r\n}"
+        );
+        let (_, t) = host_line(
+            &adhoc,
+            HostStatus::Failed,
+            "localhost",
+            "command",
+            &m(json!({"rc": 1, "stdout": "", "stderr": "", "msg": "non-zero return code"})),
+            false,
+        );
+        assert_eq!(t, "localhost | FAILED | rc=1 >>\r\nnon-zero return code");
+    }
+}

@@ -295,11 +295,14 @@ impl EventTree {
             return;
         };
         let ignore = block.info.ignore_errors;
-        let res = if block.info.no_log {
+        let mut res = if block.info.no_log {
             censored(&outcome.result)
         } else {
             outcome.result.clone()
         };
+        // As Ansible's TaskResult.clean_copy: the event type says failed/skipped, the result not.
+        res.remove("failed");
+        res.remove("skipped");
         let (event, stdout) = display::host_line(
             &self.style,
             outcome.status,

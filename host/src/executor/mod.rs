@@ -317,32 +317,39 @@ fn unreachable_result(msg: String) -> Map<String, Value> {
     m
 }
 
-/// Truncate string values of an oversized result the way Ansible caps event payloads.
+/// Cap an oversized result for events, as AWX's callback caps payloads at MAX_EVENT_RES: long
+/// strings are cut (at any depth), long lists shortened, and `_ansible_truncated` marks it.
 pub fn truncate_result(res: Map<String, Value>) -> Map<String, Value> {
     let size = serde_json::to_string(&res).map(|s| s.len()).unwrap_or(0);
     if size <= MAX_EVENT_RES {
         return res;
     }
-    res.into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) if s.len() > MAX_EVENT_RES / 4 => {
-                    let mut cut = MAX_EVENT_RES / 4;
-                    while !s.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    Value::String(format!(
-                        "{}... (truncated by ftl2-runner: {} bytes)",
-                        &s[..cut],
-                        s.len()
-                    ))
+    fn cut(v: Value, max: usize) -> Value {
+        match v {
+            Value::String(s) if s.len() > max => {
+                let mut end = max;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
                 }
-                Value::Array(a) if a.len() > 1000 => {
-                    Value::Array(a.into_iter().take(1000).collect())
-                }
-                other => other,
-            };
-            (k, v)
-        })
-        .collect()
+                Value::String(format!(
+                    "{}... (truncated by ftl2-runner: {} bytes)",
+                    &s[..end],
+                    s.len()
+                ))
+            }
+            Value::Array(a) => {
+                Value::Array(a.into_iter().take(1000).map(|x| cut(x, max)).collect())
+            }
+            Value::Object(m) => {
+                Value::Object(m.into_iter().map(|(k, x)| (k, cut(x, max))).collect())
+            }
+            other => other,
+        }
+    }
+    let mut m = match cut(Value::Object(res), MAX_EVENT_RES / 8) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    m.insert("_ansible_truncated".into(), json!(true));
+    m
 }

@@ -61,6 +61,7 @@ impl Connection {
             Connection::Ssh(Arc::new(SshConnection {
                 access,
                 session: AsyncMutex::new(None),
+                shells: std::sync::Mutex::new(Vec::new()),
             }))
         }
     }
@@ -93,6 +94,14 @@ impl Connection {
     ) -> Result<CommandOutput, Unreachable> {
         let plan = Plan::new(cmdline, via);
         let fut = async {
+            // Over SSH, plain commands go through a persistent remote shell: a new SSH session
+            // per command costs the target sshd a fork and a login (~80 ms here); a line to an
+            // open shell costs a fork of sh.
+            if let (Connection::Ssh(s), None) = (self, via)
+                && let Some(out) = s.run_in_shell(cmdline, stdin).await?
+            {
+                return Ok(out);
+            }
             let mut running = match self {
                 Connection::Local(l) => l.start(&plan.command)?,
                 Connection::Ssh(s) => s.start(&plan.command).await?,
@@ -124,6 +133,7 @@ impl Connection {
     pub async fn reset(&self) {
         if let Connection::Ssh(s) = self {
             s.session.lock().await.take();
+            s.shells.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
     }
 }
@@ -440,6 +450,127 @@ pub struct SshConnection {
     /// Address, port, user, credentials.
     pub access: HostAccess,
     session: AsyncMutex<Option<Arc<Handle<Client>>>>,
+    shells: std::sync::Mutex<Vec<Arc<AsyncMutex<Option<ShellWorker>>>>>,
+}
+
+/// Remote shells kept open per host (concurrent commands to one host beyond this wait).
+const SHELLS_PER_HOST: usize = 4;
+
+/// A `/bin/sh` reading commands from an SSH channel; each command's output comes back framed.
+struct ShellWorker {
+    channel: russh::Channel<client::Msg>,
+    buf: Vec<u8>,
+}
+
+impl ShellWorker {
+    async fn start(session: &Handle<Client>) -> Result<ShellWorker, String> {
+        let channel = session
+            .channel_open_session()
+            .await
+            .map_err(|e| e.to_string())?;
+        channel
+            .exec(true, "exec /bin/sh")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut w = ShellWorker {
+            channel,
+            buf: Vec::new(),
+        };
+        let setup = "d=$(mktemp -d /tmp/.ftl2-XXXXXX) || exit 1; trap 'rm -rf \"$d\"' EXIT; \
+                     command -v base64 >/dev/null || exit 1; echo __FTL2_READY\n";
+        w.channel
+            .data(setup.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        w.read_until(b"__FTL2_READY\n").await?;
+        Ok(w)
+    }
+
+    async fn fill(&mut self) -> Result<(), String> {
+        loop {
+            match self.channel.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    self.buf.extend_from_slice(&data);
+                    return Ok(());
+                }
+                Some(ChannelMsg::ExtendedData { .. })
+                | Some(ChannelMsg::WindowAdjusted { .. })
+                | Some(ChannelMsg::Success) => {}
+                Some(ChannelMsg::ExitStatus { .. })
+                | Some(ChannelMsg::Eof)
+                | Some(ChannelMsg::Close)
+                | None => {
+                    return Err("the remote shell closed".into());
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    async fn read_until(&mut self, needle: &[u8]) -> Result<Vec<u8>, String> {
+        loop {
+            if let Some(pos) = find(&self.buf, needle) {
+                let rest = self.buf.split_off(pos + needle.len());
+                return Ok(std::mem::replace(&mut self.buf, rest));
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, String> {
+        while self.buf.len() < n {
+            self.fill().await?;
+        }
+        let rest = self.buf.split_off(n);
+        Ok(std::mem::replace(&mut self.buf, rest))
+    }
+
+    async fn run(&mut self, cmdline: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, String> {
+        use base64::Engine;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut script = String::new();
+        let input = match stdin {
+            Some(data) => {
+                script.push_str(&format!("base64 -d > \"$d/in\" <<'__FTL2_IN_{token}'\n"));
+                let enc = base64::engine::general_purpose::STANDARD.encode(data);
+                for chunk in enc.as_bytes().chunks(76) {
+                    script.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+                    script.push('\n');
+                }
+                script.push_str(&format!("__FTL2_IN_{token}\n"));
+                "\"$d/in\""
+            }
+            None => "/dev/null",
+        };
+        script.push_str(&format!(
+            "/bin/sh -c {} <{input} >\"$d/out\" 2>\"$d/err\"; rc=$?; \
+             printf '__FTL2_DONE_{token} %d %d %d\\n' \"$rc\" \"$(wc -c <\"$d/out\")\" \"$(wc -c <\"$d/err\")\"; \
+             cat \"$d/out\" \"$d/err\"\n",
+            super::modules::quote(cmdline)
+        ));
+        self.channel
+            .data(script.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let marker = format!("__FTL2_DONE_{token} ");
+        self.read_until(marker.as_bytes()).await?;
+        let header = self.read_until(b"\n").await?;
+        let header = String::from_utf8_lossy(&header);
+        let nums: Vec<i64> = header
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [rc, olen, elen] = nums[..] else {
+            return Err(format!("garbled reply from the remote shell: {header:?}"));
+        };
+        let stdout = self.read_exact(olen.max(0) as usize).await?;
+        let stderr = self.read_exact(elen.max(0) as usize).await?;
+        Ok(CommandOutput {
+            rc: rc as i32,
+            stdout,
+            stderr,
+        })
+    }
 }
 
 /// The russh client handler: decides whether to trust the server's host key.
@@ -608,6 +739,48 @@ impl SshConnection {
             a.user,
             tried.join(",")
         )))
+    }
+
+    /// Run a plain command through one of this host's persistent shells; `None` when no shell
+    /// can be used (the caller then opens a channel for the command itself).
+    async fn run_in_shell(
+        &self,
+        cmdline: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<Option<CommandOutput>, Unreachable> {
+        let slot = {
+            let mut shells = self.shells.lock().unwrap_or_else(|e| e.into_inner());
+            match shells.iter().find(|s| s.try_lock().is_ok()) {
+                Some(s) => Arc::clone(s),
+                None if shells.len() < SHELLS_PER_HOST => {
+                    let s = Arc::new(AsyncMutex::new(None));
+                    shells.push(Arc::clone(&s));
+                    s
+                }
+                None => Arc::clone(&shells[0]),
+            }
+        };
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            let session = self.session().await?;
+            match ShellWorker::start(&session).await {
+                Ok(w) => *guard = Some(w),
+                Err(_) => return Ok(None),
+            }
+        }
+        let Some(worker) = guard.as_mut() else {
+            return Ok(None);
+        };
+        match worker.run(cmdline, stdin).await {
+            Ok(out) => Ok(Some(out)),
+            Err(e) => {
+                // The command may have run: never run it twice. Forget the shell and report.
+                *guard = None;
+                Err(self.fail(format!(
+                    "lost the remote shell while running a command: {e}"
+                )))
+            }
+        }
     }
 
     async fn start(&self, cmdline: &str) -> Result<Running, Unreachable> {

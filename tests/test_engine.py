@@ -308,3 +308,82 @@ def test_password_login_and_sudo_become_with_password(become_user, tmp_path):
         Path(p).unlink()
     finally:
         tb.stop()
+
+
+def test_more_modules_over_ssh(testbed, tmp_path):
+    base = Path(f"/tmp/ftl2-more-{uuid.uuid4().hex[:8]}")
+    src = tmp_path / "scripts" / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("A\n")
+    (src / "sub" / "b.txt").write_text("B\n")
+    calls = [
+        ("node0", "copy", {"src": "tree/", "dest": f"{base}/copied/"}),
+        ("node0", "copy", {"src": "tree/", "dest": f"{base}/copied/"}),
+        ("node0", "copy", {"content": "v1\n", "dest": f"{base}/cfg"}),
+        ("node0", "copy", {"content": "v2\n", "dest": f"{base}/cfg", "backup": True}),
+        ("node0", "file", {"path": f"{base}/cfg", "owner": "nobody", "group": "nogroup"}),
+        ("node0", "file", {"path": f"{base}/hard", "src": f"{base}/cfg", "state": "hard"}),
+        ("node0", "file", {"path": f"{base}", "state": "directory", "recurse": True, "mode": "u+rwX,go-rwx"}),
+        ("node0", "wait_for_connection", {"timeout": 5}),
+        ("node0", "setup", {}),
+        ("node1", "fetch", {"src": f"{base}/cfg", "dest": "fetched/", "flat": True}),
+        ("node1", "fetch", {"src": f"{base}/cfg", "dest": "fetched/", "flat": True}),
+        ("node2", "fetch", {"src": f"{base}/cfg", "dest": "tree-by-host"}),
+    ]
+    results, res = engine_calls(tmp_path, testbed.ini_inventory(), calls)
+    st = [r[0]["status"] for r in results]
+    out = [r[0]["output"] for r in results]
+    assert st[:2] == ["changed", "ok"], out[:2]
+    assert (base / "copied" / "a.txt").read_text() == "A\n" and (base / "copied" / "sub" / "b.txt").read_text() == "B\n"
+    assert st[3] == "changed" and Path(out[3]["backup_file"]).read_text() == "v1\n"
+    assert (base / "cfg").read_text() == "v2\n"
+    assert st[4] == "changed" and out[4]["owner"] == "nobody" and out[4]["group"] == "nogroup"
+    assert st[5] == "changed" and os.stat(base / "hard").st_ino == os.stat(base / "cfg").st_ino
+    assert st[6] == "changed" and oct(os.stat(base / "copied" / "a.txt").st_mode & 0o777) == "0o600"
+    assert st[7] == "ok" and "elapsed" in out[7]
+    facts = out[8]["ansible_facts"]
+    theirs = ansible_call(tmp_path / "inv.ini" if (tmp_path / "inv.ini").write_text(testbed.ini_inventory()) else None,
+                          "node0", "setup", {"gather_subset": ["min", "hardware"]})[1]["ansible_facts"]
+    for k in ("ansible_hostname", "ansible_distribution", "ansible_distribution_major_version", "ansible_os_family",
+              "ansible_kernel", "ansible_architecture", "ansible_system", "ansible_processor_vcpus", "ansible_memtotal_mb"):
+        assert facts[k] == theirs[k], (k, facts[k], theirs[k])
+    assert (st[9], st[10]) == ("changed", "ok"), out[9:11]
+    # Relative fetch destinations land in the job's scratch dir (removed with the job).
+    assert "/ftl2-scratch-" in out[11]["dest"] and out[11]["dest"].endswith(f"tree-by-host/node2{base}/cfg")
+    assert out[11]["checksum"] == out[9]["checksum"]
+    subprocess.run(["rm", "-rf", str(base)])
+
+
+def test_ssh_handshake_timeout_is_unreachable(testbed, tmp_path):
+    import socket
+    import threading
+
+    # A port that accepts connections but never speaks SSH: a hung host.
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    conns = []
+    stop = threading.Event()
+
+    def accept():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conns.append(srv.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        port = srv.getsockname()[1]
+        inv = testbed.ini_inventory() + f"[hung]\nhung ansible_host=127.0.0.1 ansible_port={port} ansible_user=root ansible_timeout=2 ansible_ssh_private_key_file={testbed.key}\n"
+        results, res = engine_calls(tmp_path, inv, [("nodes:hung", "ping", {})])
+        by = {r["host"]: r for r in results[0]}
+        assert by["hung"]["status"] == "unreachable" and "timed out" in by["hung"]["output"]["msg"]
+        assert all(by[f"node{i}"]["status"] == "ok" for i in range(3))
+        hung = next(e for e in res.events if e["event"] == "runner_on_unreachable")
+        assert hung["event_data"]["duration"] < 10
+    finally:
+        stop.set()
+        srv.close()

@@ -367,6 +367,10 @@ class AutomationContext:
         options = {}
         if task_name is not None:
             options["name"] = str(task_name)
+        # Task keywords, as Ansible has them on tasks: _no_log, _ignore_errors, _become, _become_user.
+        for key in ("no_log", "ignore_errors", "become", "become_user"):
+            if f"_{key}" in params:
+                options[key] = params.pop(f"_{key}")
         if self._check_mode is not None:
             options["check_mode"] = bool(self._check_mode)
         self._notify({"event": "module_start", "module": module, "host": target})

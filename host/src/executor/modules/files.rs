@@ -960,7 +960,7 @@ pub async fn fetch(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult 
     if let Some(dir) = Path::new(&target).parent()
         && !ctx.check_mode
     {
-        let _ = std::fs::create_dir_all(ctx.local.base.join(dir));
+        let _ = std::fs::create_dir_all(ctx.local.write_base().join(dir));
     }
     let local = match ctx.local.writable(&target) {
         Ok(p) => p,

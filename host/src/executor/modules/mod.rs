@@ -68,7 +68,7 @@ impl LocalFiles {
     /// Like [`LocalFiles::writable`], for a path whose directories may not exist yet: `..` is
     /// resolved by text, so nothing outside the roots is created on the way.
     pub fn writable_lexically(&self, path: &str) -> Result<(), String> {
-        let joined = self.base.join(path);
+        let joined = self.write_base().join(path);
         let mut norm = PathBuf::new();
         for c in joined.components() {
             match c {
@@ -93,9 +93,27 @@ impl LocalFiles {
         }
     }
 
-    /// A local path to write (fetch destinations).
+    /// Where relative destinations go: the first writable root (the job's scratch dir).
+    pub fn write_base(&self) -> PathBuf {
+        self.write_roots
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.base.clone())
+    }
+
+    /// A local path to write (fetch destinations); relative paths land in the scratch dir.
     pub fn writable(&self, path: &str) -> Result<PathBuf, String> {
-        self.resolve(path, &self.write_roots, "destination")
+        let p = Path::new(path);
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.write_base().join(p)
+        };
+        let base = LocalFiles {
+            base: self.write_base(),
+            ..self.clone()
+        };
+        base.resolve(&full.to_string_lossy(), &self.write_roots, "destination")
     }
 }
 

@@ -348,3 +348,27 @@ def test_idle_timeout_stops_a_silent_job(tmp_path):
     assert res.final_status == "timeout" and res.rc == 254
     assert "idle" in res.statuses[-1]["job_explanation"]
     assert "one line, then silence" in out
+
+
+def test_uncompiled_guest_is_compiled_once_into_the_cache(tmp_path):
+    from conftest import GUEST
+    wasm = GUEST.with_suffix(".wasm")
+    assert wasm.is_file(), wasm
+    cache = tmp_path / "cache"
+    env = {"FTL2_GUEST": str(wasm), "FTL2_CACHE_DIR": str(cache)}
+    res, out = job(tmp_path / "a", "async def run(a, b, c):\n    print('ran')\n    return 0\n", env=env)
+    assert res.final_status == "successful" and "ran" in out
+    artifacts = list(cache.glob("*-wasmtime46.0.3-*.cwasm"))
+    assert len(artifacts) == 1, list(cache.iterdir())
+    stamp = artifacts[0].stat().st_mtime_ns
+    res, _ = job(tmp_path / "b", "async def run(a, b, c):\n    return 0\n", env=env)
+    assert res.final_status == "successful"
+    assert artifacts[0].stat().st_mtime_ns == stamp and len(list(cache.iterdir())) == 1
+
+
+def test_scripts_next_to_the_private_data_dir_are_refused(tmp_path):
+    # A script whose directory contains the private data dir would expose the credentials.
+    (tmp_path / "main.py").write_text("async def run(a, b, c):\n    return 0\n")
+    stream = make_stream({"ident": "x"}, None)
+    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=tmp_path / "main.py"))
+    assert res.final_status == "failed" and "expose the job's private data" in res.statuses[-1]["job_explanation"]

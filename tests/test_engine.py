@@ -387,3 +387,41 @@ def test_ssh_handshake_timeout_is_unreachable(testbed, tmp_path):
     finally:
         stop.set()
         srv.close()
+
+
+@pytest.mark.parametrize("method", ["su", "doas"])
+def test_su_and_doas_become_with_password(become_user, tmp_path, method):
+    name, pw = become_user
+    if method == "su":
+        # su asks for the *target* user's password: become a second user.
+        target, target_pw = "ftl2target", "ftl2-Tg-7"
+        if subprocess.run(["id", target], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "-m", "-s", "/bin/sh", target], check=True)
+        subprocess.run(["chpasswd"], input=f"{target}:{target_pw}\n", text=True, check=True)
+        become_pw, expected = target_pw, target
+    else:
+        assert Path("/usr/bin/doas").exists(), "doas is not installed (.ci/run installs it)"
+        Path("/etc/doas.conf").write_text(f"permit {name} as root\n")
+        os.chmod("/etc/doas.conf", 0o600)
+        target, become_pw, expected = "root", pw, "root"
+    tb = Testbed(tmp_path / "pw", 1, password_auth=True).start()
+    try:
+        h = tb.hosts[0]
+        inv = f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_become_method={method} ansible_become_user={target}\n"
+        prompts = {"SSH password:\\s*?$": pw, "BECOME password.*:\\s*?$": become_pw}
+        p = f"/tmp/ftl2-{method}-{uuid.uuid4().hex[:6]}"
+        calls = [(h.name, "command", {"cmd": "id -un"}), (h.name, "copy", {"content": "line1\nline2\n", "dest": p})]
+        results, res = engine_calls(tmp_path / "a", inv, calls, kwargs={"passwords": prompts},
+                                    cmdline=f"-u {name} --ask-pass --become --ask-become-pass")
+        assert results[0][0]["output"]["stdout"] == expected, results
+        assert results[1][0]["status"] == "changed", results[1]
+        assert Path(p).read_text() == "line1\nline2\n"
+        assert Path(p).owner() == expected
+        assert become_pw.encode() not in res.stdout
+        Path(p).unlink()
+        bad = dict(prompts, **{"BECOME password.*:\\s*?$": "wrong-one"})
+        results, _ = engine_calls(tmp_path / "b", inv, calls[:1], kwargs={"passwords": bad},
+                                  cmdline=f"-u {name} --ask-pass --become --ask-become-pass")
+        assert results[0][0]["status"] == "failed", results
+    finally:
+        tb.stop()

@@ -92,7 +92,7 @@ impl Connection {
         via: Option<&Become>,
         timeout: Option<Duration>,
     ) -> Result<CommandOutput, Unreachable> {
-        let plan = Plan::new(cmdline, via);
+        let plan = Plan::new(cmdline, via, stdin);
         let fut = async {
             // Over SSH, plain commands go through a persistent remote shell: a new SSH session
             // per command costs the target sshd a fork and a login (~80 ms here); a line to an
@@ -103,8 +103,15 @@ impl Connection {
                 return Ok(out);
             }
             let mut running = match self {
+                Connection::Local(_) if plan.pty => {
+                    return Ok(CommandOutput {
+                        rc: 1,
+                        stdout: Vec::new(),
+                        stderr: format!("{} with a password needs a terminal, which local connections do not provide (use sudo)", plan.method).into_bytes(),
+                    });
+                }
                 Connection::Local(l) => l.start(&plan.command)?,
-                Connection::Ssh(s) => s.start(&plan.command).await?,
+                Connection::Ssh(s) => s.start(&plan.command, plan.pty).await?,
             };
             drive(&mut running, stdin, &plan).await
         };
@@ -145,10 +152,13 @@ struct Plan {
     prompt: Option<String>,
     password: Option<String>,
     method: String,
+    /// su and doas read passwords from a terminal only: run them in a PTY; the command's stdin
+    /// then travels inside the command line (base64), since a PTY would mangle it.
+    pty: bool,
 }
 
 impl Plan {
-    fn new(cmdline: &str, via: Option<&Become>) -> Plan {
+    fn new(cmdline: &str, via: Option<&Become>, stdin: Option<&[u8]>) -> Plan {
         let Some(b) = via else {
             return Plan {
                 command: cmdline.to_string(),
@@ -156,15 +166,31 @@ impl Plan {
                 prompt: None,
                 password: None,
                 method: String::new(),
+                pty: false,
             };
         };
         let token = uuid::Uuid::new_v4().simple().to_string();
         let marker = format!("BECOME-SUCCESS-{token}");
         let prompt = format!("[ftl2-become-password-{token}]:");
-        let inner = format!(
-            "echo {marker}; exec /bin/sh -c {}",
-            super::modules::quote(cmdline)
-        );
+        let pty = matches!(b.method.as_str(), "su" | "doas") && b.password.is_some();
+        let inner = match (pty, stdin) {
+            (true, Some(data)) => {
+                use base64::Engine;
+                let enc = base64::engine::general_purpose::STANDARD.encode(data);
+                format!(
+                    "echo {marker}; printf %s {enc} | base64 -d | /bin/sh -c {}",
+                    super::modules::quote(cmdline)
+                )
+            }
+            (true, None) => format!(
+                "echo {marker}; exec /bin/sh -c {} </dev/null",
+                super::modules::quote(cmdline)
+            ),
+            _ => format!(
+                "echo {marker}; exec /bin/sh -c {}",
+                super::modules::quote(cmdline)
+            ),
+        };
         let user = super::modules::quote(&b.user);
         let flags = b.flags.clone().unwrap_or_default();
         let command = match b.method.as_str() {
@@ -193,6 +219,7 @@ impl Plan {
                 "assword".into()
             }),
             password: b.password.clone(),
+            pty,
             method: if b.method.is_empty() {
                 "sudo".into()
             } else {
@@ -339,6 +366,7 @@ async fn drive(
     let mut out = CommandOutput::default();
     let mut became = plan.marker.is_none();
     let mut answered = false;
+    let stdin = if plan.pty { None } else { stdin };
     if became {
         running.feed_and_close(stdin).await;
     }
@@ -346,6 +374,26 @@ async fn drive(
         match chunk {
             Chunk::Out(d) => {
                 out.stdout.extend_from_slice(&d);
+                if !became
+                    && plan.pty
+                    && let Some(prompt) = &plan.prompt
+                    && find(&out.stdout, prompt.as_bytes()).is_some()
+                    && find(
+                        &out.stdout,
+                        plan.marker.as_deref().unwrap_or("\0").as_bytes(),
+                    )
+                    .is_none()
+                {
+                    if answered {
+                        return Ok(become_failure(plan, "Incorrect", &out));
+                    }
+                    let Some(pw) = &plan.password else {
+                        return Ok(become_failure(plan, "Missing", &out));
+                    };
+                    running.write(format!("{pw}\n").as_bytes()).await;
+                    answered = true;
+                    out.stdout.clear();
+                }
                 if !became
                     && let Some(marker) = &plan.marker
                     && let Some(pos) = find(&out.stdout, marker.as_bytes())
@@ -359,7 +407,9 @@ async fn drive(
                     };
                     out.stdout.drain(..skip);
                     became = true;
-                    running.feed_and_close(stdin).await;
+                    if !plan.pty {
+                        running.feed_and_close(stdin).await;
+                    }
                 }
             }
             Chunk::Err(d) => {
@@ -386,7 +436,10 @@ async fn drive(
                 out.rc = rc;
                 if !became {
                     // Become itself failed (no sudo, user unknown, not allowed).
-                    let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    if msg.is_empty() {
+                        msg = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    }
                     out.stderr = format!("{} failed: {msg}", plan.method).into_bytes();
                     if out.rc == 0 {
                         out.rc = 1;
@@ -783,11 +836,19 @@ impl SshConnection {
         }
     }
 
-    async fn start(&self, cmdline: &str) -> Result<Running, Unreachable> {
+    async fn start(&self, cmdline: &str, pty: bool) -> Result<Running, Unreachable> {
         for attempt in 0..2 {
             let session = self.session().await?;
             match session.channel_open_session().await {
                 Ok(channel) => {
+                    if pty {
+                        // No echo, so the password never shows up in the output.
+                        let modes = [(russh::Pty::ECHO, 0), (russh::Pty::ONLCR, 0)];
+                        channel
+                            .request_pty(true, "dumb", 200, 50, 0, 0, &modes)
+                            .await
+                            .map_err(|e| self.fail(format!("cannot get a terminal: {e}")))?;
+                    }
                     channel
                         .exec(true, cmdline.as_bytes())
                         .await

@@ -189,3 +189,41 @@ def test_golden_output_matches_ansible_playbook(tmp_path, color, cmdline):
     for key in ("changed", "dark", "failures", "ignored", "ok", "processed", "rescued", "skipped"):
         assert ours_stats[key] == real_stats[key], key
     awx_checker.check(real_events)  # the checker accepts the real thing too
+
+
+def test_diff_output_matches_ansible_playbook(tmp_path):
+    import uuid
+    base = f"/tmp/ftl2-diff-{uuid.uuid4().hex[:8]}"
+    playbook = textwrap.dedent(f"""\
+        - hosts: h1
+          gather_facts: false
+          tasks:
+            - name: new file
+              ansible.builtin.copy: {{content: "one\\ntwo\\n", dest: "{base}-PFX/f"}}
+            - name: edit it
+              ansible.builtin.lineinfile: {{path: "{base}-PFX/f", line: three}}
+            - name: a directory
+              ansible.builtin.file: {{path: "{base}-PFX/d", state: directory}}
+        """)
+    import ansible_runner
+    for side in ("ans", "ours"):
+        Path(f"{base}-{side}").mkdir()
+    pdd = tmp_path / "real"
+    (pdd / "project").mkdir(parents=True)
+    (pdd / "inventory").mkdir()
+    (pdd / "project" / "golden.yml").write_text(playbook.replace("PFX", "ans"))
+    (pdd / "inventory" / "hosts").write_text(LOCAL3)
+    real = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="golden.yml", quiet=True, cmdline="--diff",
+                                        envvars={"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "True"})
+    ours = job(tmp_path, f"""
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(name="h1") as ftl:
+                await ftl.h1.copy(content="one\\ntwo\\n", dest="{base}-ours/f", _name="new file")
+                await ftl.h1.lineinfile(path="{base}-ours/f", line="three", _name="edit it")
+                await ftl.h1.file(path="{base}-ours/d", state="directory", _name="a directory")
+            return 0
+    """, cmdline="--diff")
+    awx_checker.check(ours.events, job_id="4242")
+    diffs = lambda evs: [e["stdout"].replace("-ans", "-X").replace("-ours", "-X") for e in evs if e["event"] == "runner_on_file_diff"]
+    assert diffs(ours.events) == diffs(real.events)
+    assert len(diffs(ours.events)) == 3

@@ -358,3 +358,231 @@ mod tests {
         assert_eq!(t, "localhost | FAILED | rc=1 >>\r\nnon-zero return code");
     }
 }
+
+/// C.COLOR_DIFF_ADD / C.COLOR_DIFF_REMOVE / C.COLOR_DIFF_LINES.
+const DIFF_ADD: &str = "0;32";
+const DIFF_REMOVE: &str = "0;31";
+const DIFF_LINES: &str = "0;36";
+/// Files longer than this (lines) are not diffed line by line.
+const DIFF_MAX_LINES: usize = 5000;
+
+/// The text `--diff` shows for a result's `diff` (the callbacks' `_get_diff`), or None.
+pub fn diff_text(style: &Style, diff: &Value) -> Option<String> {
+    let list = match diff {
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    };
+    let mut out = String::new();
+    for d in list {
+        let Value::Object(d) = d else { continue };
+        let (Some(before), Some(after)) = (d.get("before"), d.get("after")) else {
+            continue;
+        };
+        let as_text = |v: &Value| -> String {
+            match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => {
+                    let mut buf = Vec::new();
+                    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+                    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+                    let _ = serde::Serialize::serialize(&sorted(other), &mut ser);
+                    format!("{}\n", String::from_utf8_lossy(&buf))
+                }
+            }
+        };
+        let header = |k: &str, word: &str| match d.get(k).and_then(Value::as_str) {
+            Some(h) => format!("{word}: {h}"),
+            None => word.to_string(),
+        };
+        let lines = |t: String| -> Vec<String> {
+            let mut v: Vec<String> = t.split_inclusive('\n').map(String::from).collect();
+            if let Some(last) = v.last_mut()
+                && !last.ends_with('\n')
+            {
+                last.push_str("\n\\ No newline at end of file\n");
+            }
+            v
+        };
+        let (a, b) = (lines(as_text(before)), lines(as_text(after)));
+        if a.len() > DIFF_MAX_LINES || b.len() > DIFF_MAX_LINES {
+            out.push_str(&format!("diff skipped: more than {DIFF_MAX_LINES} lines\n"));
+            continue;
+        }
+        let hunks = unified(&a, &b, 3);
+        if hunks.is_empty() {
+            continue;
+        }
+        let paint = |line: &str, color: &str| -> String {
+            if style.color {
+                line.split('\n')
+                    .map(|t| format!("\x1b[{color}m{t}\x1b[0m"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                line.to_string()
+            }
+        };
+        out.push_str(&paint(
+            &format!("--- {}\n", header("before_header", "before")),
+            DIFF_REMOVE,
+        ));
+        out.push_str(&paint(
+            &format!("+++ {}\n", header("after_header", "after")),
+            DIFF_ADD,
+        ));
+        for line in hunks {
+            let color = match line.as_bytes().first() {
+                Some(b'+') => Some(DIFF_ADD),
+                Some(b'-') => Some(DIFF_REMOVE),
+                Some(b'@') => Some(DIFF_LINES),
+                _ => None,
+            };
+            out.push_str(&match color {
+                Some(c) => paint(&line, c),
+                None => line,
+            });
+        }
+        out.push('\n');
+    }
+    let text = out.trim_end_matches(['\n']).replace('\n', "\r\n");
+    (!text.is_empty()).then_some(text)
+}
+
+/// `difflib.unified_diff(a, b, n=context)` body lines (hunk headers and +/-/space lines).
+fn unified(a: &[String], b: &[String], context: usize) -> Vec<String> {
+    // Longest common subsequence table, then the edit script.
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    #[derive(Clone, Copy, PartialEq)]
+    enum Op {
+        Eq(usize, usize),
+        Del(usize),
+        Ins(usize),
+    }
+    let mut ops = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            ops.push(Op::Eq(i, j));
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // difflib lists a replaced block's deletions before its insertions.
+            ops.push(Op::Del(i));
+            i += 1;
+        } else {
+            ops.push(Op::Ins(j));
+            j += 1;
+        }
+    }
+    // Group changes with `context` lines around them into hunks.
+    let changed: Vec<usize> = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !matches!(o, Op::Eq(..)))
+        .map(|(k, _)| k)
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    let mut hunks: Vec<(usize, usize)> = Vec::new();
+    for &k in &changed {
+        let start = k.saturating_sub(context);
+        let end = (k + context + 1).min(ops.len());
+        match hunks.last_mut() {
+            Some((_, e)) if start <= *e => *e = end.max(*e),
+            _ => hunks.push((start, end)),
+        }
+    }
+    let fmt_range = |start: usize, len: usize| -> String {
+        let begin = if len == 0 { start } else { start + 1 };
+        if len == 1 {
+            format!("{begin}")
+        } else {
+            format!("{begin},{len}")
+        }
+    };
+    let mut out = Vec::new();
+    for (s, e) in hunks {
+        let slice = &ops[s..e];
+        let a_start = slice.iter().find_map(|o| match o {
+            Op::Eq(x, _) | Op::Del(x) => Some(*x),
+            _ => None,
+        });
+        let b_start = slice.iter().find_map(|o| match o {
+            Op::Eq(_, y) | Op::Ins(y) => Some(*y),
+            _ => None,
+        });
+        let a_len = slice
+            .iter()
+            .filter(|o| matches!(o, Op::Eq(..) | Op::Del(_)))
+            .count();
+        let b_len = slice
+            .iter()
+            .filter(|o| matches!(o, Op::Eq(..) | Op::Ins(_)))
+            .count();
+        // With no line on a side, difflib counts from the position before the hunk.
+        let a_pos = a_start.unwrap_or_else(|| prev_pos(&ops[..s], true));
+        let b_pos = b_start.unwrap_or_else(|| prev_pos(&ops[..s], false));
+        out.push(format!(
+            "@@ -{} +{} @@\n",
+            fmt_range(a_pos, a_len),
+            fmt_range(b_pos, b_len)
+        ));
+        for o in slice {
+            out.push(match o {
+                Op::Eq(x, _) => format!(" {}", a[*x]),
+                Op::Del(x) => format!("-{}", a[*x]),
+                Op::Ins(y) => format!("+{}", b[*y]),
+            });
+        }
+    }
+    fn prev_pos<T>(before: &[T], _a: bool) -> usize {
+        before.len().min(usize::MAX)
+    }
+    out
+}
+
+#[cfg(test)]
+mod diff_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unified_diff_like_difflib() {
+        let style = Style::default();
+        let d = json!({"before": "a\nb\nc\n", "after": "a\nB\nc\nd\n", "before_header": "/f", "after_header": "/f"});
+        assert_eq!(
+            diff_text(&style, &d).unwrap(),
+            "--- before: /f\r\n+++ after: /f\r\n@@ -1,3 +1,4 @@\r\n a\r\n-b\r\n+B\r\n c\r\n+d"
+        );
+        let d = json!({"before": {"path": "/x", "state": "absent"}, "after": {"path": "/x", "state": "file"}});
+        assert_eq!(
+            diff_text(&style, &d).unwrap(),
+            "--- before\r\n+++ after\r\n@@ -1,4 +1,4 @@\r\n {\r\n     \"path\": \"/x\",\r\n-    \"state\": \"absent\"\r\n+    \"state\": \"file\"\r\n }"
+        );
+        assert!(diff_text(&style, &json!({"before": "same\n", "after": "same\n"})).is_none());
+        let d = json!({"before": "", "after": "new\n"});
+        assert_eq!(
+            diff_text(&style, &d).unwrap(),
+            "--- before\r\n+++ after\r\n@@ -0,0 +1 @@\r\n+new"
+        );
+        let before: String = "x\n".repeat(10) + "y\n";
+        let after: String = "x\n".repeat(10) + "z\n";
+        let d = json!({"before": before, "after": after});
+        assert_eq!(
+            diff_text(&style, &d).unwrap(),
+            "--- before\r\n+++ after\r\n@@ -8,4 +8,4 @@\r\n x\r\n x\r\n x\r\n-y\r\n+z"
+        );
+    }
+}

@@ -337,6 +337,24 @@ impl EventTree {
             event_data: d,
         };
         self.count(host, outcome.status, ignore);
+        // `--diff`: the diff comes first, as its own event, like Ansible's v2_on_file_diff.
+        if outcome.status == HostStatus::Changed
+            && let Some(diff) = outcome.result.get("diff")
+            && let Some(text) = display::diff_text(&self.style, diff)
+        {
+            let mut dd = self.task_data(block_of(&self.tasks, id));
+            dd.insert("host".into(), json!(host));
+            dd.insert("diff".into(), diff.clone());
+            let diff_ev = Event {
+                event: "runner_on_file_diff",
+                uuid: uuid::Uuid::new_v4().to_string(),
+                parent_uuid: ev.parent_uuid.clone(),
+                stdout: text,
+                trailing_newlines: 1,
+                event_data: dd,
+            };
+            self.emit_for(id, diff_ev);
+        }
         self.emit_for(id, ev);
     }
 
@@ -478,6 +496,10 @@ impl crate::executor::Progress for TaskProgress {
             .unwrap_or_else(|e| e.into_inner())
             .host_result(self.task, host, &o);
     }
+}
+
+fn block_of(tasks: &VecDeque<TaskBlock>, id: TaskId) -> &TaskBlock {
+    tasks.iter().find(|b| b.id == id).expect("the task is open")
 }
 
 fn task_args_text(args: &Map<String, Value>) -> String {

@@ -534,7 +534,15 @@ async fn put_content(
         };
         result.insert(
             "diff".into(),
-            json!([{"before": old, "after": String::from_utf8_lossy(data), "before_header": dest, "after_header": src_shown.unwrap_or("dynamically generated")}]),
+            {
+                // As Ansible's _get_diff_data: a before header only for an existing file; the
+                // after header is the source, or the destination for inline content.
+                let mut d = obj(json!({"before": old, "after": String::from_utf8_lossy(data), "after_header": src_shown.unwrap_or(dest)}));
+                if before.is_some() {
+                    d.insert("before_header".into(), json!(dest));
+                }
+                json!([d])
+            },
         );
     }
     let mut changed = false;

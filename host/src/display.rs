@@ -532,8 +532,18 @@ fn unified(a: &[String], b: &[String], context: usize) -> Vec<String> {
             .filter(|o| matches!(o, Op::Eq(..) | Op::Ins(_)))
             .count();
         // With no line on a side, difflib counts from the position before the hunk.
-        let a_pos = a_start.unwrap_or_else(|| prev_pos(&ops[..s], true));
-        let b_pos = b_start.unwrap_or_else(|| prev_pos(&ops[..s], false));
+        let a_pos = a_start.unwrap_or_else(|| {
+            ops[..s]
+                .iter()
+                .filter(|o| matches!(o, Op::Eq(..) | Op::Del(_)))
+                .count()
+        });
+        let b_pos = b_start.unwrap_or_else(|| {
+            ops[..s]
+                .iter()
+                .filter(|o| matches!(o, Op::Eq(..) | Op::Ins(_)))
+                .count()
+        });
         out.push(format!(
             "@@ -{} +{} @@\n",
             fmt_range(a_pos, a_len),
@@ -546,9 +556,6 @@ fn unified(a: &[String], b: &[String], context: usize) -> Vec<String> {
                 Op::Ins(y) => format!("+{}", b[*y]),
             });
         }
-    }
-    fn prev_pos<T>(before: &[T], _a: bool) -> usize {
-        before.len().min(usize::MAX)
     }
     out
 }

@@ -34,7 +34,7 @@ class Testbed:
 
     __test__ = False  # a helper, not a test class
 
-    def __init__(self, root: Path, count: int, password_auth: bool = False):
+    def __init__(self, root: Path, count: int, password_auth: bool = False, log_level: str = "ERROR"):
         assert Path(SSHD).is_file(), "openssh-server is not installed (.ci/run installs it)"
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -43,6 +43,7 @@ class Testbed:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
         self.pubkey = (root / "client_key.pub").read_text()
         self.password_auth = password_auth
+        self.log_level = log_level
         self.hosts = [self._make(i) for i in range(count)]
 
     def _make(self, i: int) -> Host:
@@ -60,7 +61,7 @@ class Testbed:
             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n"
             f"AuthorizedKeysFile {d / 'authorized_keys'}\n"
             "Subsystem sftp /usr/lib/openssh/sftp-server\nMaxStartups 200:30:400\nMaxSessions 200\n"
-            "LogLevel ERROR\n"
+            f"LogLevel {self.log_level}\n"
         )
         return Host(name=f"node{i}", port=port, dir=d)
 

@@ -208,20 +208,9 @@ class HostTarget:
         return f"<hosts {self._target}>"
 
 
-class _LocalTarget:
-    """`ftl.local` / `ftl.localhost`: modules on the controller, returning dicts."""
-
-    def __init__(self, ctx):
-        self._ctx = ctx
-
-    def __getattr__(self, module):
-        if module.startswith("__"):
-            raise AttributeError(module)
-        return _Module(self._ctx, CONTROLLER, module, controller=True)
-
-
-class _ModuleNamespace:
-    """`ftl.module.NAME`: always a module on the controller, even if a host has that name."""
+class _ControllerModules:
+    """`ftl.local` / `ftl.localhost` / `ftl.module`: modules on the controller, returning dicts
+    (`ftl.module.NAME` is always a module, even if a host or group has that name)."""
 
     def __init__(self, ctx):
         self._ctx = ctx
@@ -260,8 +249,8 @@ class AutomationContext:
         self._groups = {}
         self.results = []
         self.hosts = HostsView(self)
-        self.module = _ModuleNamespace(self)
-        self.local = _LocalTarget(self)
+        self.module = _ControllerModules(self)
+        self.local = _ControllerModules(self)
         self.localhost = self.local
         if isinstance(inventory, dict):
             self._pending_inventory = inventory

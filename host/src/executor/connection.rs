@@ -384,14 +384,9 @@ async fn drive(
                     )
                     .is_none()
                 {
-                    if answered {
-                        return Ok(become_failure(plan, "Incorrect", &out));
+                    if let Err(failed) = answer(running, plan, &mut answered, &out).await {
+                        return Ok(failed);
                     }
-                    let Some(pw) = &plan.password else {
-                        return Ok(become_failure(plan, "Missing", &out));
-                    };
-                    running.write(format!("{pw}\n").as_bytes()).await;
-                    answered = true;
                     out.stdout.clear();
                 }
                 if !became
@@ -418,14 +413,9 @@ async fn drive(
                     && let Some(prompt) = &plan.prompt
                     && find(&out.stderr, prompt.as_bytes()).is_some()
                 {
-                    if answered {
-                        return Ok(become_failure(plan, "Incorrect", &out));
+                    if let Err(failed) = answer(running, plan, &mut answered, &out).await {
+                        return Ok(failed);
                     }
-                    let Some(pw) = &plan.password else {
-                        return Ok(become_failure(plan, "Missing", &out));
-                    };
-                    running.write(format!("{pw}\n").as_bytes()).await;
-                    answered = true;
                     // Drop the prompt text so a second prompt is recognised as a wrong password.
                     if let Some(pos) = find(&out.stderr, prompt.as_bytes()) {
                         out.stderr.drain(pos..pos + prompt.len());
@@ -450,6 +440,25 @@ async fn drive(
         }
     }
     Ok(out)
+}
+
+/// Answer become's password prompt; the failed output when there is no password to give, or
+/// when the prompt comes back after one was given (a wrong password).
+async fn answer(
+    running: &mut Running,
+    plan: &Plan,
+    answered: &mut bool,
+    out: &CommandOutput,
+) -> Result<(), CommandOutput> {
+    if *answered {
+        return Err(become_failure(plan, "Incorrect", out));
+    }
+    let Some(pw) = &plan.password else {
+        return Err(become_failure(plan, "Missing", out));
+    };
+    running.write(format!("{pw}\n").as_bytes()).await;
+    *answered = true;
+    Ok(())
 }
 
 fn become_failure(plan: &Plan, what: &str, out: &CommandOutput) -> CommandOutput {

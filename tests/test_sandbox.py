@@ -372,3 +372,20 @@ def test_scripts_next_to_the_private_data_dir_are_refused(tmp_path):
     stream = make_stream({"ident": "x"}, None)
     res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=tmp_path / "main.py"))
     assert res.final_status == "failed" and "expose the job's private data" in res.statuses[-1]["job_explanation"]
+
+
+def test_scratch_directory_is_capped(tmp_path):
+    res, out = job(tmp_path, """
+        import tempfile, os
+        async def run(inventory_path, extravars, runner):
+            d = tempfile.mkdtemp()
+            block = b"x" * (1 << 20)
+            with open(os.path.join(d, "big"), "wb") as f:
+                for _ in range(200):
+                    f.write(block)
+                    f.flush()
+            return 0
+    """, env={"FTL2_SCRATCH_LIMIT": "20M"})
+    assert res.final_status == "failed"
+    assert "scratch directory grew over its cap" in res.statuses[-1]["job_explanation"]
+    assert "scratch directory grew over its cap" in out

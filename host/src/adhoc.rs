@@ -149,7 +149,7 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
             rc: RC_CANCELED,
             explanation: None,
         },
-        Some(StopReason::Timeout) => Outcome {
+        Some(StopReason::ScratchFull) | Some(StopReason::Timeout) => Outcome {
             status: "timeout",
             rc: RC_CANCELED,
             explanation: Some("Job terminated due to timeout.".into()),

@@ -186,7 +186,10 @@ pub async fn run(
     let outcome = outcome_of(&end, &t);
     // A script that exited non-zero has already said why (its traceback); say the rest.
     if let Some(why) = &outcome.explanation
-        && !matches!(end, ScriptEnd::Stopped(_) | ScriptEnd::Exited(1..))
+        && !matches!(
+            end,
+            ScriptEnd::Stopped(StopReason::Canceled | StopReason::Timeout) | ScriptEnd::Exited(1..)
+        )
     {
         t.verbose(&format!("ERROR! {why}"));
     }
@@ -267,6 +270,14 @@ fn outcome_of(end: &ScriptEnd, tree: &EventTree) -> Outcome {
             explanation: Some(
                 "Job terminated due to timeout: the script ran longer than job_timeout.".into(),
             ),
+        },
+        ScriptEnd::Stopped(StopReason::ScratchFull) => Outcome {
+            status: "failed",
+            rc: 1,
+            explanation: Some(format!(
+                "the script was stopped: {}",
+                StopReason::ScratchFull
+            )),
         },
         ScriptEnd::OutOfMemory => Outcome {
             status: "failed",

@@ -43,6 +43,8 @@ pub enum StopReason {
     Canceled,
     /// job_timeout passed.
     Timeout,
+    /// The scratch directory grew over its cap.
+    ScratchFull,
 }
 
 impl std::fmt::Display for StopReason {
@@ -50,6 +52,9 @@ impl std::fmt::Display for StopReason {
         f.write_str(match self {
             StopReason::Canceled => "the job was canceled",
             StopReason::Timeout => "the job ran out of time (job_timeout)",
+            StopReason::ScratchFull => {
+                "the script's scratch directory grew over its cap (FTL2_SCRATCH_LIMIT)"
+            }
         })
     }
 }
@@ -60,6 +65,7 @@ impl StopFlag {
         let v = match why {
             StopReason::Canceled => 1,
             StopReason::Timeout => 2,
+            StopReason::ScratchFull => 3,
         };
         let _ = self
             .0
@@ -71,6 +77,7 @@ impl StopFlag {
         match self.0.load(Ordering::SeqCst) {
             1 => Some(StopReason::Canceled),
             2 => Some(StopReason::Timeout),
+            3 => Some(StopReason::ScratchFull),
             _ => None,
         }
     }
@@ -210,11 +217,54 @@ fn cached_artifact(engine: &Engine, wasm: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Watches the size of the script's scratch directory (checked at most twice a second).
+struct ScratchGuard {
+    path: PathBuf,
+    limit: u64,
+    last: Instant,
+    over: bool,
+}
+
+impl ScratchGuard {
+    fn new(path: PathBuf, limit: u64) -> ScratchGuard {
+        ScratchGuard {
+            path,
+            limit,
+            last: Instant::now(),
+            over: false,
+        }
+    }
+
+    fn over(&mut self) -> bool {
+        if self.over || self.last.elapsed() < Duration::from_millis(500) {
+            return self.over;
+        }
+        self.last = Instant::now();
+        self.over = dir_size(&self.path, 0) > self.limit;
+        self.over
+    }
+}
+
+fn dir_size(dir: &Path, depth: usize) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() && depth < 64 => dir_size(&e.path(), depth + 1),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Limits of one script run.
 #[derive(Debug, Clone, Copy)]
 pub struct SandboxLimits {
     /// Linear memory cap in bytes (`FTL2_MEMORY_LIMIT`, default 1 GiB).
     pub memory_bytes: usize,
+    /// Scratch directory cap in bytes (`FTL2_SCRATCH_LIMIT`, default 1 GiB).
+    pub scratch_bytes: u64,
     /// Wall-clock budget (job_timeout); None = unlimited.
     pub time_budget: Option<Duration>,
 }
@@ -227,8 +277,15 @@ impl SandboxLimits {
             memory_bytes =
                 parse_size(&v).ok_or_else(|| anyhow!("FTL2_MEMORY_LIMIT={v:?} is not a size"))?;
         }
+        let scratch_bytes = match std::env::var("FTL2_SCRATCH_LIMIT") {
+            Ok(v) => parse_size(&v)
+                .ok_or_else(|| anyhow!("FTL2_SCRATCH_LIMIT={v:?} is not a size"))?
+                as u64,
+            Err(_) => 1 << 30,
+        };
         Ok(SandboxLimits {
             memory_bytes,
+            scratch_bytes,
             time_budget,
         })
     }
@@ -500,11 +557,15 @@ pub fn run_script(
         let deadline = limits.time_budget.map(|b| started + b);
         let stop_cb = Arc::clone(&stop);
         store.set_epoch_deadline(1);
+        let mut scratch_guard = ScratchGuard::new(mounts.scratch.clone(), limits.scratch_bytes);
         store.epoch_deadline_callback(move |_| {
             if let Some(d) = deadline
                 && Instant::now() >= d
             {
                 stop_cb.request(StopReason::Timeout);
+            }
+            if scratch_guard.over() {
+                stop_cb.request(StopReason::ScratchFull);
             }
             match stop_cb.reason() {
                 Some(_) => Ok(UpdateDeadline::Interrupt),

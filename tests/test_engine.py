@@ -426,3 +426,17 @@ def test_su_and_doas_become_with_password(become_user, tmp_path, method):
         assert results[0][0]["status"] == "failed", results
     finally:
         tb.stop()
+
+
+def test_awx_fact_cache(testbed, tmp_path):
+    from conftest import process
+    results, res = engine_calls(tmp_path, testbed.ini_inventory(), [("nodes", "setup", {})],
+                                kwargs={"fact_cache_type": "jsonfile"})
+    names = res.artifacts().namelist()
+    assert {f"fact_cache/{h.name}" for h in testbed.hosts} <= set(names), names
+    _, _, _ = process(res.stdout, tmp_path / "api", ident="eng")
+    facts = json.loads((tmp_path / "api" / "artifacts" / "eng" / "fact_cache" / "node1").read_text())
+    assert facts["ansible_distribution"] == results[0][1]["output"]["ansible_facts"]["ansible_distribution"]
+    # Without fact caching AWX gets no cache.
+    _, res = engine_calls(tmp_path / "b", testbed.ini_inventory(), [("nodes", "setup", {})], kwargs={"fact_cache_type": ""})
+    assert not [n for n in res.artifacts().namelist() if n.startswith("fact_cache/")]

@@ -218,6 +218,12 @@ pub fn engine(job: &JobSettings, local_files: LocalFiles) -> Result<Arc<Executor
             credential: Credential::from_job(job),
             extravars: job.extravars.clone(),
             local_files,
+            fact_cache: (job.fact_cache_type.as_deref() == Some("jsonfile")).then(|| {
+                job.private_data_dir
+                    .join("artifacts")
+                    .join(&job.ident)
+                    .join("fact_cache")
+            }),
         },
     )))
 }

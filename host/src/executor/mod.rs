@@ -57,6 +57,9 @@ pub struct EngineSettings {
     pub extravars: Map<String, Value>,
     /// Where modules may read/write on the controller.
     pub local_files: modules::LocalFiles,
+    /// AWX's fact cache (`fact_cache_type: jsonfile`): `artifacts/<ident>/fact_cache/`, where
+    /// gathered facts are written per host for AWX to store.
+    pub fact_cache: Option<std::path::PathBuf>,
 }
 
 /// The engine of one job.
@@ -275,6 +278,17 @@ impl Executor {
                 unreachable_result(u.0)
             }
         };
+        if let (Some(dir), Some(Value::Object(facts))) =
+            (&self.settings.fact_cache, result.get("ansible_facts"))
+        {
+            // A full disk or a bad host name must not fail the module: the cache is a copy.
+            if !host.contains('/') && std::fs::create_dir_all(dir).is_ok() {
+                let _ = crate::artifacts::write_private_file(
+                    &dir.join(host),
+                    &crate::pyjson::to_vec(facts),
+                );
+            }
+        }
         let mut o = outcome_of(result, host, started);
         o.remote_addr = conn.remote_addr();
         o

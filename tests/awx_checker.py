@@ -71,6 +71,7 @@ def check(events, job_id=None, adhoc=False):
                 if e["event_data"].get("ignore_errors"):
                     c["ignored"] += 1
                     c["ok"] += 1
+                    c["changed"] += bool(res.get("changed"))
                 else:
                     c["failures"] += 1
             elif ev == "runner_on_unreachable":

@@ -129,6 +129,9 @@ GOLDEN_PLAYBOOK = """- hosts: all
       ansible.builtin.ping:
     - name: echo it
       ansible.builtin.command: echo hello
+    - name: fails but ignored
+      ansible.builtin.command: /bin/false
+      ignore_errors: true
     - name: will fail
       ansible.builtin.command: /bin/false
 """
@@ -138,6 +141,7 @@ async def run(inventory_path, extravars, runner):
     async with runner.automation(name="all", fail_fast=False) as ftl:
         await ftl.run_on("all", "ansible.builtin.ping", _name="ping it")
         await ftl.run_on("all", "ansible.builtin.command", cmd="echo hello", _name="echo it")
+        await ftl.run_on("all", "ansible.builtin.command", cmd="/bin/false", _name="fails but ignored", _ignore_errors=True)
         await ftl.run_on("all", "ansible.builtin.command", cmd="/bin/false", _name="will fail")
     return 0
 """

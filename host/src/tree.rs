@@ -336,7 +336,12 @@ impl EventTree {
             stdout,
             event_data: d,
         };
-        self.count(host, outcome.status, ignore);
+        let changed = outcome
+            .result
+            .get("changed")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        self.count(host, outcome.status, ignore, changed);
         // `--diff`: the diff comes first, as its own event, like Ansible's v2_on_file_diff.
         if outcome.status == HostStatus::Changed
             && let Some(diff) = outcome.result.get("diff")
@@ -358,7 +363,7 @@ impl EventTree {
         self.emit_for(id, ev);
     }
 
-    fn count(&mut self, host: &str, status: HostStatus, ignored: bool) {
+    fn count(&mut self, host: &str, status: HostStatus, ignored: bool, changed: bool) {
         if !self.stats.contains_key(host) {
             self.host_order.push(host.to_string());
         }
@@ -369,9 +374,11 @@ impl EventTree {
                 s.ok += 1;
                 s.changed += 1;
             }
+            // An ignored failure counts as ok (and changed, if it changed), plus ignored.
             HostStatus::Failed if ignored => {
                 s.ok += 1;
                 s.ignored += 1;
+                s.changed += u64::from(changed);
             }
             HostStatus::Failed => s.failures += 1,
             HostStatus::Unreachable => s.dark += 1,

@@ -389,3 +389,16 @@ def test_scratch_directory_is_capped(tmp_path):
     assert res.final_status == "failed"
     assert "scratch directory grew over its cap" in res.statuses[-1]["job_explanation"]
     assert "scratch directory grew over its cap" in out
+
+
+def test_prints_stay_in_order_with_task_events(tmp_path):
+    res, _ = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                print("before")
+                await ftl.ping()
+                print("after")
+            return 0
+    """)
+    seq = [e["stdout"] if e["event"] == "verbose" else e["event"] for e in res.events]
+    assert seq.index("before") < seq.index("runner_on_ok") < seq.index("after"), seq

@@ -47,6 +47,12 @@ def _fail(message):
 
 def main(script_path, inventory_path, extravars_json):
     """Load the script and run it; returns its exit code. Never raises."""
+    # Print lines reach the job output as they are printed, between the task events around them.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
     try:
         with open(script_path, encoding="utf-8") as f:
             source = f.read()

@@ -4,6 +4,7 @@
 //! a WebAssembly sandbox instead of ansible-playbook, and stream back the events AWX expects.
 //! Data flows one way: stdin -> [`transmit`] -> [`unpack`] -> [`job`] -> (sandbox -> executor)
 //! -> [`events`] -> [`writer`] -> stdout.
+#![warn(missing_docs)]
 
 pub mod adhoc;
 pub mod artifacts;

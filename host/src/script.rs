@@ -26,7 +26,12 @@ pub enum ScriptSource {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScriptChoice {
     /// Run this file.
-    Found { path: PathBuf, source: ScriptSource },
+    Found {
+        /// The script.
+        path: PathBuf,
+        /// How it was chosen.
+        source: ScriptSource,
+    },
     /// No script exists; the text explains what was looked for.
     Missing(String),
 }

@@ -31,6 +31,9 @@ pub struct Inventory {
     pub groups: BTreeMap<String, Group>,
     /// Hosts added by the script at run time (removable again).
     pub added: BTreeSet<String>,
+    /// host -> its groups from `all` down to the most specific, computed once per change: AWX
+    /// inventories reach thousands of hosts, and variables are merged per host.
+    member_of: BTreeMap<String, Vec<String>>,
 }
 
 impl Inventory {
@@ -424,6 +427,22 @@ impl Inventory {
                 all.children.push(c);
             }
         }
+        self.index_memberships();
+    }
+
+    fn index_memberships(&mut self) {
+        let mut depth: BTreeMap<String, usize> = BTreeMap::new();
+        self.depths("all", 0, &mut depth, &mut BTreeSet::new());
+        let mut member_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for g in self.groups.keys() {
+            for h in self.group_hosts(g) {
+                member_of.entry(h).or_default().push(g.clone());
+            }
+        }
+        for groups in member_of.values_mut() {
+            groups.sort_by_key(|g| (depth.get(g).copied().unwrap_or(1), g.clone()));
+        }
+        self.member_of = member_of;
     }
 
     /// Every host of `group` including its descendants', in inventory order.
@@ -455,16 +474,7 @@ impl Inventory {
 
     /// Groups a host belongs to, ordered from `all` down to the most specific (depth, then name).
     pub fn host_groups(&self, host: &str) -> Vec<String> {
-        let mut depth: BTreeMap<String, usize> = BTreeMap::new();
-        self.depths("all", 0, &mut depth, &mut BTreeSet::new());
-        let mut groups: Vec<String> = self
-            .groups
-            .keys()
-            .filter(|g| self.group_hosts(g).iter().any(|h| h == host))
-            .cloned()
-            .collect();
-        groups.sort_by_key(|g| (depth.get(g).copied().unwrap_or(1), g.clone()));
-        groups
+        self.member_of.get(host).cloned().unwrap_or_default()
     }
 
     fn depths(
@@ -546,6 +556,7 @@ impl Inventory {
         for g in self.groups.values_mut() {
             g.hosts.retain(|h| h != name);
         }
+        self.index_memberships();
         Ok(())
     }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_stream, make_zip, run_worker, worker_env
-from testbed import Testbed
+from testbed import Testbed, free_port
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -440,3 +440,23 @@ def test_awx_fact_cache(testbed, tmp_path):
     # Without fact caching AWX gets no cache.
     _, res = engine_calls(tmp_path / "b", testbed.ini_inventory(), [("nodes", "setup", {})], kwargs={"fact_cache_type": ""})
     assert not [n for n in res.artifacts().namelist() if n.startswith("fact_cache/")]
+
+
+def test_jump_host_from_ssh_common_args(tmp_path):
+    tb = Testbed(tmp_path / "tb", 2, log_level="DEBUG").start()
+    try:
+        bastion, target = tb.hosts
+        inv = (f"{target.name} ansible_host=127.0.0.1 ansible_port={target.port} ansible_user=root "
+               f"ansible_ssh_private_key_file={tb.key} "
+               f"ansible_ssh_common_args='-o StrictHostKeyChecking=no -o ProxyJump=root@127.0.0.1:{bastion.port}'\n")
+        results, _ = engine_calls(tmp_path, inv, [(target.name, "command", {"cmd": "echo through the bastion"})])
+        assert results[0][0]["output"]["stdout"] == "through the bastion", results
+        # The bastion's sshd forwarded a TCP connection to the target's port.
+        log = (bastion.dir / "sshd.log").read_text()
+        assert "direct-tcpip" in log and str(target.port) in log
+        # A jump host that is down makes the target unreachable, saying which hop failed.
+        bad = inv.replace(f"127.0.0.1:{bastion.port}", f"127.0.0.1:{free_port()}")
+        results, _ = engine_calls(tmp_path / "b", bad, [(target.name, "ping", {})])
+        assert results[0][0]["status"] == "unreachable" and "jump host" in results[0][0]["output"]["msg"]
+    finally:
+        tb.stop()

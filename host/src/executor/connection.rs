@@ -62,6 +62,7 @@ impl Connection {
                 access,
                 session: AsyncMutex::new(None),
                 shells: std::sync::Mutex::new(Vec::new()),
+                jump: std::sync::Mutex::new(None),
             }))
         }
     }
@@ -513,6 +514,8 @@ pub struct SshConnection {
     pub access: HostAccess,
     session: AsyncMutex<Option<Arc<Handle<Client>>>>,
     shells: std::sync::Mutex<Vec<Arc<AsyncMutex<Option<ShellWorker>>>>>,
+    /// The jump host's session, kept open while the tunnelled session lives.
+    jump: std::sync::Mutex<Option<Arc<Handle<Client>>>>,
 }
 
 /// Remote shells kept open per host (concurrent commands to one host beyond this wait).
@@ -709,6 +712,72 @@ impl SshConnection {
 
     async fn connect(&self) -> Result<Handle<Client>, Unreachable> {
         let a = &self.access;
+        let Some(jump) = &a.jump else {
+            let tcp = self.dial(&a.address, a.port).await?;
+            return self.handshake(tcp, &a.address, a.port, &a.user).await;
+        };
+        // ProxyJump: log in to the jump host, then tunnel to the target through it.
+        let jump_user = jump.user.clone().unwrap_or_else(|| a.user.clone());
+        let via_jump = |u: Unreachable| {
+            Unreachable(format!("{} (jump host {}:{})", u.0, jump.host, jump.port))
+        };
+        let tcp = self.dial(&jump.host, jump.port).await.map_err(via_jump)?;
+        let bastion = self
+            .handshake(tcp, &jump.host, jump.port, &jump_user)
+            .await
+            .map_err(via_jump)?;
+        let channel = bastion
+            .channel_open_direct_tcpip(a.address.clone(), a.port as u32, "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                self.fail(format!(
+                    "jump host {}:{} cannot reach {}:{}: {e}",
+                    jump.host, jump.port, a.address, a.port
+                ))
+            })?;
+        let handle = self
+            .handshake(channel.into_stream(), &a.address, a.port, &a.user)
+            .await?;
+        *self.jump.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(bastion));
+        Ok(handle)
+    }
+
+    async fn dial(&self, host: &str, port: u16) -> Result<tokio::net::TcpStream, Unreachable> {
+        match tokio::time::timeout(
+            self.access.timeout,
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        {
+            Err(_) => Err(self.fail(format!(
+                "connect to host {host} port {port}: Connection timed out"
+            ))),
+            Ok(Err(e)) => {
+                let why = match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => "Connection refused".to_string(),
+                    _ => e.to_string(),
+                };
+                Err(self.fail(format!("connect to host {host} port {port}: {why}")))
+            }
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(s)
+            }
+        }
+    }
+
+    /// SSH handshake, host key check and login over `stream`.
+    async fn handshake<S>(
+        &self,
+        stream: S,
+        host: &str,
+        port: u16,
+        user: &str,
+    ) -> Result<Handle<Client>, Unreachable>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let a = &self.access;
         let config = Arc::new(client::Config {
             inactivity_timeout: None,
             keepalive_interval: Some(Duration::from_secs(30)),
@@ -717,40 +786,15 @@ impl SshConnection {
         });
         let verdict = Arc::new(std::sync::Mutex::new(None));
         let handler = Client {
-            host: a.address.clone(),
-            port: a.port,
+            host: host.to_string(),
+            port,
             check: a.host_key_checking,
             known_hosts: a.known_hosts.clone(),
             verdict: Arc::clone(&verdict),
         };
-        let target = format!("{}:{}", a.address, a.port);
-        let tcp = match tokio::time::timeout(
-            a.timeout,
-            tokio::net::TcpStream::connect((a.address.as_str(), a.port)),
-        )
-        .await
-        {
-            Err(_) => {
-                return Err(self.fail(format!(
-                    "connect to host {} port {}: Connection timed out",
-                    a.address, a.port
-                )));
-            }
-            Ok(Err(e)) => {
-                let why = match e.kind() {
-                    std::io::ErrorKind::ConnectionRefused => "Connection refused".to_string(),
-                    _ => e.to_string(),
-                };
-                return Err(self.fail(format!(
-                    "connect to host {} port {}: {why}",
-                    a.address, a.port
-                )));
-            }
-            Ok(Ok(s)) => s,
-        };
-        let _ = tcp.set_nodelay(true);
+        let target = format!("{host}:{port}");
         let mut handle =
-            match tokio::time::timeout(a.timeout, client::connect_stream(config, tcp, handler))
+            match tokio::time::timeout(a.timeout, client::connect_stream(config, stream, handler))
                 .await
             {
                 Err(_) => return Err(self.fail(format!("{target}: SSH handshake timed out"))),
@@ -773,7 +817,7 @@ impl SshConnection {
                 .flatten()
                 .flatten();
             let auth = handle
-                .authenticate_publickey(&a.user, PrivateKeyWithHashAlg::new(Arc::clone(key), hash))
+                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::clone(key), hash))
                 .await
                 .map_err(|e| self.fail(format!("{target}: {e}")))?;
             if auth.success() {
@@ -783,7 +827,7 @@ impl SshConnection {
         if let Some(pw) = &a.password {
             tried.push("password");
             let auth = handle
-                .authenticate_password(&a.user, pw.expose())
+                .authenticate_password(user, pw.expose())
                 .await
                 .map_err(|e| self.fail(format!("{target}: {e}")))?;
             if auth.success() {
@@ -792,13 +836,11 @@ impl SshConnection {
         }
         if tried.is_empty() {
             return Err(self.fail(format!(
-                "{}@{target}: Permission denied: no SSH key or password for this host (give the job a machine credential)",
-                a.user
+                "{user}@{target}: Permission denied: no SSH key or password for this host (give the job a machine credential)"
             )));
         }
         Err(self.fail(format!(
-            "{}@{target}: Permission denied ({}).",
-            a.user,
+            "{user}@{target}: Permission denied ({}).",
             tried.join(",")
         )))
     }

@@ -121,6 +121,111 @@ pub struct HostAccess {
     pub known_hosts: Option<PathBuf>,
     /// `ansible_python_interpreter`.
     pub python: Option<String>,
+    /// A jump host from `-o ProxyJump=`/`-J` or `ProxyCommand="ssh -W %h:%p ..."` in
+    /// `ansible_ssh_common_args`/`ansible_ssh_extra_args`.
+    pub jump: Option<JumpHost>,
+}
+
+/// An SSH jump host (bastion).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JumpHost {
+    /// Login user (default: the target's).
+    pub user: Option<String>,
+    /// Address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// Find a jump host in ssh arguments, the ways Ansible users write it.
+pub fn jump_from_ssh_args(args: &str) -> Result<Option<JumpHost>, String> {
+    let words =
+        shlex::split(args).ok_or_else(|| format!("unbalanced quotes in ssh arguments {args:?}"))?;
+    let mut spec = None;
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        let opt = if w == "-o" {
+            i += 1;
+            words.get(i).cloned()
+        } else {
+            w.strip_prefix("-o").map(String::from)
+        };
+        if let Some(o) = opt {
+            let (k, v) = o
+                .split_once('=')
+                .or_else(|| o.split_once(' '))
+                .unwrap_or((o.as_str(), ""));
+            match k.to_ascii_lowercase().as_str() {
+                "proxyjump" => spec = Some(v.trim().to_string()),
+                "proxycommand" => spec = Some(proxy_command_target(v).ok_or_else(|| {
+                    format!("ProxyCommand {v:?} is not supported (only `ssh -W %h:%p [-p port] [user@]host`)")
+                })?),
+                _ => {}
+            }
+        } else if w == "-J" {
+            i += 1;
+            spec = words.get(i).cloned();
+        }
+        i += 1;
+    }
+    let Some(spec) = spec.filter(|s| !s.is_empty() && s != "none") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Err(format!("more than one jump host ({spec}) is not supported"));
+    }
+    let (user, rest) = match spec.rsplit_once('@') {
+        Some((u, r)) => (Some(u.to_string()), r),
+        None => (None, spec.as_str()),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse()
+                .map_err(|_| format!("bad jump host port in {spec:?}"))?,
+        ),
+        None => (rest.to_string(), 22),
+    };
+    Ok(Some(JumpHost { user, host, port }))
+}
+
+/// `ssh -W %h:%p [-q] [-p port] [-l user] [user@]bastion` -> `[user@]bastion[:port]`.
+fn proxy_command_target(cmd: &str) -> Option<String> {
+    let words = shlex::split(cmd)?;
+    if words.first().map(|w| w.rsplit('/').next() == Some("ssh")) != Some(true)
+        || !words.iter().any(|w| w == "-W")
+    {
+        return None;
+    }
+    let (mut port, mut user, mut host) = (None, None, None);
+    let mut i = 1;
+    while i < words.len() {
+        match words[i].as_str() {
+            "-W" | "-i" | "-F" | "-o" => i += 1,
+            "-p" => {
+                i += 1;
+                port = words.get(i).cloned();
+            }
+            "-l" => {
+                i += 1;
+                user = words.get(i).cloned();
+            }
+            w if w.starts_with('-') => {}
+            w => host = Some(w.to_string()),
+        }
+        i += 1;
+    }
+    let mut spec = host?;
+    if let Some(u) = user
+        && !spec.contains('@')
+    {
+        spec = format!("{u}@{spec}");
+    }
+    if let Some(p) = port {
+        spec = format!("{spec}:{p}");
+    }
+    Some(spec)
 }
 
 /// Decoded keys, by source, so an encrypted key is decrypted once per job, not once per host.
@@ -256,6 +361,19 @@ pub fn resolve(
             &["ansible_ssh_common_args", "ansible_ssh_extra_args"],
         )
         .is_some_and(|a| a.contains("StrictHostKeyChecking=no"));
+    let jump = if connection == "ssh" {
+        let args = [
+            var_str(&vars, &["ansible_ssh_common_args"]),
+            var_str(&vars, &["ansible_ssh_extra_args"]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+        jump_from_ssh_args(&args)?
+    } else {
+        None
+    };
     Ok(HostAccess {
         name: name.to_string(),
         connection,
@@ -270,6 +388,7 @@ pub fn resolve(
         known_hosts: var_str(&vars, &["ansible_ssh_known_hosts_file"])
             .map(|p| PathBuf::from(expand_home(&p))),
         python: var_str(&vars, &["ansible_python_interpreter"]),
+        jump,
     })
 }
 
@@ -356,6 +475,32 @@ mod tests {
         )
         .unwrap();
         assert!(a.become_.is_none());
+    }
+
+    #[test]
+    fn jump_hosts_from_ssh_args() {
+        let j = |a: &str| jump_from_ssh_args(a).unwrap();
+        let want = |u: Option<&str>, h: &str, p: u16| {
+            Some(JumpHost {
+                user: u.map(String::from),
+                host: h.into(),
+                port: p,
+            })
+        };
+        assert_eq!(
+            j("-o ProxyJump=ops@bastion:2222"),
+            want(Some("ops"), "bastion", 2222)
+        );
+        assert_eq!(j("-J bastion"), want(None, "bastion", 22));
+        assert_eq!(
+            j(
+                "-o StrictHostKeyChecking=no -o 'ProxyCommand=ssh -W %h:%p -q -p 2200 jump@10.0.0.1'"
+            ),
+            want(Some("jump"), "10.0.0.1", 2200)
+        );
+        assert_eq!(j("-o StrictHostKeyChecking=no"), None);
+        assert!(jump_from_ssh_args("-o ProxyCommand='nc -x proxy %h %p'").is_err());
+        assert!(jump_from_ssh_args("-J a,b").is_err());
     }
 
     #[test]

@@ -402,3 +402,29 @@ def test_prints_stay_in_order_with_task_events(tmp_path):
     """)
     seq = [e["stdout"] if e["event"] == "verbose" else e["event"] for e in res.events]
     assert seq.index("before") < seq.index("runner_on_ok") < seq.index("after"), seq
+
+
+def test_admin_can_deny_the_local_connection(tmp_path):
+    res, out = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(fail_fast=False) as ftl:
+                r = await ftl.command(cmd="cat /etc/hostname")
+                print("local:", r.get("msg"))
+            return 0
+    """, env={"FTL2_LOCAL_CONNECTION": "deny"})
+    assert "FTL2_LOCAL_CONNECTION=deny" in out
+    assert res.final_status == "failed" and res.rc == 4  # the controller is unreachable for the job
+
+
+def test_credential_files_are_removed_after_reading(tmp_path):
+    res, out = job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                import os
+                base = os.path.dirname(os.path.dirname(inventory_path))
+                r = await ftl.shell(cmd=f"ls {base}/env")
+                print("env dir:", r["stdout"].split())
+            return 0
+    """, extra=[("env/ssh_key", 0o600, b"-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"), ("env/passwords", 0o600, b"{}")])
+    line = next(l for l in out.splitlines() if l.startswith("env dir:"))
+    assert "ssh_key" not in line and "passwords" not in line and "extravars" in line, line

@@ -165,6 +165,11 @@ async fn run_async(args: WorkerArgs) -> i32 {
         }
     };
     logln!("job {} received into {}", job.ident, pdd.display());
+    // The credential's files (written only when AWX does not pass them in kwargs) are in memory
+    // now; remove them so nothing the job runs on the controller can read them from disk.
+    for secret_file in ["env/ssh_key", "env/passwords"] {
+        let _ = std::fs::remove_file(pdd.join(secret_file));
+    }
     let artifacts = match ArtifactDir::create(&pdd, &job.ident) {
         Ok(a) => a,
         Err(e) => {

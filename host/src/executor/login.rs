@@ -278,6 +278,11 @@ pub fn resolve(
         }
     });
     let connection = match connection.as_str() {
+        "local" if local_denied() => {
+            return Err(format!(
+                "host {name} uses the local connection (the controller itself), which this execution environment does not allow (FTL2_LOCAL_CONNECTION=deny)"
+            ));
+        }
         "local" => "local".to_string(),
         "ssh" | "paramiko" | "smart" | "ansible.builtin.ssh" | "ansible.netcommon.libssh" => {
             "ssh".to_string()
@@ -390,6 +395,11 @@ pub fn resolve(
         python: var_str(&vars, &["ansible_python_interpreter"]),
         jump,
     })
+}
+
+/// Whether the EE's admin forbids running modules on the controller itself (FTL2_LOCAL_CONNECTION=deny).
+fn local_denied() -> bool {
+    std::env::var("FTL2_LOCAL_CONNECTION").is_ok_and(|v| v.eq_ignore_ascii_case("deny"))
 }
 
 fn expand_home(p: &str) -> String {

@@ -217,3 +217,14 @@ def test_user_on_event_callback_gets_ftl2_events(tmp_path):
     assert "('module_start', 'web')" in out and "('module_complete', 'web1')" in out, out
     # The runner's own callback is not double-reported.
     assert sum(1 for e in res.events if e["event"] == "runner_on_ok") == 2
+
+
+def test_only_used_secrets_are_scrubbed(tmp_path):
+    res, out = api_job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                r = await ftl.command(cmd="echo job 4242 token")
+                print("out:", r["stdout"])
+            return 0
+    """, kwargs={"envvars": {"JOB_ID": "4242", "SOME_TOKEN": "token"}})
+    assert "out: job 4242 token" in out, out

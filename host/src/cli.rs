@@ -40,8 +40,25 @@ enum Command {
     Worker(WorkerCli),
     /// Compile the guest component (.wasm) into a native artifact (.cwasm) for this binary
     Compile(CompileCli),
+    /// Run a script from a terminal, with ansible-playbook's output (for script authors)
+    Play(PlayCli),
     #[command(external_subcommand)]
     Other(Vec<OsString>),
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Any other option goes to the job as ansible-playbook would take it: --check, --diff, -l LIMIT, -f FORKS, -u USER, -b, --private-key FILE, -e VARS, -v..."
+)]
+struct PlayCli {
+    /// The script (`async def run(inventory_path, extravars, runner)`)
+    script: PathBuf,
+    /// Inventory file or directory
+    #[arg(short, long)]
+    inventory: Option<PathBuf>,
+    /// ansible-playbook options for the job
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    options: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +200,11 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             }
             2
         }
+        Some(Command::Play(p)) => crate::play::run(crate::play::PlayArgs {
+            script: p.script,
+            inventory: p.inventory,
+            options: p.options,
+        }),
         Some(Command::Compile(c)) => {
             let out = c.output.unwrap_or_else(|| c.wasm.with_extension("cwasm"));
             match crate::sandbox::compile(&c.wasm, &out) {

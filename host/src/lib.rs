@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod job;
 pub mod job_run;
 pub mod log;
+pub mod play;
 pub mod pyjson;
 pub mod sandbox;
 pub mod script;

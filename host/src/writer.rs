@@ -50,6 +50,8 @@ struct State {
     broken: bool,
     ctx: Option<EventContext>,
     recorder: Option<EventRecorder>,
+    /// Print only the events' text, as ansible-playbook shows it (local runs), not the protocol.
+    terminal: bool,
 }
 
 /// Serializes every line of the worker stream onto one output, in order.
@@ -77,6 +79,7 @@ impl StreamWriter {
                 broken: false,
                 ctx: None,
                 recorder: None,
+                terminal: false,
             }),
         })
     }
@@ -84,6 +87,13 @@ impl StreamWriter {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock must not silence the stream's eof.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A writer printing what ansible-playbook would print on a terminal (for `ftl2-runner play`).
+    pub fn terminal() -> Arc<StreamWriter> {
+        let w = Self::new(Box::new(io::stdout()));
+        w.lock().terminal = true;
+        w
     }
 
     /// Emit `{"event": "keepalive", ...}` whenever `interval` passes without output, until eof.
@@ -124,7 +134,7 @@ impl StreamWriter {
     /// Write a status line (`starting`, `running`, final status, or `error`).
     pub fn status(&self, status: Map<String, Value>) {
         let mut st = self.lock();
-        if st.closed {
+        if st.closed || st.terminal {
             return;
         }
         write_line(&mut st, &pyjson::to_vec(&status));
@@ -134,6 +144,19 @@ impl StreamWriter {
     pub fn event(&self, ev: &Event) {
         let mut st = self.lock();
         if st.closed {
+            return;
+        }
+        if st.terminal {
+            if ev.event != "playbook_on_start"
+                && !(ev.stdout.is_empty() && ev.trailing_newlines == 0)
+            {
+                let mut text = ev.stdout.replace("\r\n", "\n");
+                for _ in 0..ev.trailing_newlines.max(1) {
+                    text.push('\n');
+                }
+                write_raw(&mut st, text.as_bytes());
+            }
+            st.last_event = Instant::now();
             return;
         }
         let Some(ctx) = st.ctx.clone() else { return };
@@ -179,7 +202,7 @@ impl StreamWriter {
         let mut data = Vec::new();
         File::open(zip)?.read_to_end(&mut data)?;
         let mut st = self.lock();
-        if st.closed {
+        if st.closed || st.terminal {
             return Ok(());
         }
         let head = pyjson::to_vec(&json!({"zipfile": data.len()}));
@@ -193,6 +216,10 @@ impl StreamWriter {
     pub fn eof(&self) {
         let mut st = self.lock();
         if st.closed {
+            return;
+        }
+        if st.terminal {
+            st.closed = true;
             return;
         }
         write_line(&mut st, b"{\"eof\": true}");

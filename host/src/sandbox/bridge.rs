@@ -36,6 +36,8 @@ pub struct Bridge {
     /// Cancel / timeout requests.
     pub stop: Arc<StopFlag>,
     next_id: u64,
+    /// Values of the secrets the script has used so far: scrubbed from every later result too.
+    used_secrets: Vec<String>,
     done_tx: mpsc::Sender<(u64, String)>,
     done_rx: mpsc::Receiver<(u64, String)>,
 }
@@ -66,6 +68,7 @@ impl Bridge {
             secrets,
             stop,
             next_id: 1,
+            used_secrets: Vec::new(),
             done_tx,
             done_rx,
         }
@@ -153,12 +156,7 @@ impl Bridge {
             .task_start(info);
         let executor = Arc::clone(&self.executor);
         let tree = Arc::clone(&self.tree);
-        let scrub: Vec<String> = self
-            .secrets
-            .values()
-            .filter(|v| v.len() >= 4)
-            .cloned()
-            .collect();
+        let scrub = self.used_secrets.clone();
         self.runtime.spawn(async move {
             let progress: Arc<dyn Progress> = Arc::new(crate::tree::TaskProgress {
                 tree: Arc::clone(&tree),
@@ -260,20 +258,30 @@ impl Bridge {
     /// Replace `{"__ftl2_secret__": NAME}` markers: the shown args get `********`, the real ones
     /// the value. Returns the first secret name with no value, if any.
     fn resolve_secrets(
-        &self,
+        &mut self,
         args: &Map<String, Value>,
     ) -> (Map<String, Value>, Map<String, Value>, Option<String>) {
         let mut missing = None;
         let mut shown = Value::Object(args.clone());
         let mut real = Value::Object(args.clone());
         replace_markers(&mut shown, &mut |_| Some("********".into()));
+        let mut used = Vec::new();
         replace_markers(&mut real, &mut |name| match self.secrets.get(name) {
-            Some(v) => Some(v.clone()),
+            Some(v) => {
+                used.push(v.clone());
+                Some(v.clone())
+            }
             None => {
                 missing.get_or_insert_with(|| name.to_string());
                 None
             }
         });
+        for v in used {
+            // Too short a value would scrub ordinary text; it is still never shown in args.
+            if v.len() >= 4 && !self.used_secrets.contains(&v) {
+                self.used_secrets.push(v);
+            }
+        }
         let into_map = |v: Value| match v {
             Value::Object(m) => m,
             _ => Map::new(),

@@ -1,0 +1,125 @@
+//! `ftl2-runner play`: run a script from a terminal, outside AWX, with ansible-playbook's output.
+//!
+//! Script authors test the same script the EE will run, with the same sandbox, engine and text
+//! (`PLAY`/`TASK` banners, host lines, recap); only the printer differs from the worker's.
+
+use crate::job::JobSettings;
+use crate::sandbox::{StopFlag, StopReason};
+use crate::script::{ScriptChoice, ScriptSource};
+use crate::writer::StreamWriter;
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `play` was asked to do, in ansible-playbook's terms.
+#[derive(Debug, Clone, Default)]
+pub struct PlayArgs {
+    /// The script.
+    pub script: PathBuf,
+    /// `-i`: an inventory file or directory.
+    pub inventory: Option<PathBuf>,
+    /// Options passed on as the job's command line (`--check`, `-l`, `-u`, `-e`, `-v`, ...).
+    pub options: Vec<String>,
+}
+
+/// Run the script; returns ansible-playbook's exit code for the outcome.
+pub fn run(args: PlayArgs) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ftl2-runner: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let rc = rt.block_on(run_async(args));
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    rc
+}
+
+async fn run_async(args: PlayArgs) -> i32 {
+    let script = match args.script.canonicalize() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "ERROR! cannot use the script {}: {e}",
+                args.script.display()
+            );
+            return 1;
+        }
+    };
+    let pdd = match tempfile::Builder::new().prefix("ftl2-play-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("ERROR! cannot create a working directory: {e}");
+            return 1;
+        }
+    };
+    // `-e @file` is relative to where the user is, not to the working directory.
+    let mut options = args.options.clone();
+    for i in 0..options.len() {
+        if let Some(f) = options[i].strip_prefix('@')
+            && i > 0
+            && matches!(options[i - 1].as_str(), "-e" | "--extra-vars")
+        {
+            options[i] = format!(
+                "@{}",
+                std::path::absolute(f)
+                    .unwrap_or_else(|_| PathBuf::from(f))
+                    .display()
+            );
+        }
+    }
+    let mut kwargs = Map::new();
+    kwargs.insert("ident".into(), json!("play"));
+    kwargs.insert(
+        "cmdline".into(),
+        json!(crate::executor::modules::shell_join(&options)),
+    );
+    if let Some(inv) = &args.inventory {
+        let abs = std::path::absolute(inv).unwrap_or_else(|_| inv.clone());
+        kwargs.insert("inventory".into(), json!(abs.to_string_lossy()));
+    }
+    // Colours when the terminal can show them, as ansible-playbook does.
+    let tty = unsafe { libc::isatty(1) } == 1 && std::env::var_os("NO_COLOR").is_none();
+    let mut env: Map<String, Value> = Map::new();
+    for (k, v) in std::env::vars() {
+        env.insert(k, json!(v));
+    }
+    if tty {
+        env.insert("ANSIBLE_FORCE_COLOR".into(), json!("True"));
+    }
+    kwargs.insert("envvars".into(), Value::Object(env));
+    let job = match JobSettings::load(pdd.path(), &kwargs) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("ERROR! {e:#}");
+            return 1;
+        }
+    };
+    let writer = StreamWriter::terminal();
+    writer.begin_job(
+        crate::events::EventContext {
+            runner_ident: "play".into(),
+            job_id: None,
+            pid: std::process::id(),
+        },
+        None,
+    );
+    let stop = Arc::new(StopFlag::default());
+    let stop_sig = Arc::clone(&stop);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop_sig.request(StopReason::Canceled);
+        }
+    });
+    let choice = ScriptChoice::Found {
+        path: script,
+        source: ScriptSource::Environment,
+    };
+    let outcome = crate::job_run::run(&job, &choice, &writer, stop).await;
+    writer.eof();
+    outcome.rc
+}

@@ -75,6 +75,9 @@ pub struct JobSettings {
     pub settings: RunnerSettings,
     /// Options from `env/cmdline` (or kwargs `cmdline`), plus kwargs `limit`/`forks`/`verbosity`.
     pub cmdline: CmdlineOptions,
+    /// A terminal run (`ftl2-runner play`): the private data dir is our own empty scratch, not
+    /// AWX's, so a script next to it exposes nothing.
+    pub local_play: bool,
 }
 
 impl JobSettings {
@@ -197,6 +200,7 @@ impl JobSettings {
             extravars,
             settings,
             cmdline,
+            local_play: false,
         })
     }
 

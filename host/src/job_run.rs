@@ -56,7 +56,7 @@ pub async fn run(
     let script_dir_real = script_dir
         .canonicalize()
         .unwrap_or_else(|_| script_dir.clone());
-    if pdd.join("env").exists() && pdd.starts_with(&script_dir_real) {
+    if !job.local_play && pdd.starts_with(&script_dir_real) {
         return fail_early(
             writer,
             format!(

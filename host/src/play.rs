@@ -93,7 +93,10 @@ async fn run_async(args: PlayArgs) -> i32 {
     }
     kwargs.insert("envvars".into(), Value::Object(env));
     let job = match JobSettings::load(pdd.path(), &kwargs) {
-        Ok(j) => j,
+        Ok(j) => JobSettings {
+            local_play: true,
+            ..j
+        },
         Err(e) => {
             eprintln!("ERROR! {e:#}");
             return 1;

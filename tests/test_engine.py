@@ -460,3 +460,11 @@ def test_jump_host_from_ssh_common_args(tmp_path):
         assert results[0][0]["status"] == "unreachable" and "jump host" in results[0][0]["output"]["msg"]
     finally:
         tb.stop()
+
+
+def test_passwordless_sudo_become(testbed, tmp_path):
+    inv = testbed.ini_inventory().replace("[nodes:vars]", "[nodes:vars]\nansible_become=true\nansible_become_user=nobody")
+    results, _ = engine_calls(tmp_path, inv, [("nodes", "command", {"cmd": "id -un"}),
+                                              ("node0", "command", {"cmd": "cat", "stdin": "fed to nobody"})])
+    assert [r["output"]["stdout"] for r in results[0]] == ["nobody"] * 3, results
+    assert results[1][0]["output"]["stdout"] == "fed to nobody"

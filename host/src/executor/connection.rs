@@ -63,6 +63,7 @@ impl Connection {
                 session: AsyncMutex::new(None),
                 shells: std::sync::Mutex::new(Vec::new()),
                 jump: std::sync::Mutex::new(None),
+                sudo_nopasswd: AsyncMutex::new(std::collections::HashMap::new()),
             }))
         }
     }
@@ -98,10 +99,22 @@ impl Connection {
             // Over SSH, plain commands go through a persistent remote shell: a new SSH session
             // per command costs the target sshd a fork and a login (~80 ms here); a line to an
             // open shell costs a fork of sh.
-            if let (Connection::Ssh(s), None) = (self, via)
-                && let Some(out) = s.run_in_shell(cmdline, stdin).await?
-            {
-                return Ok(out);
+            if let Connection::Ssh(s) = self {
+                match via {
+                    None => {
+                        if let Some(out) = s.run_in_shell(cmdline, stdin).await? {
+                            return Ok(out);
+                        }
+                    }
+                    // sudo needs no terminal: it goes through the shell too, when we can tell in
+                    // advance whether it will ask for a password (see `sudo_in_shell`).
+                    Some(b) if b.method.is_empty() || b.method == "sudo" => {
+                        if let Some(out) = s.sudo_in_shell(cmdline, stdin, b).await? {
+                            return Ok(out);
+                        }
+                    }
+                    Some(_) => {}
+                }
             }
             let mut running = match self {
                 Connection::Local(_) if plan.pty => {
@@ -516,6 +529,8 @@ pub struct SshConnection {
     shells: std::sync::Mutex<Vec<Arc<AsyncMutex<Option<ShellWorker>>>>>,
     /// The jump host's session, kept open while the tunnelled session lives.
     jump: std::sync::Mutex<Option<Arc<Handle<Client>>>>,
+    /// Per become user: does `sudo -n` work without a password (NOPASSWD)?
+    sudo_nopasswd: AsyncMutex<std::collections::HashMap<String, bool>>,
 }
 
 /// Remote shells kept open per host (concurrent commands to one host beyond this wait).
@@ -847,6 +862,62 @@ impl SshConnection {
 
     /// Run a plain command through one of this host's persistent shells; `None` when no shell
     /// can be used (the caller then opens a channel for the command itself).
+    /// sudo through a persistent shell. Whether sudo will read a password is settled first
+    /// (`sudo -n true` once per user): without one, `sudo -n`; with one, `sudo -k -S`, which then
+    /// always reads it first from stdin, so the password can lead the command's input without
+    /// ever reaching the command. `None` to fall back to a channel with a prompt watcher.
+    async fn sudo_in_shell(
+        &self,
+        cmdline: &str,
+        stdin: Option<&[u8]>,
+        b: &Become,
+    ) -> Result<Option<CommandOutput>, Unreachable> {
+        let user = super::modules::quote(&b.user);
+        let flags = b.flags.clone().unwrap_or_else(|| "-H".into());
+        let nopasswd = {
+            let mut known = self.sudo_nopasswd.lock().await;
+            match known.get(&b.user) {
+                Some(v) => *v,
+                None => {
+                    let probe = format!("sudo -n {flags} -u {user} /bin/sh -c true");
+                    let Some(out) = self.run_in_shell(&probe, None).await? else {
+                        return Ok(None);
+                    };
+                    known.insert(b.user.clone(), out.rc == 0);
+                    out.rc == 0
+                }
+            }
+        };
+        let inner = super::modules::quote(cmdline);
+        if nopasswd {
+            return self
+                .run_in_shell(
+                    &format!("sudo -n {flags} -u {user} /bin/sh -c {inner}"),
+                    stdin,
+                )
+                .await;
+        }
+        let Some(pw) = &b.password else {
+            return Ok(Some(CommandOutput {
+                rc: 1,
+                stdout: Vec::new(),
+                stderr: b"Missing sudo password".to_vec(),
+            }));
+        };
+        let mut input = format!("{pw}\n").into_bytes();
+        input.extend_from_slice(stdin.unwrap_or_default());
+        let cmd = format!("sudo -k -S -p '' {flags} -u {user} /bin/sh -c {inner}");
+        let Some(mut out) = self.run_in_shell(&cmd, Some(&input)).await? else {
+            return Ok(None);
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.rc != 0 && (err.contains("incorrect password") || err.contains("Sorry, try again")) {
+            out.stderr = b"Incorrect sudo password".to_vec();
+            out.stdout.clear();
+        }
+        Ok(Some(out))
+    }
+
     async fn run_in_shell(
         &self,
         cmdline: &str,

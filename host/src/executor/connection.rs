@@ -540,6 +540,9 @@ const SHELLS_PER_HOST: usize = 4;
 struct ShellWorker {
     channel: russh::Channel<client::Msg>,
     buf: Vec<u8>,
+    /// Set while a command is in flight: still set later means the caller gave up half way (a
+    /// timeout), and the shell's state is unknown, so it is replaced.
+    dirty: bool,
 }
 
 impl ShellWorker {
@@ -555,6 +558,7 @@ impl ShellWorker {
         let mut w = ShellWorker {
             channel,
             buf: Vec::new(),
+            dirty: false,
         };
         let setup = "d=$(mktemp -d /tmp/.ftl2-XXXXXX) || exit 1; trap 'rm -rf \"$d\"' EXIT; \
                      command -v base64 >/dev/null || exit 1; echo __FTL2_READY\n";
@@ -628,6 +632,7 @@ impl ShellWorker {
              cat \"$d/out\" \"$d/err\"\n",
             super::modules::quote(cmdline)
         ));
+        self.dirty = true;
         self.channel
             .data(script.as_bytes())
             .await
@@ -645,6 +650,7 @@ impl ShellWorker {
         };
         let stdout = self.read_exact(olen.max(0) as usize).await?;
         let stderr = self.read_exact(elen.max(0) as usize).await?;
+        self.dirty = false;
         Ok(CommandOutput {
             rc: rc as i32,
             stdout,
@@ -936,6 +942,9 @@ impl SshConnection {
             }
         };
         let mut guard = slot.lock().await;
+        if guard.as_ref().is_some_and(|w| w.dirty) {
+            *guard = None;
+        }
         if guard.is_none() {
             let session = self.session().await?;
             match ShellWorker::start(&session).await {

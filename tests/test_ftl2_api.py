@@ -228,3 +228,18 @@ def test_only_used_secrets_are_scrubbed(tmp_path):
             return 0
     """, kwargs={"envvars": {"JOB_ID": "4242", "SOME_TOKEN": "token"}})
     assert "out: job 4242 token" in out, out
+
+
+def test_facts_cached_by_awx_are_host_vars(tmp_path):
+    cached = json.dumps({"ansible_distribution": "CachedOS", "ansible_memtotal_mb": 1234}).encode()
+    res, out = api_job(tmp_path, """
+        from ftl2 import _host
+        async def run(inventory_path, extravars, runner):
+            v = _host.host_vars("web1")
+            print("facts", v["ansible_distribution"], v["ansible_facts"]["memtotal_mb"], "ansible_facts" in _host.host_vars("web2"))
+            return 0
+    """, kwargs={"ident": "fc", "fact_cache_type": "jsonfile"},
+        extra=[("artifacts/fc/fact_cache/web1", 0o600, cached)])
+    assert "facts CachedOS 1234 False" in out, out
+    # The cache travels back to AWX unchanged when nothing gathered new facts.
+    assert res.artifacts().read("fact_cache/web1") == cached

@@ -199,12 +199,16 @@ pub async fn run(
 
 /// The job's execution engine: its inventory, credential and options.
 pub fn engine(job: &JobSettings, local_files: LocalFiles) -> Result<Arc<Executor>, String> {
-    let inventory = match &job.inventory {
+    let mut inventory = match &job.inventory {
         Some(p) => {
             Inventory::load(p).map_err(|e| format!("ERROR! the inventory is broken: {e:#}"))?
         }
         None => Inventory::empty(),
     };
+    let fact_cache = fact_cache_dir(job);
+    if let Some(dir) = &fact_cache {
+        load_cached_facts(&mut inventory, dir);
+    }
     Ok(Arc::new(Executor::new(
         inventory,
         EngineSettings {
@@ -218,14 +222,45 @@ pub fn engine(job: &JobSettings, local_files: LocalFiles) -> Result<Arc<Executor
             credential: Credential::from_job(job),
             extravars: job.extravars.clone(),
             local_files,
-            fact_cache: (job.fact_cache_type.as_deref() == Some("jsonfile")).then(|| {
-                job.private_data_dir
-                    .join("artifacts")
-                    .join(&job.ident)
-                    .join("fact_cache")
-            }),
+            fact_cache,
         },
     )))
+}
+
+/// AWX's fact cache directory, when the job uses fact caching (`fact_cache_type: jsonfile`).
+fn fact_cache_dir(job: &JobSettings) -> Option<std::path::PathBuf> {
+    (job.fact_cache_type.as_deref() == Some("jsonfile")).then(|| {
+        job.private_data_dir
+            .join("artifacts")
+            .join(&job.ident)
+            .join("fact_cache")
+    })
+}
+
+/// Facts AWX cached from earlier jobs become host vars, as Ansible's fact cache makes them:
+/// `ansible_facts` (names without the prefix) and the `ansible_*` variables themselves.
+fn load_cached_facts(inv: &mut Inventory, dir: &Path) {
+    for (host, vars) in inv.host_vars.iter_mut() {
+        let Ok(text) = std::fs::read_to_string(dir.join(host)) else {
+            continue;
+        };
+        let Ok(Value::Object(facts)) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let short: serde_json::Map<String, Value> = facts
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.strip_prefix("ansible_").unwrap_or(k).to_string(),
+                    v.clone(),
+                )
+            })
+            .collect();
+        for (k, v) in &facts {
+            vars.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        vars.insert("ansible_facts".into(), Value::Object(short));
+    }
 }
 
 /// End a job that could not start: the reason as job output, status failed.

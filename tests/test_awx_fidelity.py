@@ -231,3 +231,29 @@ def test_diff_output_matches_ansible_playbook(tmp_path):
     diffs = lambda evs: [e["stdout"].replace("-ans", "-X").replace("-ours", "-X") for e in evs if e["event"] == "runner_on_file_diff"]
     assert diffs(ours.events) == diffs(real.events)
     assert len(diffs(ours.events)) == 3
+
+
+def test_awx_fixture_job_with_a_script(tmp_path):
+    """The AWX-shaped fixture (JOB_ID, ANSIBLE_FORCE_COLOR, `-u root --forks=5 -v`, AWX's
+    inventory script) run with a script: what AWX would show for it."""
+    from conftest import FIXTURES
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "main.py").write_text(textwrap.dedent("""
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(name="all") as ftl:
+                await ftl.run_on("all", "ping", _name="ping it")
+                await ftl.run_on("all", "command", cmd="echo " + extravars["greeting"], _name="echo it")
+            return 0
+    """))
+    stream = (FIXTURES / "transmit-awxlike.stream").read_bytes()
+    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=sdir / "main.py"))
+    awx_checker.check(res.events, job_id="4242")
+    assert all(e.get("job_id") == 4242 for e in res.events if e["event"] != "verbose")
+    text = {e["event"]: e["stdout"] for e in res.events}
+    assert text["runner_on_ok"].startswith("\x1b[0;33mchanged: [localhost] => {")  # colour and -v
+    assert '"stdout": "awx-extravars"' in text["runner_on_ok"]
+    assert text["playbook_on_stats"].endswith(
+        "\x1b[0;33mlocalhost\x1b[0m                  : \x1b[0;32mok=2   \x1b[0m \x1b[0;33mchanged=1   \x1b[0m unreachable=0    failed=0    skipped=0    rescued=0    ignored=0   ")
+    r, statuses, _ = process(res.stdout, tmp_path / "api", ident=4242)
+    assert r.status == "successful" and [s["status"] for s in statuses] == ["starting", "running", "successful"]

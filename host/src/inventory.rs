@@ -911,8 +911,7 @@ fn read_vars(path: &Path) -> Result<Map<String, Value>> {
 
 /// Whether the EE's admin allows running executable inventories that are not AWX's script.
 fn scripts_allowed() -> bool {
-    std::env::var("FTL2_ALLOW_INVENTORY_SCRIPTS")
-        .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+    std::env::var("FTL2_ALLOW_INVENTORY_SCRIPTS").is_ok_and(|v| crate::job::is_true_word(&v))
 }
 
 /// Run `<script> --list` (60 s at most) and parse its JSON, as Ansible's script plugin does.

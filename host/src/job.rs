@@ -207,11 +207,7 @@ impl JobSettings {
     /// How results are printed: `-v` count, and colours when AWX forces them
     /// (ANSIBLE_FORCE_COLOR, unless ANSIBLE_NOCOLOR).
     pub fn display_style(&self, adhoc: bool) -> crate::display::Style {
-        let on = |k: &str| {
-            self.envvars.get(k).is_some_and(|v| {
-                matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
-            })
-        };
+        let on = |k: &str| self.envvars.get(k).is_some_and(|v| is_true_word(v));
         crate::display::Style {
             verbosity: self.cmdline.verbosity,
             color: on("ANSIBLE_FORCE_COLOR") && !on("ANSIBLE_NOCOLOR"),
@@ -289,13 +285,26 @@ fn python_str(v: &Value) -> String {
     }
 }
 
-fn truthy(v: Option<&Value>) -> bool {
+/// A word Ansible's `boolean()` reads as true (y, yes, on, 1, true, t; any case).
+pub fn is_true_word(s: &str) -> bool {
+    matches!(
+        s.to_ascii_lowercase().as_str(),
+        "y" | "yes" | "on" | "1" | "true" | "t"
+    )
+}
+
+/// A variable or argument as Ansible's `boolean()` reads it; `None` when it is not a scalar.
+pub fn ansible_bool(v: &Value) -> Option<bool> {
     match v {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
-        _ => false,
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => Some(n.as_f64().is_some_and(|f| f != 0.0)),
+        Value::String(s) => Some(is_true_word(s)),
+        _ => None,
     }
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    v.and_then(ansible_bool).unwrap_or(false)
 }
 
 fn seconds(m: &Map<String, Value>, key: &str) -> Result<u64> {

@@ -55,8 +55,7 @@ impl Credential {
         let hkc = job
             .envvars
             .get("ANSIBLE_HOST_KEY_CHECKING")
-            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on"))
-            .unwrap_or(false);
+            .is_some_and(|v| crate::job::is_true_word(v));
         Credential {
             user: c.user.clone(),
             ssh_key: job.ssh_key.clone(),
@@ -242,15 +241,7 @@ fn var_str(vars: &Map<String, Value>, keys: &[&str]) -> Option<String> {
 }
 
 fn var_bool(vars: &Map<String, Value>, key: &str) -> Option<bool> {
-    match vars.get(key) {
-        Some(Value::Bool(b)) => Some(*b),
-        Some(Value::String(s)) => Some(matches!(
-            s.to_ascii_lowercase().as_str(),
-            "true" | "yes" | "1" | "on"
-        )),
-        Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0) != 0),
-        _ => None,
-    }
+    vars.get(key).and_then(crate::job::ansible_bool)
 }
 
 /// Work out how to reach `name` from its variables, the job's extra vars and the credential.

@@ -802,10 +802,7 @@ pub fn render_template(source: &str, path: &Path, ctx: &ModuleCtx<'_>) -> Result
     );
     env.add_filter("bool", |v: minijinja::Value| -> bool {
         match v.as_str() {
-            Some(s) => matches!(
-                s.to_ascii_lowercase().as_str(),
-                "yes" | "true" | "1" | "on" | "y"
-            ),
+            Some(s) => crate::job::is_true_word(s),
             None => v.is_true(),
         }
     });

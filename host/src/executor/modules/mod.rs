@@ -246,15 +246,9 @@ pub fn str_arg_any(args: &Map<String, Value>, keys: &[&str]) -> Option<String> {
 
 /// A boolean argument, with Ansible's spellings (yes/no/true/false/1/0/on/off).
 pub fn bool_arg(args: &Map<String, Value>, key: &str, default: bool) -> bool {
-    match args.get(key) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => matches!(
-            s.to_ascii_lowercase().as_str(),
-            "yes" | "true" | "1" | "on" | "y"
-        ),
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(0) != 0,
-        _ => default,
-    }
+    args.get(key)
+        .and_then(crate::job::ansible_bool)
+        .unwrap_or(default)
 }
 
 /// Text of command output.

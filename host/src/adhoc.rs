@@ -3,7 +3,7 @@
 
 use crate::executor::modules::LocalFiles;
 use crate::executor::{CallOptions, Progress};
-use crate::job::JobSettings;
+use crate::job::{JobSettings, KeyValueError};
 use crate::job_run::{engine, fail_early};
 use crate::sandbox::{StopFlag, StopReason};
 use crate::tree::{EventTree, TaskInfo, TaskProgress};
@@ -34,15 +34,14 @@ pub fn parse_args(module: &str, text: &str) -> Result<Map<String, Value>, String
             _ => Err(format!("module arguments {text:?} are not a valid mapping")),
         };
     }
-    let words = shlex::split(text)
-        .ok_or_else(|| format!("unbalanced quotes in module arguments {text:?}"))?;
-    for w in words {
-        let (k, v) = w
-            .split_once('=')
-            .ok_or_else(|| format!("this module ({module}) does not support free-form arguments: {w:?} is not key=value"))?;
-        args.insert(k.to_string(), Value::String(v.to_string()));
-    }
-    Ok(args)
+    crate::job::key_values(text).map_err(|e| match e {
+        KeyValueError::UnbalancedQuotes => {
+            format!("unbalanced quotes in module arguments {text:?}")
+        }
+        KeyValueError::NotKeyValue(w) => format!(
+            "this module ({module}) does not support free-form arguments: {w:?} is not key=value"
+        ),
+    })
 }
 
 /// Run the ad hoc command; returns the job outcome (rc 0, 2 failed hosts, 4 unreachable).

@@ -347,12 +347,28 @@ fn load_extra_vars(arg: &str, project: &Path) -> Result<Map<String, Value>> {
     if trimmed.starts_with('{') || trimmed.starts_with("---") {
         return as_object(parse_yaml_or_json(arg)?, "-e");
     }
-    let words = shlex::split(arg).ok_or_else(|| anyhow!("unbalanced quotes"))?;
+    key_values(arg).map_err(|e| match e {
+        KeyValueError::UnbalancedQuotes => anyhow!("unbalanced quotes"),
+        KeyValueError::NotKeyValue(w) => anyhow!("{w:?} is not key=value"),
+    })
+}
+
+/// Why `k=v` text could not be read.
+pub enum KeyValueError {
+    /// A quote is not closed.
+    UnbalancedQuotes,
+    /// This word has no `=`.
+    NotKeyValue(String),
+}
+
+/// Shell-quoted `k=v k2='v 2'` as a map of strings, as `-e` and ad hoc module arguments take it.
+pub fn key_values(text: &str) -> Result<Map<String, Value>, KeyValueError> {
+    let words = shlex::split(text).ok_or(KeyValueError::UnbalancedQuotes)?;
     let mut m = Map::new();
     for w in words {
-        let (k, v) = w
-            .split_once('=')
-            .ok_or_else(|| anyhow!("{w:?} is not key=value"))?;
+        let Some((k, v)) = w.split_once('=') else {
+            return Err(KeyValueError::NotKeyValue(w));
+        };
         m.insert(k.to_string(), Value::String(v.to_string()));
     }
     Ok(m)

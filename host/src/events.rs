@@ -97,9 +97,12 @@ pub struct EventContext {
 
 /// ISO 8601 UTC timestamp with microseconds and `+00:00`, as the callback writes `created`.
 pub fn timestamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
-        .to_string()
+    timestamp_of(chrono::Utc::now())
+}
+
+/// [`timestamp`] for a given moment (host results' `start`/`end`).
+pub fn timestamp_of(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
 }
 
 /// Render one numbered event as the JSON object AWX expects, keys in the real runner's order.

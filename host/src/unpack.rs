@@ -285,8 +285,9 @@ fn check_symlink_target(root: &Path, rel: &Path, target: &str) -> Result<()> {
     Ok(())
 }
 
-/// Lexically resolve `.` and `..` in an absolute path.
-fn normalize(path: &Path) -> Option<PathBuf> {
+/// Lexically resolve `.` and `..` in an absolute path; `None` if it climbs above `/`. Also used
+/// to check controller-side destinations before any directory for them exists.
+pub fn normalize(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

@@ -299,10 +299,6 @@ fn start_now() -> (chrono::DateTime<chrono::Utc>, std::time::Instant) {
     (chrono::Utc::now(), std::time::Instant::now())
 }
 
-fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
-}
-
 fn outcome_of(
     result: Map<String, Value>,
     host: &str,
@@ -312,8 +308,8 @@ fn outcome_of(
     HostOutcome {
         status: HostStatus::from_result(&result),
         result,
-        start: iso(started.0),
-        end: iso(chrono::Utc::now()),
+        start: crate::events::timestamp_of(started.0),
+        end: crate::events::timestamp(),
         duration: (duration * 1e6).round() / 1e6,
         remote_addr: host.to_string(),
     }

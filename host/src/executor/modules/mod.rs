@@ -68,18 +68,8 @@ impl LocalFiles {
     /// Like [`LocalFiles::writable`], for a path whose directories may not exist yet: `..` is
     /// resolved by text, so nothing outside the roots is created on the way.
     pub fn writable_lexically(&self, path: &str) -> Result<(), String> {
-        let joined = self.write_base().join(path);
-        let mut norm = PathBuf::new();
-        for c in joined.components() {
-            match c {
-                std::path::Component::ParentDir => {
-                    norm.pop();
-                }
-                std::path::Component::CurDir => {}
-                other => norm.push(other),
-            }
-        }
-        if self.write_roots.iter().any(|r| norm.starts_with(r)) {
+        let norm = crate::unpack::normalize(&self.write_base().join(path));
+        if norm.is_some_and(|n| self.write_roots.iter().any(|r| n.starts_with(r))) {
             Ok(())
         } else {
             Err(format!(

@@ -4,7 +4,7 @@
 use crate::executor::modules::LocalFiles;
 use crate::executor::{CallOptions, Progress};
 use crate::job::{JobSettings, KeyValueError};
-use crate::job_run::{engine, fail_early};
+use crate::job_run::{engine, fail_early, hosts_outcome};
 use crate::sandbox::{StopFlag, StopReason};
 use crate::tree::{EventTree, TaskInfo, TaskProgress};
 use crate::worker::{Outcome, RC_CANCELED};
@@ -139,8 +139,7 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
     };
     let mut t = tree.lock().unwrap_or_else(|e| e.into_inner());
     t.task_end(task);
-    let failures = t.stats().values().any(|s| s.failures > 0);
-    let dark = t.stats().values().any(|s| s.dark > 0);
+    let by_hosts = hosts_outcome(&t);
     t.finish();
     match stopped {
         Some(StopReason::Canceled) => Outcome {
@@ -153,21 +152,7 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
             rc: RC_CANCELED,
             explanation: Some("Job terminated due to timeout.".into()),
         },
-        None if failures => Outcome {
-            status: "failed",
-            rc: 2,
-            explanation: Some("one or more hosts failed".into()),
-        },
-        None if dark => Outcome {
-            status: "failed",
-            rc: 4,
-            explanation: Some("one or more hosts were unreachable".into()),
-        },
-        None => Outcome {
-            status: "successful",
-            rc: 0,
-            explanation: None,
-        },
+        None => by_hosts,
     }
 }
 

@@ -263,6 +263,31 @@ fn load_cached_facts(inv: &mut Inventory, dir: &Path) {
     }
 }
 
+/// What the hosts' results make of a job that otherwise went fine, as ansible-playbook's rc:
+/// 2 when a host failed, 4 when hosts were only unreachable, else 0.
+pub fn hosts_outcome(tree: &EventTree) -> Outcome {
+    let stats = tree.stats();
+    if stats.values().any(|s| s.failures > 0) {
+        Outcome {
+            status: "failed",
+            rc: 2,
+            explanation: Some("one or more hosts failed".into()),
+        }
+    } else if stats.values().any(|s| s.dark > 0) {
+        Outcome {
+            status: "failed",
+            rc: 4,
+            explanation: Some("one or more hosts were unreachable".into()),
+        }
+    } else {
+        Outcome {
+            status: "successful",
+            rc: 0,
+            explanation: None,
+        }
+    }
+}
+
 /// End a job that could not start: the reason as job output, status failed.
 pub fn fail_early(writer: &Arc<StreamWriter>, why: String) -> Outcome {
     for line in why.lines() {
@@ -277,24 +302,8 @@ pub fn fail_early(writer: &Arc<StreamWriter>, why: String) -> Outcome {
 
 /// ansible-playbook's rc rules applied to how the script ended and what happened on the hosts.
 fn outcome_of(end: &ScriptEnd, tree: &EventTree) -> Outcome {
-    let failures = tree.stats().values().any(|s| s.failures > 0);
-    let dark = tree.stats().values().any(|s| s.dark > 0);
     match end {
-        ScriptEnd::Exited(0) if failures => Outcome {
-            status: "failed",
-            rc: 2,
-            explanation: Some("one or more hosts failed".into()),
-        },
-        ScriptEnd::Exited(0) if dark => Outcome {
-            status: "failed",
-            rc: 4,
-            explanation: Some("one or more hosts were unreachable".into()),
-        },
-        ScriptEnd::Exited(0) => Outcome {
-            status: "successful",
-            rc: 0,
-            explanation: None,
-        },
+        ScriptEnd::Exited(0) => hosts_outcome(tree),
         ScriptEnd::Exited(rc) => Outcome {
             status: "failed",
             rc: *rc,

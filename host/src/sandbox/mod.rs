@@ -98,12 +98,21 @@ fn engine() -> Result<Engine> {
 
 /// Compile a guest component (`.wasm`) into a native artifact (`.cwasm`) for this binary.
 pub fn compile(wasm: &Path, out: &Path) -> Result<()> {
-    let engine = engine()?;
     let bytes = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+    precompile_into(&engine()?, &bytes, wasm, out)
+}
+
+/// Compile `bytes` (read from `wasm`) and write the artifact to `out` atomically (a temporary
+/// file beside it, then a rename), so a concurrent job never maps a half-written file.
+fn precompile_into(engine: &Engine, bytes: &[u8], wasm: &Path, out: &Path) -> Result<()> {
     let native = engine
-        .precompile_component(&bytes)
-        .map_err(|e| anyhow!("cannot compile {}: {e}", wasm.display()))?;
-    let tmp = out.with_extension("cwasm.tmp");
+        .precompile_component(bytes)
+        .map_err(|e| anyhow!("cannot compile the guest {}: {e}", wasm.display()))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, &native).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
@@ -213,12 +222,7 @@ fn cached_artifact(engine: &Engine, wasm: &Path) -> Result<PathBuf> {
         wasm.display(),
         path.display()
     );
-    let native = engine
-        .precompile_component(&bytes)
-        .map_err(|e| anyhow!("cannot compile the guest {}: {e}", wasm.display()))?;
-    let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, &native).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    precompile_into(engine, &bytes, wasm, &path)?;
     Ok(path)
 }
 

@@ -49,11 +49,8 @@ impl Inventory {
     pub fn load(path: &Path) -> Result<Inventory> {
         let mut inv = Inventory::empty();
         if path.is_dir() {
-            let mut entries: Vec<PathBuf> = fs::read_dir(path)
-                .with_context(|| format!("cannot read inventory directory {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
+            let entries = sorted_entries(path)
+                .with_context(|| format!("cannot read inventory directory {}", path.display()))?;
             for p in entries {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
                 if p.is_dir()
@@ -369,11 +366,7 @@ impl Inventory {
             if !base.is_dir() {
                 continue;
             }
-            let mut entries: Vec<PathBuf> = fs::read_dir(&base)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            for p in entries {
+            for p in sorted_entries(&base)? {
                 let fname = p
                     .file_name()
                     .and_then(|n| n.to_str())
@@ -878,14 +871,19 @@ fn looks_like_yaml_inventory(text: &str) -> bool {
     matches!(first, Some(l) if l == "---" || (l.ends_with(':') && !l.starts_with('[') && !l.contains(' ')))
 }
 
+/// A directory's entries in name order (Ansible reads inventory and vars files sorted).
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
 fn read_vars(path: &Path) -> Result<Map<String, Value>> {
     if path.is_dir() {
         let mut out = Map::new();
-        let mut entries: Vec<PathBuf> = fs::read_dir(path)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
+        for p in sorted_entries(path)? {
             if p.is_file()
                 && !p
                     .file_name()

@@ -490,14 +490,7 @@ impl crate::executor::Progress for TaskProgress {
     }
     fn host_done(&self, host: &str, outcome: &HostOutcome) {
         let mut o = outcome.clone();
-        if !self.scrub.is_empty() {
-            let mut v = Value::Object(o.result);
-            crate::sandbox::bridge::scrub_value(&mut v, &self.scrub);
-            o.result = match v {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            };
-        }
+        crate::sandbox::bridge::scrub_map(&mut o.result, &self.scrub);
         self.tree
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -7,6 +7,7 @@
 
 use crate::artifacts::ArtifactDir;
 use crate::events::EventContext;
+use crate::executor::modules::obj;
 use crate::job::JobSettings;
 use crate::logln;
 use crate::sandbox::{StopFlag, StopReason};
@@ -348,13 +349,6 @@ fn send_error(writer: &StreamWriter, explanation: &str, traceback: Option<&str>)
     }
     writer.status(m);
     writer.eof();
-}
-
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -7,6 +7,7 @@
 
 use super::StopFlag;
 use super::output::OutputSink;
+use crate::executor::modules::obj;
 use crate::executor::{CallOptions, Executor, Progress};
 use crate::tree::{EventTree, HostOutcome, TaskInfo};
 use serde_json::{Map, Value, json};
@@ -193,8 +194,8 @@ impl Bridge {
             let list: Vec<Value> = results
                 .into_iter()
                 .map(|(host, o)| {
-                    let mut res = Value::Object(o.result);
-                    scrub_value(&mut res, &scrub);
+                    let mut res = o.result;
+                    scrub_map(&mut res, &scrub);
                     json!({"host": host, "status": o.status.as_str(), "result": res})
                 })
                 .collect();
@@ -282,11 +283,7 @@ impl Bridge {
                 self.used_secrets.push(v);
             }
         }
-        let into_map = |v: Value| match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        (into_map(shown), into_map(real), missing)
+        (obj(shown), obj(real), missing)
     }
 }
 
@@ -306,6 +303,13 @@ fn replace_markers(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
         }
         Value::Array(a) => a.iter_mut().for_each(|x| replace_markers(x, f)),
         _ => {}
+    }
+}
+
+/// [`scrub_value`] over every value of a result.
+pub fn scrub_map(m: &mut Map<String, Value>, secrets: &[String]) {
+    for v in m.values_mut() {
+        scrub_value(v, secrets);
     }
 }
 

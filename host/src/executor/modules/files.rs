@@ -780,24 +780,23 @@ pub fn render_template(source: &str, path: &Path, ctx: &ModuleCtx<'_>) -> Result
     let mut env = minijinja::Environment::new();
     env.set_keep_trailing_newline(true);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    fn as_json(v: &minijinja::Value) -> Result<Value, minijinja::Error> {
+        serde_json::to_value(v).map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+        })
+    }
     env.add_filter(
         "to_json",
         |v: minijinja::Value| -> Result<String, minijinja::Error> {
-            let j: Value = serde_json::to_value(&v).map_err(|e| {
-                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
-            })?;
-            Ok(crate::pyjson::to_string(&j))
+            Ok(crate::pyjson::to_string(&as_json(&v)?))
         },
     );
     env.add_filter(
         "to_nice_json",
         |v: minijinja::Value| -> Result<String, minijinja::Error> {
-            let j: Value = serde_json::to_value(&v).map_err(|e| {
-                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
-            })?;
-            serde_json::to_string_pretty(&crate::tree::sorted(&j)).map_err(|e| {
-                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
-            })
+            let j = crate::tree::sorted(&as_json(&v)?);
+            // Serializing a JSON value into a String cannot fail.
+            Ok(serde_json::to_string_pretty(&j).unwrap_or_default())
         },
     );
     env.add_filter("bool", |v: minijinja::Value| -> bool {

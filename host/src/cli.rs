@@ -219,8 +219,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             }
         }
         Some(Command::Worker(w)) => {
-            let debug = cli.debug || w.debug;
-            crate::log::init(w.logfile.as_deref().or(cli.logfile.as_deref()), debug);
+            crate::log::init(w.logfile.as_deref().or(cli.logfile.as_deref()));
             if w.version {
                 println!("{}", version_text(&prog));
                 return 0;

@@ -9,11 +9,10 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 static SINK: OnceLock<Mutex<File>> = OnceLock::new();
-static DEBUG: OnceLock<bool> = OnceLock::new();
 
 /// Open the log file (appending). Errors are ignored: a bad log path must not fail a job.
-pub fn init(path: Option<&Path>, debug: bool) {
-    let _ = DEBUG.set(debug);
+/// (`--debug` is accepted for compatibility; everything worth logging is logged.)
+pub fn init(path: Option<&Path>) {
     let env_path = std::env::var_os("FTL2_LOG_FILE");
     let Some(path) = path.or(env_path.as_deref().map(Path::new)) else {
         return;
@@ -21,11 +20,6 @@ pub fn init(path: Option<&Path>, debug: bool) {
     if let Ok(f) = OpenOptions::new().create(true).append(true).open(path) {
         let _ = SINK.set(Mutex::new(f));
     }
-}
-
-/// True when `--debug` was given.
-pub fn debug_enabled() -> bool {
-    DEBUG.get().copied().unwrap_or(false)
 }
 
 /// Append one timestamped line to the log file, if there is one.

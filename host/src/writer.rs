@@ -192,11 +192,6 @@ impl StreamWriter {
         self.lock().last_event.elapsed()
     }
 
-    /// Number of events written so far (the last counter).
-    pub fn event_count(&self) -> u64 {
-        self.lock().counter
-    }
-
     /// Stream a zip file as `{"zipfile": N}\n` + base64, with no newline after the base64.
     pub fn zipfile(&self, zip: &Path) -> io::Result<()> {
         let mut data = Vec::new();
@@ -226,11 +221,6 @@ impl StreamWriter {
         st.closed = true;
         STDOUT_STREAM_OPEN.store(false, Ordering::SeqCst);
         st.recorder = None;
-    }
-
-    /// True once writing to the output failed (the reader went away).
-    pub fn is_broken(&self) -> bool {
-        self.lock().broken
     }
 }
 

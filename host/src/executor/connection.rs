@@ -11,7 +11,7 @@
 use crate::executor::login::{Become, HostAccess};
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -1005,9 +1005,4 @@ pub fn decode_key(pem: &str, passphrase: Option<&str>) -> Result<Arc<PrivateKey>
     russh::keys::decode_secret_key(pem, passphrase)
         .map(Arc::new)
         .map_err(|e| format!("cannot read the SSH private key: {e}"))
-}
-
-/// The public half, for messages.
-pub fn fingerprint(key: &PublicKey) -> String {
-    key.fingerprint(Default::default()).to_string()
 }

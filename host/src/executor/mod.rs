@@ -260,8 +260,11 @@ impl Executor {
         if let (Some(b), Some(u)) = (become_.as_mut(), &opts.become_user) {
             b.user = u.clone();
         }
-        let mut vars = self.inv().vars_for(host).unwrap_or_default();
-        vars.extend(self.settings.extravars.clone());
+        let vars = || {
+            let mut v = self.inv().vars_for(host).unwrap_or_default();
+            v.extend(self.settings.extravars.clone());
+            v
+        };
         let ctx = modules::ModuleCtx {
             conn: &conn,
             host,

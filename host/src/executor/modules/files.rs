@@ -820,7 +820,7 @@ pub fn render_template(source: &str, path: &Path, ctx: &ModuleCtx<'_>) -> Result
     );
     env.add_template("template", source)
         .map_err(|e| e.to_string())?;
-    let mut vars = ctx.vars.clone();
+    let mut vars = (ctx.vars)();
     vars.insert("ansible_managed".into(), json!("Ansible managed"));
     vars.insert("template_path".into(), json!(path.to_string_lossy()));
     vars.insert("template_host".into(), json!(ctx.host));

@@ -119,8 +119,8 @@ pub struct ModuleCtx<'a> {
     pub diff: bool,
     /// Become for this call (from the host, the job or the call).
     pub become_: Option<Become>,
-    /// Variables for templates: host vars, then extra vars.
-    pub vars: &'a Map<String, Value>,
+    /// Variables for templates (host vars, then extra vars), merged only when a module needs them.
+    pub vars: &'a (dyn Fn() -> Map<String, Value> + Sync),
     /// Controller-side file access.
     pub local: &'a LocalFiles,
 }

@@ -428,8 +428,10 @@ pub async fn file(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
     };
     if let Some(f) = &now {
         let recurse = bool_arg(args, "recurse", false) && state == "directory";
-        changed |= tri!(apply_attrs(ctx, &path, f, args, recurse).await);
-        let f = if ctx.check_mode {
+        let attrs_changed = tri!(apply_attrs(ctx, &path, f, args, recurse).await);
+        changed |= attrs_changed;
+        // Stat again only if mode/owner/group were just changed.
+        let f = if ctx.check_mode || !attrs_changed {
             f.clone()
         } else {
             tri!(remote_stat(ctx, &path, state != "link" && follow, None).await)
@@ -579,8 +581,9 @@ async fn put_content(
         tri!(remote_stat(ctx, dest, true, None).await)
     };
     if let Some(f) = after {
-        changed |= tri!(apply_attrs(ctx, dest, &f, args, false).await);
-        let f = if ctx.check_mode {
+        let attrs_changed = tri!(apply_attrs(ctx, dest, &f, args, false).await);
+        changed |= attrs_changed;
+        let f = if ctx.check_mode || !attrs_changed {
             f
         } else {
             tri!(remote_stat(ctx, dest, true, None).await).unwrap_or(f)

@@ -4,8 +4,6 @@ One `/usr/sbin/sshd` per host, each with its own port, host key and pid file, ac
 generated client key (and, for password tests, a password for a dedicated user).
 """
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -15,10 +13,18 @@ from pathlib import Path
 SSHD = "/usr/sbin/sshd"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never the same one twice in this process."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclass
@@ -26,7 +32,11 @@ class Host:
     name: str
     port: int
     dir: Path
-    pid: int = 0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else 0
 
 
 class Testbed:
@@ -66,9 +76,15 @@ class Testbed:
         return Host(name=f"node{i}", port=port, dir=d)
 
     def start(self):
+        # sshd stays in the foreground (-D) so its pid is known at once: a daemonizing sshd
+        # accepts connections before it has written its pid file.
         Path("/run/sshd").mkdir(exist_ok=True)
         for h in self.hosts:
-            subprocess.run([SSHD, "-f", str(h.dir / "sshd_config"), "-E", str(h.dir / "sshd.log")], check=True)
+            h.proc = subprocess.Popen(
+                [SSHD, "-D", "-f", str(h.dir / "sshd_config"), "-E", str(h.dir / "sshd.log")],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.time() + 20
         for h in self.hosts:
             while True:
@@ -76,20 +92,23 @@ class Testbed:
                     with socket.create_connection(("127.0.0.1", h.port), timeout=1):
                         break
                 except OSError:
-                    if time.time() > deadline:
-                        raise RuntimeError(f"sshd for {h.name} did not start: {(h.dir / 'sshd.log').read_text()}")
+                    if h.proc.poll() is not None or time.time() > deadline:
+                        log = (h.dir / "sshd.log").read_text()
+                        self.stop()
+                        raise RuntimeError(f"sshd for {h.name} did not start: {log}")
                     time.sleep(0.05)
-            h.pid = int((h.dir / "sshd.pid").read_text())
         return self
 
     def stop(self):
         for h in self.hosts:
-            if h.pid:
+            if h.proc:
+                h.proc.terminate()
                 try:
-                    os.kill(h.pid, 15)
-                except ProcessLookupError:
-                    pass
-                h.pid = 0
+                    h.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    h.proc.kill()
+                    h.proc.wait()
+                h.proc = None
 
     def ini_inventory(self, extra: str = "", user: str = "root", key: bool = True) -> str:
         lines = ["[nodes]"]

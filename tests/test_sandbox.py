@@ -338,6 +338,35 @@ def test_sigterm_cancels_a_running_script(tmp_path, body):
     assert [l["status"] for l in lines if "status" in l][-1] == "canceled"
 
 
+@pytest.mark.parametrize("body", ["await asyncio.sleep(60)", "while True: print('x')"])
+def test_closed_output_stream_cancels_the_job(tmp_path, body):
+    """If the controller stops reading (Receptor gone), the job stops instead of running blind."""
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "main.py").write_text(
+        f"import asyncio\nasync def run(a, b, c):\n    print('started', flush=True)\n    {body}\n"
+    )
+    stream = make_stream({"ident": "orphan"}, make_zip([("project/", 0o755, b"")]))
+    pdd = tmp_path / "runner"
+    proc = subprocess.Popen(
+        [str(BIN), "worker", f"--private-data-dir={pdd}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=worker_env(FTL2_SCRIPT=sdir / "main.py"),
+    )
+    proc.stdin.write(stream)
+    proc.stdin.close()
+    buf = b""
+    while b"started" not in buf:
+        chunk = proc.stdout.read1(65536)
+        assert chunk, buf
+        buf += chunk
+    proc.stdout.close()
+    assert proc.wait(timeout=30) == 254
+    assert proc.stderr.read() == b""
+    assert (pdd / "artifacts" / "orphan" / "status").read_text() == "canceled"
+    assert (pdd / "artifacts" / "orphan" / "rc").read_text() == "254"
+
+
 def test_idle_timeout_stops_a_silent_job(tmp_path):
     res, out = job(tmp_path, """
         import asyncio

@@ -247,6 +247,17 @@ async fn run_async(args: WorkerArgs) -> i32 {
                 status: "canceled", rc: RC_CANCELED, explanation: None,
             })
         }
+        _ = writer.wait_reader_gone() => {
+            logln!("the worker stream's reader went away; canceling the job");
+            stop.request(StopReason::Canceled);
+            let mut o = tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {
+                status: "canceled", rc: RC_CANCELED, explanation: None,
+            });
+            o.status = "canceled";
+            o.rc = RC_CANCELED;
+            o.explanation = Some("Job canceled: its output stream was closed (the controller stopped reading).".into());
+            o
+        }
         _ = idle_watch, if idle > 0 => {
             stop.request(StopReason::Timeout);
             let mut o = tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {

@@ -48,6 +48,8 @@ struct State {
     last_event: Instant,
     closed: bool,
     broken: bool,
+    /// Also ask the kernel whether stdout's reader is gone (worker mode), so a silent job notices.
+    watch_stdout: bool,
     ctx: Option<EventContext>,
     recorder: Option<EventRecorder>,
     /// Print only the events' text, as ansible-playbook shows it (local runs), not the protocol.
@@ -63,7 +65,9 @@ impl StreamWriter {
     /// The worker stream on the process's stdout.
     pub fn stdout() -> Arc<StreamWriter> {
         STDOUT_STREAM_OPEN.store(true, Ordering::SeqCst);
-        Self::new(Box::new(io::stdout()))
+        let w = Self::new(Box::new(io::stdout()));
+        w.lock().watch_stdout = true;
+        w
     }
 
     /// A writer over `out` (a buffer in tests).
@@ -77,6 +81,7 @@ impl StreamWriter {
                 last_event: Instant::now(),
                 closed: false,
                 broken: false,
+                watch_stdout: false,
                 ctx: None,
                 recorder: None,
                 terminal: false,
@@ -122,6 +127,20 @@ impl StreamWriter {
                 }
             })
             .ok();
+    }
+
+    /// Whether the stream's reader has gone away (a write failed, or stdout's read end was
+    /// closed): nothing the job does can be reported any more, so the job should stop.
+    pub fn reader_gone(&self) -> bool {
+        let st = self.lock();
+        st.broken || (st.watch_stdout && stdout_reader_closed())
+    }
+
+    /// Resolve once [`Self::reader_gone`] turns true (checked four times a second).
+    pub async fn wait_reader_gone(&self) {
+        while !self.reader_gone() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Attach the job's identity and artifact directory once the job settings are known.
@@ -222,6 +241,19 @@ impl StreamWriter {
         STDOUT_STREAM_OPEN.store(false, Ordering::SeqCst);
         st.recorder = None;
     }
+}
+
+/// A pipe whose read end is closed reports POLLERR to its writer, a fully shut socket POLLHUP;
+/// a regular file or a live pipe reports neither.
+fn stdout_reader_closed() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd and a zero timeout; poll only writes `revents`.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n == 1 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 fn write_raw(st: &mut State, bytes: &[u8]) {

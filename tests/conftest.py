@@ -117,12 +117,14 @@ def parse_worker_stream(data: bytes):
     return lines, zip_bytes
 
 
-def run_worker(stream: bytes, pdd: Path | None, *args, env=None, timeout=60) -> WorkerResult:
-    cmd = [str(BIN), "worker"]
+def run_worker(stream: bytes, pdd: Path | None, *args, env=None, timeout=60, binary=None, user=None) -> WorkerResult:
+    """Run the worker on `stream`; as `user` (an unprivileged EE user) when given."""
+    cmd = [str(binary or BIN), "worker"]
     if pdd is not None:
         cmd.append(f"--private-data-dir={pdd}")
     cmd += list(args)
-    proc = subprocess.run(cmd, input=stream, capture_output=True, env=env or worker_env(), timeout=timeout)
+    as_user = {"user": user, "group": user, "extra_groups": []} if user else {}
+    proc = subprocess.run(cmd, input=stream, capture_output=True, env=env or worker_env(), timeout=timeout, **as_user)
     res = WorkerResult(proc.returncode, proc.stdout, proc.stderr)
     assert proc.stderr == b"", f"worker wrote to stderr: {proc.stderr[:2000]!r}"
     return res

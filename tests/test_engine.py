@@ -4,6 +4,7 @@ same call."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_stream, make_zip, run_worker, worker_env
+from conftest import BIN, GUEST, make_stream, make_zip, run_worker, worker_env
 from testbed import Testbed, free_port
 
 VENV_BIN = Path(sys.executable).parent
@@ -26,8 +27,11 @@ def testbed(tmp_path_factory):
     tb.stop()
 
 
-def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, extra_files=()):
-    """Run `calls` [(target, module, args)] in one job; returns (results per call, WorkerResult)."""
+def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, extra_files=(), user=None):
+    """Run `calls` [(target, module, args)] in one job; returns (results per call, WorkerResult).
+
+    With `user`, the worker runs as that unprivileged user, from copies of the binary and guest
+    in `tmp_path` (which that user must be able to reach)."""
     sdir = tmp_path / "scripts"
     sdir.mkdir(parents=True, exist_ok=True)
     for name, content in extra_files:
@@ -47,8 +51,18 @@ def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, 
         entries.append(("env/cmdline", 0o600, cmdline.encode()))
     kw = {"ident": "eng", "inventory": "inventory/hosts", "envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False"}}
     kw.update(kwargs or {})
+    env, binary = worker_env(FTL2_SCRIPT=sdir / "main.py"), None
+    if user:
+        binary, guest = tmp_path / "ftl2-runner", tmp_path / "guest.cwasm"
+        for src, dst in [(BIN, binary), (GUEST, guest)]:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy(src, dst)
+        env.update(FTL2_GUEST=str(guest), HOME=str(tmp_path))
+        shutil.chown(tmp_path, user, user)
     res = run_worker(make_stream(kw, make_zip(entries)), tmp_path / "runner",
-                     env=worker_env(FTL2_SCRIPT=sdir / "main.py"), timeout=180)
+                     env=env, timeout=180, binary=binary, user=user)
     results = [json.loads(e["stdout"][len("RESULT "):]) for e in res.events
                if e["event"] == "verbose" and e["stdout"].startswith("RESULT ")]
     return results, res
@@ -390,21 +404,26 @@ def test_ssh_handshake_timeout_is_unreachable(testbed, tmp_path):
         srv.close()
 
 
-@pytest.mark.parametrize("method", ["su", "doas"])
-def test_su_and_doas_become_with_password(become_user, tmp_path, method):
-    name, pw = become_user
+def su_or_doas_target(method, name, pw):
+    """Who `name` becomes with `method`, with which password: (target, password)."""
     if method == "su":
         # su asks for the *target* user's password: become a second user.
         target, target_pw = "ftl2target", "ftl2-Tg-7"
         if subprocess.run(["id", target], capture_output=True).returncode != 0:
             subprocess.run(["useradd", "-m", "-s", "/bin/sh", target], check=True)
         subprocess.run(["chpasswd"], input=f"{target}:{target_pw}\n", text=True, check=True)
-        become_pw, expected = target_pw, target
-    else:
-        assert Path("/usr/bin/doas").exists(), "doas is not installed (.ci/run installs it)"
-        Path("/etc/doas.conf").write_text(f"permit {name} as root\n")
-        os.chmod("/etc/doas.conf", 0o600)
-        target, become_pw, expected = "root", pw, "root"
+        return target, target_pw
+    assert Path("/usr/bin/doas").exists(), "doas is not installed (.ci/run installs it)"
+    Path("/etc/doas.conf").write_text(f"permit {name} as root\n")
+    os.chmod("/etc/doas.conf", 0o600)
+    return "root", pw
+
+
+@pytest.mark.parametrize("method", ["su", "doas"])
+def test_su_and_doas_become_with_password(become_user, tmp_path, method):
+    name, pw = become_user
+    target, become_pw = su_or_doas_target(method, name, pw)
+    expected = target
     tb = Testbed(tmp_path / "pw", 1, password_auth=True).start()
     try:
         h = tb.hosts[0]
@@ -426,6 +445,41 @@ def test_su_and_doas_become_with_password(become_user, tmp_path, method):
         assert results[0][0]["status"] == "failed", results
     finally:
         tb.stop()
+
+
+@pytest.mark.parametrize("method", ["su", "doas"])
+def test_su_and_doas_with_a_password_on_the_local_connection(become_user, method):
+    """The EE user (not root) becomes another user on the controller: su and doas read the
+    password from a terminal, so the local connection runs them in a pseudo-terminal."""
+    name, pw = become_user
+    target, become_pw = su_or_doas_target(method, name, pw)
+    work = Path(tempfile.mkdtemp(prefix="ftl2-local-become-"))  # pytest's tmp dirs are root-only
+    try:
+        os.chmod(work, 0o755)
+        inv = f"localhost ansible_connection=local ansible_become_method={method} ansible_become_user={target}\n"
+        prompts = {"BECOME password.*:\\s*?$": become_pw}
+        p = f"/tmp/ftl2-local-{method}-{uuid.uuid4().hex[:6]}"
+        calls = [("localhost", "command", {"cmd": "id -un"}),
+                 ("localhost", "copy", {"content": "line1\nline2\n", "dest": p}),
+                 ("localhost", "command", {"cmd": "cat", "stdin": "fed through the terminal"})]
+        results, res = engine_calls(work / "a", inv, calls, kwargs={"passwords": prompts},
+                                    cmdline="--become --ask-become-pass", user=name)
+        assert results[0][0]["output"]["stdout"] == target, results
+        assert results[1][0]["status"] == "changed", results[1]
+        assert Path(p).read_text() == "line1\nline2\n" and Path(p).owner() == target
+        assert results[2][0]["output"]["stdout"] == "fed through the terminal", results[2]
+        assert become_pw.encode() not in res.stdout
+        Path(p).unlink()
+        # Without become, the EE user itself.
+        results, _ = engine_calls(work / "b", inv, calls[:1], user=name)
+        assert results[0][0]["output"]["stdout"] == name, results
+        bad = {"BECOME password.*:\\s*?$": "wrong-one"}
+        results, _ = engine_calls(work / "c", inv, calls[:1], kwargs={"passwords": bad},
+                                  cmdline="--become --ask-become-pass", user=name)
+        assert results[0][0]["status"] == "failed", results
+        assert "Incorrect" in results[0][0]["output"]["msg"] + results[0][0]["output"].get("stderr", ""), results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_awx_fact_cache(testbed, tmp_path):

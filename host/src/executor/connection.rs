@@ -1,7 +1,7 @@
 //! How commands reach a host. Modules are written against [`Connection`], which runs a shell
 //! command line on the target (optionally through become) and returns its output.
 //!
-//! - `local`: processes spawned on the EE itself.
+//! - `local`: processes spawned on the EE itself (in a pseudo-terminal for su/doas passwords).
 //! - `ssh`: a pure-Rust client (russh); one connection per host, opened on first use and reused
 //!   for every module of the job, one channel per command.
 //!
@@ -117,13 +117,7 @@ impl Connection {
                 }
             }
             let mut running = match self {
-                Connection::Local(_) if plan.pty => {
-                    return Ok(CommandOutput {
-                        rc: 1,
-                        stdout: Vec::new(),
-                        stderr: format!("{} with a password needs a terminal, which local connections do not provide (use sudo)", plan.method).into_bytes(),
-                    });
-                }
+                Connection::Local(l) if plan.pty => l.start_in_pty(&plan.command)?,
                 Connection::Local(l) => l.start(&plan.command)?,
                 Connection::Ssh(s) => s.start(&plan.command, plan.pty).await?,
             };
@@ -256,6 +250,14 @@ enum Running {
         out_done: bool,
         err_done: bool,
     },
+    /// A local process on a new pseudo-terminal (su/doas with a password): its output, stdout
+    /// and stderr merged as a terminal merges them, comes from a reader thread.
+    LocalPty {
+        child: tokio::process::Child,
+        output: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        master: std::fs::File,
+        exited: bool,
+    },
     Ssh {
         channel: russh::Channel<client::Msg>,
         exit: Option<i32>,
@@ -301,6 +303,22 @@ impl Running {
                     }
                 }
             }
+            Running::LocalPty {
+                child,
+                output,
+                exited,
+                ..
+            } => {
+                if *exited {
+                    return None;
+                }
+                if let Some(data) = output.recv().await {
+                    return Some(Chunk::Out(data));
+                }
+                *exited = true;
+                let status = child.wait().await.ok()?;
+                Some(Chunk::Exit(status.code().unwrap_or(-1)))
+            }
             Running::Ssh { channel, exit } => loop {
                 match channel.wait().await {
                     Some(ChannelMsg::Data { data }) => return Some(Chunk::Out(data.to_vec())),
@@ -327,6 +345,10 @@ impl Running {
                     let _ = s.write_all(data).await;
                 }
             }
+            Running::LocalPty { master, .. } => {
+                // A password line: far below the terminal's buffer, so this never blocks.
+                let _ = std::io::Write::write_all(master, data);
+            }
             Running::Ssh { channel, .. } => {
                 let _ = channel.data(data).await;
             }
@@ -348,6 +370,7 @@ impl Running {
                     });
                 }
             }
+            Running::LocalPty { .. } => {}
             Running::Ssh { .. } => {
                 if let Some(d) = data {
                     self.write(d).await;
@@ -364,6 +387,7 @@ impl Running {
                     let _ = s.shutdown().await;
                 }
             }
+            Running::LocalPty { .. } => {}
             Running::Ssh { channel, .. } => {
                 let _ = channel.eof().await;
             }
@@ -438,6 +462,10 @@ async fn drive(
             }
             Chunk::Exit(rc) => {
                 out.rc = rc;
+                if !became && answered {
+                    // su and doas give up after one wrong password instead of asking again.
+                    return Ok(become_failure(plan, "Incorrect", &out));
+                }
                 if !became {
                     // Become itself failed (no sudo, user unknown, not allowed).
                     let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
@@ -517,6 +545,100 @@ impl LocalConnection {
             child,
             out_done: false,
             err_done: false,
+        })
+    }
+
+    /// Start `cmdline` as the session leader of a new pseudo-terminal, which su and doas need
+    /// to ask for a password (they read it from the controlling terminal, never from a pipe).
+    fn start_in_pty(&self, cmdline: &str) -> Result<Running, Unreachable> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let fail = |what: &str, e: std::io::Error| {
+            Unreachable(format!("cannot {what} for a local become: {e}"))
+        };
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty writes two new descriptors into the given ints; the name, termios and
+        // window-size arguments may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(fail(
+                "open a pseudo-terminal",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        for fd in [&master, &slave] {
+            // SAFETY: fcntl on a descriptor we own; keeps it out of other children.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        // As over SSH: no echo, so the password never shows up in the output, and no \r\n.
+        // SAFETY: tcgetattr fills a zeroed termios for a terminal we own; tcsetattr reads it.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(slave.as_raw_fd(), &mut t) == 0 {
+                t.c_lflag &= !libc::ECHO;
+                t.c_oflag &= !libc::ONLCR;
+                libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t);
+            }
+        }
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| fail("duplicate the terminal", e))
+        };
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(cmdline)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::from(dup(&slave)?))
+            .stdout(Stdio::from(dup(&slave)?))
+            .stderr(Stdio::from(slave))
+            .kill_on_drop(true);
+        // SAFETY: only async-signal-safe calls between fork and exec: a new session, then the
+        // terminal on stdin becomes its controlling terminal.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| fail("start /bin/sh on the controller", e))?;
+        // Our copies of the terminal's slave side go with `cmd`, so the reader sees EIO (the
+        // end) once the command and everything it started have exited.
+        drop(cmd);
+        let master = std::fs::File::from(master);
+        let mut reader = master
+            .try_clone()
+            .map_err(|e| fail("duplicate the terminal", e))?;
+        let (tx, output) = tokio::sync::mpsc::channel(16);
+        std::thread::Builder::new()
+            .name("local-pty".into())
+            .spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+                    if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| fail("start the terminal reader", e))?;
+        Ok(Running::LocalPty {
+            child,
+            output,
+            master,
+            exited: false,
         })
     }
 }

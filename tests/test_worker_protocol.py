@@ -456,3 +456,24 @@ def test_debug_and_logfile_keep_stdout_clean(tmp_path):
     res = run_worker(make_stream({"ident": "dbg"}, None), tmp_path / "runner", "--debug", f"--logfile={log}")
     assert res.final_status == "failed"
     assert "dbg" in log.read_text()
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_debug_logs_each_host_call_to_the_logfile(tmp_path, debug):
+    script = tmp_path / "scripts" / "main.py"
+    script.parent.mkdir()
+    script.write_text(
+        "async def run(inventory_path, extravars, runner):\n"
+        "    async with runner.automation() as ftl:\n"
+        "        await ftl.localhost.ping()\n"
+        "        await ftl.localhost.command(cmd='echo hi')\n"
+    )
+    log = tmp_path / "runner.log"
+    stream = make_stream({"ident": "dbg2"}, make_zip([("project/", 0o755, b"")]))
+    args = ["--debug"] if debug else []
+    res = run_worker(stream, tmp_path / "runner", *args, f"--logfile={log}", env=worker_env(FTL2_SCRIPT=script))
+    assert res.final_status == "successful" and res.stderr == b""
+    text = log.read_text()
+    calls = re.findall(r"localhost: (\w+) (\w+) in [0-9.]+ s", text)
+    assert calls == ([("ping", "ok"), ("command", "changed")] if debug else []), text
+    assert "job dbg2 ended: successful" in text

@@ -219,7 +219,10 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             }
         }
         Some(Command::Worker(w)) => {
-            crate::log::init(w.logfile.as_deref().or(cli.logfile.as_deref()));
+            crate::log::init(
+                w.logfile.as_deref().or(cli.logfile.as_deref()),
+                w.debug || cli.debug,
+            );
             if w.version {
                 println!("{}", version_text(&prog));
                 return 0;

@@ -848,7 +848,22 @@ impl SshConnection {
         {
             return Ok(Arc::clone(s));
         }
-        let s = Arc::new(self.connect().await?);
+        let t0 = std::time::Instant::now();
+        let a = &self.access;
+        let s = match self.connect().await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                crate::debugln!("ssh {}@{}:{} failed: {}", a.user, a.address, a.port, e.0);
+                return Err(e);
+            }
+        };
+        crate::debugln!(
+            "ssh {}@{}:{} connected in {} ms",
+            a.user,
+            a.address,
+            a.port,
+            t0.elapsed().as_millis()
+        );
         *slot = Some(Arc::clone(&s));
         Ok(s)
     }

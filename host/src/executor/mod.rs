@@ -294,6 +294,15 @@ impl Executor {
         }
         let mut o = outcome_of(result, host, started);
         o.remote_addr = conn.remote_addr();
+        crate::debugln!(
+            "{host}: {module} {} in {:.3} s{}",
+            o.status.as_str(),
+            o.duration,
+            match (&o.status, o.result.get("msg")) {
+                (crate::tree::HostStatus::Unreachable, Some(Value::String(m))) => format!(": {m}"),
+                _ => String::new(),
+            }
+        );
         o
     }
 }

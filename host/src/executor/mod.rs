@@ -339,11 +339,33 @@ fn unreachable_result(msg: String) -> Map<String, Value> {
     m
 }
 
+/// Whether `value` serialized as JSON is longer than `limit` bytes: counted while serializing,
+/// without keeping the text, and stopping as soon as the limit is passed.
+fn json_longer_than(value: &Map<String, Value>, limit: usize) -> bool {
+    struct Counter {
+        n: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.n += b.len();
+            if self.n > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter { n: 0, limit };
+    serde_json::to_writer(&mut c, value).is_err()
+}
+
 /// Cap an oversized result for events, as AWX's callback caps payloads at MAX_EVENT_RES: long
 /// strings are cut (at any depth), long lists shortened, and `_ansible_truncated` marks it.
 pub fn truncate_result(res: Map<String, Value>) -> Map<String, Value> {
-    let size = serde_json::to_string(&res).map(|s| s.len()).unwrap_or(0);
-    if size <= MAX_EVENT_RES {
+    if !json_longer_than(&res, MAX_EVENT_RES) {
         return res;
     }
     fn cut(v: Value, max: usize) -> Value {
@@ -374,4 +396,22 @@ pub fn truncate_result(res: Map<String, Value>) -> Map<String, Value> {
     };
     m.insert("_ansible_truncated".into(), json!(true));
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_truncated_only_above_max_event_res() {
+        let res = |n: usize| modules::obj(json!({"stdout": "x".repeat(n)}));
+        let exact = serde_json::to_string(&res(100)).unwrap().len();
+        assert!(!json_longer_than(&res(100), exact));
+        assert!(json_longer_than(&res(100), exact - 1));
+        let small = truncate_result(res(1000));
+        assert!(!small.contains_key("_ansible_truncated"));
+        let big = truncate_result(res(MAX_EVENT_RES));
+        assert_eq!(big["_ansible_truncated"], json!(true));
+        assert!(serde_json::to_string(&big).unwrap().len() < MAX_EVENT_RES);
+    }
 }

@@ -307,14 +307,15 @@ def test_non_int_return_means_zero_and_failed_hosts_mean_two(tmp_path):
 
 # --- cancel ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body", ["await asyncio.sleep(60)", "while True: pass"])
-def test_sigterm_cancels_a_running_script(tmp_path, body):
+def start_running_script(tmp_path, body, ident):
+    """A worker whose script prints `started` and then runs `body`; returns once it is running,
+    with the worker process and the stream read so far."""
     sdir = tmp_path / "scripts"
     sdir.mkdir()
     (sdir / "main.py").write_text(
         f"import asyncio\nasync def run(a, b, c):\n    print('started', flush=True)\n    {body}\n"
     )
-    stream = make_stream({"ident": "cancel"}, make_zip([("project/", 0o755, b"")]))
+    stream = make_stream({"ident": ident}, make_zip([("project/", 0o755, b"")]))
     proc = subprocess.Popen(
         [str(BIN), "worker", f"--private-data-dir={tmp_path / 'runner'}"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -322,12 +323,17 @@ def test_sigterm_cancels_a_running_script(tmp_path, body):
     )
     proc.stdin.write(stream)
     proc.stdin.close()
-    # Wait until the script is running (its first line is out), then cancel.
     buf = b""
     while b"started" not in buf:
         chunk = proc.stdout.read1(65536)
         assert chunk, buf
         buf += chunk
+    return proc, buf
+
+
+@pytest.mark.parametrize("body", ["await asyncio.sleep(60)", "while True: pass"])
+def test_sigterm_cancels_a_running_script(tmp_path, body):
+    proc, buf = start_running_script(tmp_path, body, "cancel")
     proc.send_signal(signal.SIGTERM)
     t0 = time.monotonic()
     rest = proc.stdout.read()
@@ -341,30 +347,13 @@ def test_sigterm_cancels_a_running_script(tmp_path, body):
 @pytest.mark.parametrize("body", ["await asyncio.sleep(60)", "while True: print('x')"])
 def test_closed_output_stream_cancels_the_job(tmp_path, body):
     """If the controller stops reading (Receptor gone), the job stops instead of running blind."""
-    sdir = tmp_path / "scripts"
-    sdir.mkdir()
-    (sdir / "main.py").write_text(
-        f"import asyncio\nasync def run(a, b, c):\n    print('started', flush=True)\n    {body}\n"
-    )
-    stream = make_stream({"ident": "orphan"}, make_zip([("project/", 0o755, b"")]))
-    pdd = tmp_path / "runner"
-    proc = subprocess.Popen(
-        [str(BIN), "worker", f"--private-data-dir={pdd}"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=worker_env(FTL2_SCRIPT=sdir / "main.py"),
-    )
-    proc.stdin.write(stream)
-    proc.stdin.close()
-    buf = b""
-    while b"started" not in buf:
-        chunk = proc.stdout.read1(65536)
-        assert chunk, buf
-        buf += chunk
+    proc, _ = start_running_script(tmp_path, body, "orphan")
     proc.stdout.close()
     assert proc.wait(timeout=30) == 254
     assert proc.stderr.read() == b""
-    assert (pdd / "artifacts" / "orphan" / "status").read_text() == "canceled"
-    assert (pdd / "artifacts" / "orphan" / "rc").read_text() == "254"
+    artifacts = tmp_path / "runner" / "artifacts" / "orphan"
+    assert (artifacts / "status").read_text() == "canceled"
+    assert (artifacts / "rc").read_text() == "254"
 
 
 def test_idle_timeout_stops_a_silent_job(tmp_path):

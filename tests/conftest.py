@@ -137,6 +137,18 @@ def transmit(pdd: Path, *args) -> bytes:
     return proc.stdout
 
 
+def transmit_api(pdd: Path, **params) -> bytes:
+    """Build a job the way AWX does: the ansible-runner Python API with streamer="transmit"."""
+    import tempfile
+
+    import ansible_runner
+
+    with tempfile.TemporaryFile() as out:  # AWX hands it a socket file; a BytesIO has no name
+        ansible_runner.interface.run(private_data_dir=str(pdd), streamer="transmit", _output=out, **params)
+        out.seek(0)
+        return out.read()
+
+
 def process(stream: bytes, outdir: Path, ident=None):
     """Read our stream with ansible-runner's Processor through the Python API, as AWX does.
 

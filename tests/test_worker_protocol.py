@@ -13,7 +13,7 @@ import pytest
 
 from conftest import (
     BIN, FIXTURES, make_stream, make_zip, parse_worker_stream, process, process_cli,
-    run_worker, simple_pdd, transmit, worker_env, WorkerResult,
+    run_worker, simple_pdd, transmit, transmit_api, worker_env, WorkerResult,
 )
 
 
@@ -150,6 +150,27 @@ def test_relative_inventory_is_resolved_against_the_private_data_dir(tmp_path):
     res = run_worker(make_stream({"ident": "inv", "inventory": "inventory/hosts"}, zip_bytes), pdd)
     cmd = res.statuses[0]["command"]
     assert cmd[cmd.index("-i") + 1] == str(pdd / "inventory" / "hosts")
+
+
+def test_inventory_sync_job_is_refused_not_faked(tmp_path):
+    """AWX sends an inventory sync as a pdd `args` file (`ansible-inventory --list ...`) with no
+    playbook. Running the baked script would report success and import nothing."""
+    pdd = tmp_path / "src"
+    (pdd / "inventory").mkdir(parents=True)
+    (pdd / "inventory" / "aws_ec2.yml").write_text("plugin: amazon.aws.aws_ec2\n")
+    (pdd / "args").write_text(
+        "ansible-inventory --list --export -i /runner/inventory/aws_ec2.yml "
+        "--output /runner/artifacts/7/output.json --playbook-dir /runner/inventory"
+    )
+    script = tmp_path / "main.py"
+    script.write_text("async def run(a, b, c):\n    print('the script ran')\n    return 0\n")
+    # AWX's own parameters for an inventory update (playbook and inventory are None, so absent).
+    stream = transmit_api(pdd, ident=7, envvars={"INVENTORY_SOURCE_ID": "3"},
+                          settings={"job_timeout": 0, "suppress_ansible_output": True, "suppress_output_file": True},
+                          fact_cache_type="")
+    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=script))
+    _assert_clean_error(res, tmp_path, r"runs FTL2 automation scripts.*`ansible-inventory`.*standard")
+    assert not res.events
 
 
 # --- malformed input: every path ends in a clean error the real Processor accepts ----------------

@@ -75,6 +75,9 @@ pub struct JobSettings {
     pub settings: RunnerSettings,
     /// Options from `env/cmdline` (or kwargs `cmdline`), plus kwargs `limit`/`forks`/`verbosity`.
     pub cmdline: CmdlineOptions,
+    /// A raw command instead of a playbook: the pdd's `args` file (how AWX sends inventory
+    /// syncs: `ansible-inventory --list ...`) or kwarg `binary`. Not ours to run.
+    pub raw_command: Option<String>,
     /// A terminal run (`ftl2-runner play`): the private data dir is our own empty scratch, not
     /// AWX's, so a script next to it exposes nothing.
     pub local_play: bool,
@@ -200,6 +203,10 @@ impl JobSettings {
             extravars,
             settings,
             cmdline,
+            raw_command: read_optional(pdd, "args")?
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .or_else(|| opt_string(kwargs, "binary")),
             local_play: false,
         })
     }

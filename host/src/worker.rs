@@ -166,6 +166,25 @@ async fn run_async(args: WorkerArgs) -> i32 {
         }
     };
     logln!("job {} received into {}", job.ident, pdd.display());
+    if let Some(raw) = &job.raw_command {
+        // Running the baked script instead would report success for a job that did nothing
+        // (an inventory sync that imports no hosts): refuse it where AWX shows the reason.
+        let program = shlex::split(raw)
+            .and_then(|w| w.into_iter().next())
+            .unwrap_or_else(|| raw.clone());
+        send_error(
+            &writer,
+            &format!(
+                "This execution environment runs FTL2 automation scripts (ftl2-runner), not raw \
+                 commands: the job asks to run `{program}`. Inventory syncs and other jobs that \
+                 are not playbook runs or ad hoc commands need a standard ansible-runner \
+                 execution environment."
+            ),
+            None,
+        );
+        cleanup(&pdd);
+        return 0;
+    }
     // The credential's files (written only when AWX does not pass them in kwargs) are in memory
     // now; remove them so nothing the job runs on the controller can read them from disk.
     for secret_file in ["env/ssh_key", "env/passwords"] {

@@ -173,6 +173,17 @@ def test_inventory_sync_job_is_refused_not_faked(tmp_path):
     assert not res.events
 
 
+def test_project_update_is_refused_not_faked(tmp_path):
+    """A project update (AWX's project_update.yml) run by the script would mark the project
+    synced while nothing was fetched."""
+    pdd = simple_pdd(tmp_path)
+    (pdd / "project" / "project_update.yml").write_text("- hosts: localhost\n  tasks: []\n")
+    stream = transmit_api(pdd, ident=9, playbook="project_update.yml", inventory="localhost,",
+                          envvars={"PROJECT_UPDATE_ID": "9"})
+    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=tmp_path / "none.py"))
+    _assert_clean_error(res, tmp_path, r"not AWX project updates.*standard")
+
+
 # --- malformed input: every path ends in a clean error the real Processor accepts ----------------
 
 def _assert_clean_error(res: WorkerResult, tmp_path, words):

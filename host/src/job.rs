@@ -211,6 +211,22 @@ impl JobSettings {
         })
     }
 
+    /// What this job is when it is not a playbook run or ad hoc command we can stand in for:
+    /// a raw command (AWX inventory syncs) or an AWX project update (`project_update.yml`).
+    /// Running the script in their place would report work that never happened as done.
+    pub fn foreign_job(&self) -> Option<String> {
+        if let Some(raw) = &self.raw_command {
+            let program = shlex::split(raw)
+                .and_then(|w| w.into_iter().next())
+                .unwrap_or_else(|| raw.clone());
+            return Some(format!("raw commands: the job asks to run `{program}`"));
+        }
+        if self.envvars.contains_key("PROJECT_UPDATE_ID") {
+            return Some("AWX project updates (project_update.yml)".into());
+        }
+        None
+    }
+
     /// How results are printed: `-v` count, and colours when AWX forces them
     /// (ANSIBLE_FORCE_COLOR, unless ANSIBLE_NOCOLOR).
     pub fn display_style(&self, adhoc: bool) -> crate::display::Style {

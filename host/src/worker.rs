@@ -166,19 +166,14 @@ async fn run_async(args: WorkerArgs) -> i32 {
         }
     };
     logln!("job {} received into {}", job.ident, pdd.display());
-    if let Some(raw) = &job.raw_command {
-        // Running the baked script instead would report success for a job that did nothing
-        // (an inventory sync that imports no hosts): refuse it where AWX shows the reason.
-        let program = shlex::split(raw)
-            .and_then(|w| w.into_iter().next())
-            .unwrap_or_else(|| raw.clone());
+    if let Some(what) = job.foreign_job() {
+        // Refused where AWX shows the reason, rather than faked: the script would "succeed".
         send_error(
             &writer,
             &format!(
-                "This execution environment runs FTL2 automation scripts (ftl2-runner), not raw \
-                 commands: the job asks to run `{program}`. Inventory syncs and other jobs that \
-                 are not playbook runs or ad hoc commands need a standard ansible-runner \
-                 execution environment."
+                "This execution environment runs FTL2 automation scripts (ftl2-runner), not \
+                 {what}. Inventory syncs, project updates and other jobs that are not playbook \
+                 runs or ad hoc commands need a standard ansible-runner execution environment."
             ),
             None,
         );

@@ -125,8 +125,8 @@ def test_gathered_calls_overlap_and_blocks_stay_contiguous(tmp_path):
         async def run(inventory_path, extravars, runner):
             async with runner.automation() as ftl:
                 await asyncio.gather(
-                    ftl.command(cmd="sleep 1", _name="slow one"),
-                    ftl.command(cmd="sleep 0.2", _name="fast one"),
+                    ftl.command(cmd="sleep 2", _name="slow one"),
+                    ftl.command(cmd="sleep 0.1", _name="fast one"),
                 )
             return 0
     """)

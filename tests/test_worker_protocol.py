@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import select
 import signal
 import stat
 import subprocess
@@ -300,8 +301,19 @@ def _slow_worker(tmp_path, *args, env=None):
 def test_keepalive_while_stdin_is_read(tmp_path, how):
     args, env = (["--keepalive-seconds", "1"], None) if how == "flag" else ([], worker_env(ANSIBLE_RUNNER_KEEPALIVE_SECONDS="0.5"))
     proc = _slow_worker(tmp_path, *args, env=env)
-    time.sleep(2.6)
+    # Wait for two keepalives while stdin stays open (no fixed sleep: a loaded machine starts
+    # the worker late), then finish the stream.
+    seen = b""
+    deadline = time.monotonic() + 30
+    while seen.count(b'"keepalive"') < 2 and time.monotonic() < deadline:
+        if not select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            break
+        chunk = proc.stdout.read1(65536)
+        if not chunk:
+            break
+        seen += chunk
     out, err = proc.communicate(b'{"eof": true}\n', timeout=20)
+    out = seen + out
     assert err == b""
     lines, _ = parse_worker_stream(out)
     first_status = next(i for i, l in enumerate(lines) if "status" in l)

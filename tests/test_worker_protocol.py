@@ -336,7 +336,10 @@ def test_no_keepalive_by_default(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cancel_while_receiving(tmp_path, sig):
     proc = _slow_worker(tmp_path)
-    time.sleep(0.5)
+    # The worker creates its private data dir after installing its signal handlers.
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "runner").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.send_signal(sig)
     start = time.monotonic()
     out = proc.stdout.read()  # stdin still open: the worker must end on its own

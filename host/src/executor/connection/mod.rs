@@ -1,0 +1,434 @@
+//! How commands reach a host. Modules are written against [`Connection`], which runs a shell
+//! command line on the target (optionally through become) and returns its output.
+//!
+//! - `local`: processes spawned on the EE itself (in a pseudo-terminal for su/doas passwords).
+//! - `ssh`: a pure-Rust client (russh); one connection per host, opened on first use and reused
+//!   for every module of the job, one channel per command.
+//!
+//! A host that cannot be used at all comes back as [`Unreachable`] with the reason, worded like
+//! OpenSSH so AWX users recognise it.
+
+mod become_plan;
+mod local;
+mod ssh;
+
+pub use local::LocalConnection;
+pub use ssh::{Client, SshConnection, decode_key};
+
+use crate::executor::login::{Become, HostAccess};
+use become_plan::Plan;
+use russh::ChannelMsg;
+use russh::client;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Output of one command run on a target.
+#[derive(Debug, Clone, Default)]
+pub struct CommandOutput {
+    /// Exit code (-1 if killed by a signal).
+    pub rc: i32,
+    /// Standard output bytes.
+    pub stdout: Vec<u8>,
+    /// Standard error bytes.
+    pub stderr: Vec<u8>,
+}
+
+/// Why a host could not be used at all (Ansible's "unreachable").
+#[derive(Debug, Clone)]
+pub struct Unreachable(pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A way to run commands on one host; cheap to clone (the SSH session is shared).
+#[derive(Clone)]
+pub enum Connection {
+    /// Processes spawned on the controller (the EE) itself.
+    Local(Arc<LocalConnection>),
+    /// An SSH session to the host.
+    Ssh(Arc<SshConnection>),
+}
+
+impl Connection {
+    /// Build the connection a host's access settings ask for (SSH connects lazily).
+    pub fn new(access: HostAccess, env: Vec<(String, String)>) -> Connection {
+        if access.connection == "local" {
+            Connection::Local(Arc::new(LocalConnection {
+                name: access.name.clone(),
+                env,
+                access,
+            }))
+        } else {
+            Connection::Ssh(Arc::new(SshConnection::new(access)))
+        }
+    }
+
+    /// How this host is reached (user, become, ...).
+    pub fn access(&self) -> &HostAccess {
+        match self {
+            Connection::Local(l) => &l.access,
+            Connection::Ssh(s) => &s.access,
+        }
+    }
+
+    /// Run `cmdline` with `/bin/sh -c` on the target, feeding `stdin` if given, as the login user.
+    pub async fn exec(
+        &self,
+        cmdline: &str,
+        stdin: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<CommandOutput, Unreachable> {
+        self.exec_as(cmdline, stdin, None, timeout).await
+    }
+
+    /// Run `cmdline`, through `become` when given (sudo/su/doas, answering the password prompt).
+    pub async fn exec_as(
+        &self,
+        cmdline: &str,
+        stdin: Option<&[u8]>,
+        via: Option<&Become>,
+        timeout: Option<Duration>,
+    ) -> Result<CommandOutput, Unreachable> {
+        let plan = Plan::new(cmdline, via, stdin);
+        let fut = async {
+            // Over SSH, plain commands go through a persistent remote shell: a new SSH session
+            // per command costs the target sshd a fork and a login (~80 ms here); a line to an
+            // open shell costs a fork of sh.
+            if let Connection::Ssh(s) = self {
+                match via {
+                    None => {
+                        if let Some(out) = s.run_in_shell(cmdline, stdin).await? {
+                            return Ok(out);
+                        }
+                    }
+                    // sudo needs no terminal: it goes through the shell too, when we can tell in
+                    // advance whether it will ask for a password (see `sudo_in_shell`).
+                    Some(b) if b.method.is_empty() || b.method == "sudo" => {
+                        if let Some(out) = s.sudo_in_shell(cmdline, stdin, b).await? {
+                            return Ok(out);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            let mut running = match self {
+                Connection::Local(l) if plan.pty => l.start_in_pty(&plan.command)?,
+                Connection::Local(l) => l.start(&plan.command)?,
+                Connection::Ssh(s) => s.start(&plan.command, plan.pty).await?,
+            };
+            drive(&mut running, stdin, &plan).await
+        };
+        match timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => Ok(CommandOutput {
+                    rc: -1,
+                    stdout: Vec::new(),
+                    stderr: format!("command timed out after {} s", t.as_secs()).into_bytes(),
+                }),
+            },
+            None => fut.await,
+        }
+    }
+
+    /// The address shown as `remote_addr`.
+    pub fn remote_addr(&self) -> String {
+        match self {
+            Connection::Local(l) => l.name.clone(),
+            Connection::Ssh(s) => s.access.address.clone(),
+        }
+    }
+
+    /// Close the SSH session (and drop it from the cache), so the next command reconnects.
+    pub async fn reset(&self) {
+        if let Connection::Ssh(s) = self {
+            s.reset().await;
+        }
+    }
+}
+
+enum Chunk {
+    Out(Vec<u8>),
+    Err(Vec<u8>),
+    Exit(i32),
+}
+
+/// A started command on either kind of connection.
+enum Running {
+    Local {
+        child: tokio::process::Child,
+        out_done: bool,
+        err_done: bool,
+    },
+    /// A local process on a new pseudo-terminal (su/doas with a password): its output, stdout
+    /// and stderr merged as a terminal merges them, comes from a reader thread.
+    LocalPty {
+        child: tokio::process::Child,
+        output: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        master: std::fs::File,
+        exited: bool,
+    },
+    Ssh {
+        channel: russh::Channel<client::Msg>,
+        exit: Option<i32>,
+    },
+}
+
+impl Running {
+    async fn next(&mut self) -> Option<Chunk> {
+        match self {
+            Running::Local {
+                child,
+                out_done,
+                err_done,
+            } => {
+                let mut ob = [0u8; 16384];
+                let mut eb = [0u8; 16384];
+                loop {
+                    if *out_done && *err_done {
+                        let status = child.wait().await.ok()?;
+                        *out_done = false; // report the exit once, then None
+                        *err_done = false;
+                        let _ = child.stdout.take();
+                        let _ = child.stderr.take();
+                        return Some(Chunk::Exit(status.code().unwrap_or(-1)));
+                    }
+                    if child.stdout.is_none() && child.stderr.is_none() {
+                        return None;
+                    }
+                    let (so, se) = (child.stdout.as_mut(), child.stderr.as_mut());
+                    tokio::select! {
+                        r = async { match so { Some(s) => s.read(&mut ob).await, None => std::future::pending().await } }, if !*out_done => {
+                            match r {
+                                Ok(0) | Err(_) => *out_done = true,
+                                Ok(n) => return Some(Chunk::Out(ob[..n].to_vec())),
+                            }
+                        }
+                        r = async { match se { Some(s) => s.read(&mut eb).await, None => std::future::pending().await } }, if !*err_done => {
+                            match r {
+                                Ok(0) | Err(_) => *err_done = true,
+                                Ok(n) => return Some(Chunk::Err(eb[..n].to_vec())),
+                            }
+                        }
+                    }
+                }
+            }
+            Running::LocalPty {
+                child,
+                output,
+                exited,
+                ..
+            } => {
+                if *exited {
+                    return None;
+                }
+                if let Some(data) = output.recv().await {
+                    return Some(Chunk::Out(data));
+                }
+                *exited = true;
+                let status = child.wait().await.ok()?;
+                Some(Chunk::Exit(status.code().unwrap_or(-1)))
+            }
+            Running::Ssh { channel, exit } => loop {
+                match channel.wait().await {
+                    Some(ChannelMsg::Data { data }) => return Some(Chunk::Out(data.to_vec())),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        return Some(Chunk::Err(data.to_vec()));
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        *exit = Some(exit_status as i32)
+                    }
+                    Some(ChannelMsg::ExitSignal { .. }) => *exit = Some(-1),
+                    Some(_) => {}
+                    None => {
+                        return exit.take().map(Chunk::Exit);
+                    }
+                }
+            },
+        }
+    }
+
+    async fn write(&mut self, data: &[u8]) {
+        match self {
+            Running::Local { child, .. } => {
+                if let Some(s) = child.stdin.as_mut() {
+                    let _ = s.write_all(data).await;
+                }
+            }
+            Running::LocalPty { master, .. } => {
+                // A password line: far below the terminal's buffer, so this never blocks.
+                let _ = std::io::Write::write_all(master, data);
+            }
+            Running::Ssh { channel, .. } => {
+                let _ = channel.data(data).await;
+            }
+        }
+    }
+
+    /// Write `data` (if any) and close stdin, without blocking the reader: a command that echoes
+    /// a large input back must not deadlock against us.
+    async fn feed_and_close(&mut self, data: Option<&[u8]>) {
+        match self {
+            Running::Local { child, .. } => {
+                if let Some(mut s) = child.stdin.take() {
+                    let data = data.map(|d| d.to_vec());
+                    tokio::spawn(async move {
+                        if let Some(d) = data {
+                            let _ = s.write_all(&d).await;
+                        }
+                        let _ = s.shutdown().await;
+                    });
+                }
+            }
+            Running::LocalPty { .. } => {}
+            Running::Ssh { .. } => {
+                if let Some(d) = data {
+                    self.write(d).await;
+                }
+                self.close_stdin().await;
+            }
+        }
+    }
+
+    async fn close_stdin(&mut self) {
+        match self {
+            Running::Local { child, .. } => {
+                if let Some(mut s) = child.stdin.take() {
+                    let _ = s.shutdown().await;
+                }
+            }
+            Running::LocalPty { .. } => {}
+            Running::Ssh { channel, .. } => {
+                let _ = channel.eof().await;
+            }
+        }
+    }
+}
+
+/// Feed stdin, answer become's password prompt, strip become's marker, collect the output.
+async fn drive(
+    running: &mut Running,
+    stdin: Option<&[u8]>,
+    plan: &Plan,
+) -> Result<CommandOutput, Unreachable> {
+    let mut out = CommandOutput::default();
+    let mut became = plan.marker.is_none();
+    let mut answered = false;
+    let stdin = if plan.pty { None } else { stdin };
+    if became {
+        running.feed_and_close(stdin).await;
+    }
+    while let Some(chunk) = running.next().await {
+        match chunk {
+            Chunk::Out(d) => {
+                out.stdout.extend_from_slice(&d);
+                if !became
+                    && plan.pty
+                    && let Some(prompt) = &plan.prompt
+                    && find(&out.stdout, prompt.as_bytes()).is_some()
+                    && find(
+                        &out.stdout,
+                        plan.marker.as_deref().unwrap_or("\0").as_bytes(),
+                    )
+                    .is_none()
+                {
+                    if let Err(failed) = answer(running, plan, &mut answered, &out).await {
+                        return Ok(failed);
+                    }
+                    out.stdout.clear();
+                }
+                if !became
+                    && let Some(marker) = &plan.marker
+                    && let Some(pos) = find(&out.stdout, marker.as_bytes())
+                {
+                    // Everything up to and including the marker line is become's, not the command's.
+                    let after = pos + marker.len();
+                    let skip = if out.stdout.get(after) == Some(&b'\n') {
+                        after + 1
+                    } else {
+                        after
+                    };
+                    out.stdout.drain(..skip);
+                    became = true;
+                    if !plan.pty {
+                        running.feed_and_close(stdin).await;
+                    }
+                }
+            }
+            Chunk::Err(d) => {
+                out.stderr.extend_from_slice(&d);
+                if !became
+                    && let Some(prompt) = &plan.prompt
+                    && find(&out.stderr, prompt.as_bytes()).is_some()
+                {
+                    if let Err(failed) = answer(running, plan, &mut answered, &out).await {
+                        return Ok(failed);
+                    }
+                    // Drop the prompt text so a second prompt is recognised as a wrong password.
+                    if let Some(pos) = find(&out.stderr, prompt.as_bytes()) {
+                        out.stderr.drain(pos..pos + prompt.len());
+                    }
+                }
+            }
+            Chunk::Exit(rc) => {
+                out.rc = rc;
+                if !became && answered {
+                    // su and doas give up after one wrong password instead of asking again.
+                    return Ok(become_failure(plan, "Incorrect", &out));
+                }
+                if !became {
+                    // Become itself failed (no sudo, user unknown, not allowed).
+                    let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    if msg.is_empty() {
+                        msg = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    }
+                    out.stderr = format!("{} failed: {msg}", plan.method).into_bytes();
+                    if out.rc == 0 {
+                        out.rc = 1;
+                    }
+                }
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Answer become's password prompt; the failed output when there is no password to give, or
+/// when the prompt comes back after one was given (a wrong password).
+async fn answer(
+    running: &mut Running,
+    plan: &Plan,
+    answered: &mut bool,
+    out: &CommandOutput,
+) -> Result<(), CommandOutput> {
+    if *answered {
+        return Err(become_failure(plan, "Incorrect", out));
+    }
+    let Some(pw) = &plan.password else {
+        return Err(become_failure(plan, "Missing", out));
+    };
+    running.write(format!("{pw}\n").as_bytes()).await;
+    *answered = true;
+    Ok(())
+}
+
+fn become_failure(plan: &Plan, what: &str, out: &CommandOutput) -> CommandOutput {
+    let _ = out;
+    CommandOutput {
+        rc: 1,
+        stdout: Vec::new(),
+        stderr: format!("{what} {} password", plan.method).into_bytes(),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}

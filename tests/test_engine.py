@@ -4,6 +4,7 @@ same call."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,8 @@ def testbed(tmp_path_factory):
     tb.stop()
 
 
-def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, extra_files=(), user=None):
+def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, extra_files=(), user=None,
+                 worker_args=()):
     """Run `calls` [(target, module, args)] in one job; returns (results per call, WorkerResult).
 
     With `user`, the worker runs as that unprivileged user, from copies of the binary and guest
@@ -61,7 +63,7 @@ def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, 
                 shutil.copy(src, dst)
         env.update(FTL2_GUEST=str(guest), HOME=str(tmp_path))
         shutil.chown(tmp_path, user, user)
-    res = run_worker(make_stream(kw, make_zip(entries)), tmp_path / "runner",
+    res = run_worker(make_stream(kw, make_zip(entries)), tmp_path / "runner", *worker_args,
                      env=env, timeout=180, binary=binary, user=user)
     results = [json.loads(e["stdout"][len("RESULT "):]) for e in res.events
                if e["event"] == "verbose" and e["stdout"].startswith("RESULT ")]
@@ -184,6 +186,16 @@ def test_fan_out_is_concurrent_and_in_inventory_order(testbed, tmp_path):
     starts = sorted(e["start"] for e in ok)
     ends = sorted(e["end"] for e in ok)
     assert starts[-1] < ends[0], "the hosts did not run at the same time"
+
+
+def test_one_ssh_connection_per_host_for_the_whole_job(testbed, tmp_path):
+    log = tmp_path / "worker.log"
+    calls = [("nodes", "ping", {}), ("nodes", "command", {"cmd": "true"}), ("node1", "stat", {"path": "/"})]
+    engine_calls(tmp_path, testbed.ini_inventory(), calls, worker_args=("--debug", f"--logfile={log}"))
+    text = log.read_text()
+    connected = sorted(re.findall(r"ssh root@127\.0\.0\.1:(\d+) connected", text))
+    assert connected == sorted(str(h.port) for h in testbed.hosts), text
+    assert len(re.findall(r"node1: \w+ ok in", text)) == 2 and "node1: command changed in" in text
 
 
 def test_forks_cap_concurrency(testbed, tmp_path):

@@ -14,7 +14,7 @@ from conftest import FIXTURES, make_stream, make_zip, run_worker, worker_env
 
 VENV_BIN = Path(sys.executable).parent
 PATTERNS = ["all", "*", "web", "web:db", "web:&prod", "prod:!canary", "~web0[12]", "web0*", "db-a,top",
-            "all:!ungrouped", "nosuch"]
+            "all:!ungrouped", "nosuch", "~eb0", "~(top|db)", "~web0\\d{1}$", "~[pc]"]
 
 INI = """
 top ansible_host=10.0.0.1 level=host

@@ -598,7 +598,10 @@ impl Inventory {
             return Ok(self.hosts.iter().cloned().collect());
         }
         if let Some(re) = term.strip_prefix('~') {
-            let re = SimpleRegex::new(re)?;
+            // Ansible compiles the rest with Python's `re` and keeps names it `.match()`es:
+            // anchored at the start, not at the end.
+            let re = regex::Regex::new(&format!("^(?:{re})"))
+                .map_err(|e| anyhow!("Invalid host list pattern: {term}: {e}"))?;
             let mut out: BTreeSet<String> = self
                 .hosts
                 .iter()
@@ -665,93 +668,6 @@ fn split_pattern(pattern: &str) -> Vec<String> {
         out.push(cur.trim().to_string());
     }
     out
-}
-
-/// A minimal regex for `~pattern`: `.`, `*`, `+`, `?`, `^`, `$`, `[...]`, `|`, escapes.
-struct SimpleRegex(Vec<String>);
-
-impl SimpleRegex {
-    fn new(re: &str) -> Result<SimpleRegex> {
-        Ok(SimpleRegex(re.split('|').map(String::from).collect()))
-    }
-    fn is_match(&self, text: &str) -> bool {
-        self.0.iter().any(|alt| {
-            let anchored = alt.starts_with('^');
-            let body = alt.trim_start_matches('^');
-            if anchored {
-                re_match_here(body.as_bytes(), text.as_bytes())
-            } else {
-                (0..=text.len()).any(|i| re_match_here(body.as_bytes(), &text.as_bytes()[i..]))
-            }
-        })
-    }
-}
-
-fn re_atom_len(re: &[u8]) -> usize {
-    match re.first() {
-        Some(b'\\') => 2.min(re.len()),
-        Some(b'[') => re
-            .iter()
-            .position(|&c| c == b']')
-            .map(|p| p + 1)
-            .unwrap_or(re.len()),
-        _ => 1,
-    }
-}
-
-fn re_atom_matches(atom: &[u8], c: u8) -> bool {
-    match atom {
-        [b'.'] => true,
-        [b'\\', b'd'] => c.is_ascii_digit(),
-        [b'\\', b'w'] => c.is_ascii_alphanumeric() || c == b'_',
-        [b'\\', x] => *x == c,
-        [b'[', rest @ ..] => {
-            let body = &rest[..rest.len().saturating_sub(1)];
-            let (neg, body) = match body.first() {
-                Some(b'^') => (true, &body[1..]),
-                _ => (false, body),
-            };
-            let mut i = 0;
-            let mut hit = false;
-            while i < body.len() {
-                if i + 2 < body.len() && body[i + 1] == b'-' {
-                    hit |= body[i] <= c && c <= body[i + 2];
-                    i += 3;
-                } else {
-                    hit |= body[i] == c;
-                    i += 1;
-                }
-            }
-            hit != neg
-        }
-        [x] => *x == c,
-        _ => false,
-    }
-}
-
-fn re_match_here(re: &[u8], text: &[u8]) -> bool {
-    if re.is_empty() {
-        return true;
-    }
-    if re == b"$" {
-        return text.is_empty();
-    }
-    let n = re_atom_len(re);
-    let (atom, rest) = re.split_at(n);
-    match rest.first() {
-        Some(b'*') | Some(b'+') | Some(b'?') => {
-            let op = rest[0];
-            let rest = &rest[1..];
-            let max = if op == b'?' { 1 } else { usize::MAX };
-            let min = if op == b'+' { 1 } else { 0 };
-            let mut k = 0;
-            while k < text.len() && k < max && re_atom_matches(atom, text[k]) {
-                k += 1;
-            }
-            (min..=k).rev().any(|j| re_match_here(rest, &text[j..]))
-        }
-        _ => !text.is_empty() && re_atom_matches(atom, text[0]) && re_match_here(rest, &text[1..]),
-    }
 }
 
 fn host_name(v: &Value) -> Result<String> {

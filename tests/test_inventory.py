@@ -14,7 +14,9 @@ from conftest import FIXTURES, make_stream, make_zip, run_worker, worker_env
 
 VENV_BIN = Path(sys.executable).parent
 PATTERNS = ["all", "*", "web", "web:db", "web:&prod", "prod:!canary", "~web0[12]", "web0*", "db-a,top",
-            "all:!ungrouped", "nosuch", "~eb0", "~(top|db)", "~web0\\d{1}$", "~[pc]"]
+            "all:!ungrouped", "nosuch", "~eb0", "~(top|db)", "~web0\\d{1}$", "~[pc]",
+            "web[0]", "prod[1:2]", "web[-1]", "web[1:]", "web[:1]", "web0[12]", "all[0]", "web[0],db[1]", "web[7]",
+            "web*[1]", "web[0-1]", "prod[3:]", "web[5:]"]
 
 INI = """
 top ansible_host=10.0.0.1 level=host

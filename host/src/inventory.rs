@@ -594,6 +594,21 @@ impl Inventory {
         if term.is_empty() {
             return Ok(BTreeSet::new());
         }
+        if let Some((base, subscript)) = split_subscript(term) {
+            // `web[0]`, `web[-1]`, `prod[1:2]` (inclusive), `web[1:]`: positions in the order
+            // the base pattern lists its hosts.
+            let matched = self.match_term(base)?;
+            let ordered: Vec<String> = if self.groups.contains_key(base) {
+                self.group_hosts(base)
+            } else {
+                self.hosts
+                    .iter()
+                    .filter(|h| matched.contains(*h))
+                    .cloned()
+                    .collect()
+            };
+            return Ok(subscript.apply(&ordered).into_iter().collect());
+        }
         if term == "all" || term == "*" {
             return Ok(self.hosts.iter().cloned().collect());
         }
@@ -638,6 +653,65 @@ impl Inventory {
         }
         Ok(BTreeSet::new())
     }
+}
+
+/// A host pattern's `[..]` suffix, as Ansible reads it: one index (negative counts from the end)
+/// or an inclusive range whose end may be left open (`[x:]`; `[x-y]` is the old spelling).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Subscript {
+    Index(i64),
+    Range(usize, Option<usize>),
+}
+
+impl Subscript {
+    fn apply(self, hosts: &[String]) -> Vec<String> {
+        let n = hosts.len() as i64;
+        match self {
+            Subscript::Index(i) => {
+                let i = if i < 0 { n + i } else { i };
+                if (0..n).contains(&i) {
+                    vec![hosts[i as usize].clone()]
+                } else {
+                    Vec::new()
+                }
+            }
+            Subscript::Range(start, end) => {
+                let end = end.unwrap_or(usize::MAX).min(hosts.len().saturating_sub(1));
+                hosts
+                    .get(start..=end)
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// `base[subscript]` split in two; `None` for regex terms (`~`) and anything else Ansible
+/// would read as a glob (`web0[12]` is a subscript, `web[:1]` a glob).
+fn split_subscript(term: &str) -> Option<(&str, Subscript)> {
+    if term.starts_with('~') || !term.ends_with(']') {
+        return None;
+    }
+    let open = term.rfind('[')?;
+    let (base, inner) = (&term[..open], &term[open + 1..term.len() - 1]);
+    if base.is_empty() {
+        return None;
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(inner.strip_prefix('-').unwrap_or(inner)) {
+        return inner.parse().ok().map(|i| (base, Subscript::Index(i)));
+    }
+    let sep = inner.find([':', '-'])?;
+    let (start, end) = (&inner[..sep], &inner[sep + 1..]);
+    if !digits(start) || !(end.is_empty() || digits(end)) {
+        return None;
+    }
+    let end = if end.is_empty() {
+        None
+    } else {
+        Some(end.parse().ok()?)
+    };
+    Some((base, Subscript::Range(start.parse().ok()?, end)))
 }
 
 /// Split `a:b,&c:!d` into terms, keeping `[1:3]` ranges and IPv6 colons inside brackets intact.
@@ -912,6 +986,38 @@ mod tests {
         inv.merge_ini(text).unwrap();
         inv.finish();
         inv
+    }
+
+    #[test]
+    fn subscripts_read_like_ansible() {
+        assert_eq!(
+            split_subscript("web[0]"),
+            Some(("web", Subscript::Index(0)))
+        );
+        assert_eq!(
+            split_subscript("web[-1]"),
+            Some(("web", Subscript::Index(-1)))
+        );
+        assert_eq!(
+            split_subscript("a[1:2]"),
+            Some(("a", Subscript::Range(1, Some(2))))
+        );
+        assert_eq!(
+            split_subscript("a[1:]"),
+            Some(("a", Subscript::Range(1, None)))
+        );
+        assert_eq!(
+            split_subscript("a[0-1]"),
+            Some(("a", Subscript::Range(0, Some(1))))
+        );
+        for glob in ["web[:1]", "~web[0]", "web[a]", "[0]", "web"] {
+            assert_eq!(split_subscript(glob), None, "{glob}");
+        }
+        let hosts: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(Subscript::Index(-1).apply(&hosts), ["c"]);
+        assert!(Subscript::Index(3).apply(&hosts).is_empty());
+        assert_eq!(Subscript::Range(1, Some(9)).apply(&hosts), ["b", "c"]);
+        assert!(Subscript::Range(5, None).apply(&hosts).is_empty());
     }
 
     #[test]

@@ -1,0 +1,461 @@
+//! Inventories with Ansible's semantics: AWX's inventory script (parsed, never executed), Ansible
+//! JSON, INI and YAML files, inventory directories, `group_vars/` and `host_vars/`, child groups,
+//! variable precedence (all < parent < child < host) and host patterns (`a:b`, `a:&b`, `a:!b`,
+//! wildcards, `~regex`), with the job's `--limit` applied to every pattern.
+
+mod formats;
+mod patterns;
+mod scripts;
+
+pub use formats::expand_host_range;
+pub use scripts::awx_script_json;
+
+use formats::looks_like_yaml_inventory;
+use scripts::{run_inventory_script, scripts_allowed};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A group: its direct hosts, child groups and variables.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    /// Hosts listed directly in the group, in order.
+    pub hosts: Vec<String>,
+    /// Child group names.
+    pub children: Vec<String>,
+    /// The group's own variables.
+    pub vars: Map<String, Value>,
+}
+
+/// The job's inventory.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Host names in the order they were first seen (Ansible's inventory order).
+    pub hosts: Vec<String>,
+    /// Each host's own variables.
+    pub host_vars: BTreeMap<String, Map<String, Value>>,
+    /// Groups by name (`all` and `ungrouped` always exist).
+    pub groups: BTreeMap<String, Group>,
+    /// Hosts added by the script at run time (removable again).
+    pub added: BTreeSet<String>,
+    /// host -> its groups from `all` down to the most specific, computed once per change: AWX
+    /// inventories reach thousands of hosts, and variables are merged per host.
+    member_of: BTreeMap<String, Vec<String>>,
+}
+
+impl Inventory {
+    /// An inventory with no hosts.
+    pub fn empty() -> Inventory {
+        let mut inv = Inventory::default();
+        inv.groups.insert("all".into(), Group::default());
+        inv.groups.insert("ungrouped".into(), Group::default());
+        inv
+    }
+
+    /// Load the inventory at `path` (a file or a directory of inventory sources).
+    pub fn load(path: &Path) -> Result<Inventory> {
+        let mut inv = Inventory::empty();
+        if path.is_dir() {
+            let entries = sorted_entries(path)
+                .with_context(|| format!("cannot read inventory directory {}", path.display()))?;
+            for p in entries {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                if p.is_dir()
+                    || name.starts_with('.')
+                    || name.ends_with('~')
+                    || [".orig", ".ini~", ".retry", ".pyc", ".cfg"]
+                        .iter()
+                        .any(|s| name.ends_with(s))
+                {
+                    continue;
+                }
+                inv.load_file(&p)?;
+            }
+            inv.load_vars_dirs(path)?;
+        } else {
+            inv.load_file(path)?;
+            if let Some(parent) = path.parent() {
+                inv.load_vars_dirs(parent)?;
+            }
+        }
+        inv.finish();
+        Ok(inv)
+    }
+
+    fn load_file(&mut self, path: &Path) -> Result<()> {
+        let bytes =
+            fs::read(path).with_context(|| format!("cannot read inventory {}", path.display()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow!("inventory {} is not UTF-8 text", path.display()))?;
+        let shown = path.display().to_string();
+        if text.starts_with("#!") {
+            let json = match awx_script_json(&text) {
+                Ok(j) => j,
+                Err(e) if !scripts_allowed() => {
+                    return Err(e).with_context(|| format!("inventory script {shown} (set FTL2_ALLOW_INVENTORY_SCRIPTS=1 in the EE to run such scripts with --list)"));
+                }
+                Err(_) => run_inventory_script(path)
+                    .with_context(|| format!("inventory script {shown}"))?,
+            };
+            return self
+                .merge_json(&json)
+                .with_context(|| format!("inventory script {shown}"));
+        }
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('{') {
+            let v: Value = serde_json::from_str(&text)
+                .with_context(|| format!("inventory {shown} is not valid JSON"))?;
+            return self
+                .merge_json(&v)
+                .with_context(|| format!("inventory {shown}"));
+        }
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if matches!(ext, "yml" | "yaml") || looks_like_yaml_inventory(&text) {
+            let v = crate::job::parse_yaml_or_json(&text)
+                .with_context(|| format!("inventory {shown}"))?;
+            return self
+                .merge_yaml(&v)
+                .with_context(|| format!("inventory {shown}"));
+        }
+        self.merge_ini(&text)
+            .with_context(|| format!("inventory {shown}"))
+    }
+
+    fn add_host(&mut self, name: &str) {
+        if !self.host_vars.contains_key(name) {
+            self.hosts.push(name.to_string());
+            self.host_vars.insert(name.to_string(), Map::new());
+        }
+    }
+
+    fn group(&mut self, name: &str) -> &mut Group {
+        self.groups.entry(name.to_string()).or_default()
+    }
+
+    fn add_to_group(&mut self, group: &str, host: &str) {
+        self.add_host(host);
+        let g = self.group(group);
+        if !g.hosts.iter().any(|h| h == host) {
+            g.hosts.push(host.to_string());
+        }
+    }
+
+    fn add_child(&mut self, parent: &str, child: &str) {
+        self.group(child);
+        let g = self.group(parent);
+        if !g.children.iter().any(|c| c == child) {
+            g.children.push(child.to_string());
+        }
+    }
+
+    /// `group_vars/<group>[.yml|.yaml|.json|/]` and `host_vars/<host>...` beside the inventory.
+    fn load_vars_dirs(&mut self, dir: &Path) -> Result<()> {
+        for (kind, is_group) in [("group_vars", true), ("host_vars", false)] {
+            let base = dir.join(kind);
+            if !base.is_dir() {
+                continue;
+            }
+            for p in sorted_entries(&base)? {
+                let fname = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if fname.starts_with('.') {
+                    continue;
+                }
+                let name = ["yml", "yaml", "json"]
+                    .iter()
+                    .find_map(|e| fname.strip_suffix(&format!(".{e}")))
+                    .unwrap_or(&fname)
+                    .to_string();
+                let vars = read_vars(&p)?;
+                if is_group {
+                    self.group(&name).vars.extend(vars);
+                } else if let Some(hv) = self.host_vars.get_mut(&name) {
+                    // host_vars/ files override inline inventory host vars, as in Ansible.
+                    hv.extend(vars);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `all` and `ungrouped` right: every host is in `all`; hosts in no other group are ungrouped.
+    fn finish(&mut self) {
+        let mut grouped = BTreeSet::new();
+        for (name, g) in &self.groups {
+            if name != "all" && name != "ungrouped" {
+                grouped.extend(g.hosts.iter().cloned());
+            }
+        }
+        let hosts = self.hosts.clone();
+        let ungrouped: Vec<String> = hosts
+            .iter()
+            .filter(|h| !grouped.contains(*h))
+            .cloned()
+            .collect();
+        self.group("ungrouped").hosts = ungrouped;
+        let children: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| *g != "all")
+            .filter(|g| !self.groups.values().any(|p| p.children.contains(g)))
+            .cloned()
+            .collect();
+        let all = self.group("all");
+        for c in children {
+            if !all.children.contains(&c) {
+                all.children.push(c);
+            }
+        }
+        self.index_memberships();
+    }
+
+    fn index_memberships(&mut self) {
+        let mut depth: BTreeMap<String, usize> = BTreeMap::new();
+        self.depths("all", 0, &mut depth, &mut BTreeSet::new());
+        let mut member_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for g in self.groups.keys() {
+            for h in self.group_hosts(g) {
+                member_of.entry(h).or_default().push(g.clone());
+            }
+        }
+        for groups in member_of.values_mut() {
+            groups.sort_by_key(|g| (depth.get(g).copied().unwrap_or(1), g.clone()));
+        }
+        self.member_of = member_of;
+    }
+
+    /// Every host of `group` including its descendants', in inventory order.
+    pub fn group_hosts(&self, group: &str) -> Vec<String> {
+        if group == "all" {
+            return self.hosts.clone();
+        }
+        let mut seen_groups = BTreeSet::new();
+        let mut members = BTreeSet::new();
+        self.collect(group, &mut seen_groups, &mut members);
+        self.hosts
+            .iter()
+            .filter(|h| members.contains(*h))
+            .cloned()
+            .collect()
+    }
+
+    fn collect(&self, group: &str, seen: &mut BTreeSet<String>, out: &mut BTreeSet<String>) {
+        if !seen.insert(group.to_string()) {
+            return; // cycles are ignored, as Ansible refuses them anyway
+        }
+        if let Some(g) = self.groups.get(group) {
+            out.extend(g.hosts.iter().cloned());
+            for c in &g.children {
+                self.collect(c, seen, out);
+            }
+        }
+    }
+
+    /// Groups a host belongs to, ordered from `all` down to the most specific (depth, then name).
+    pub fn host_groups(&self, host: &str) -> Vec<String> {
+        self.member_of.get(host).cloned().unwrap_or_default()
+    }
+
+    fn depths(
+        &self,
+        g: &str,
+        d: usize,
+        out: &mut BTreeMap<String, usize>,
+        stack: &mut BTreeSet<String>,
+    ) {
+        if !stack.insert(g.to_string()) {
+            return;
+        }
+        let e = out.entry(g.to_string()).or_insert(d);
+        *e = (*e).max(d);
+        if let Some(grp) = self.groups.get(g) {
+            for c in &grp.children {
+                self.depths(c, d + 1, out, stack);
+            }
+        }
+        stack.remove(g);
+    }
+
+    /// A host's variables with Ansible's precedence: all < parent groups < child groups < host.
+    pub fn vars_for(&self, host: &str) -> Option<Map<String, Value>> {
+        let own = self.host_vars.get(host)?;
+        let mut vars = Map::new();
+        for g in self.host_groups(host) {
+            vars.extend(self.groups[&g].vars.clone());
+        }
+        vars.extend(own.clone());
+        vars.insert("inventory_hostname".into(), Value::from(host));
+        vars.insert(
+            "inventory_hostname_short".into(),
+            Value::from(host.split('.').next().unwrap_or(host)),
+        );
+        let groups: Vec<String> = self
+            .host_groups(host)
+            .into_iter()
+            .filter(|g| g != "all" && g != "ungrouped")
+            .collect();
+        vars.insert("group_names".into(), Value::from(groups));
+        Some(vars)
+    }
+
+    /// Add a host at run time (`ftl.add_host`).
+    pub fn add_runtime_host(
+        &mut self,
+        name: &str,
+        groups: &[String],
+        vars: Map<String, Value>,
+    ) -> Result<()> {
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            bail!("invalid host name {name:?}");
+        }
+        let new = !self.host_vars.contains_key(name);
+        self.add_to_group("all", name);
+        self.group("all").hosts.retain(|h| h != name); // `all` holds hosts implicitly
+        for g in groups {
+            self.add_to_group(g, name);
+            if !self.groups["all"].children.contains(g) && g != "all" {
+                self.group("all").children.push(g.clone());
+            }
+        }
+        self.host_vars.get_mut(name).unwrap().extend(vars);
+        if new {
+            self.added.insert(name.to_string());
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// Remove a host added at run time.
+    pub fn remove_runtime_host(&mut self, name: &str) -> Result<()> {
+        if !self.added.remove(name) {
+            bail!("host {name:?} was not added by the script, so it cannot be removed");
+        }
+        self.hosts.retain(|h| h != name);
+        self.host_vars.remove(name);
+        for g in self.groups.values_mut() {
+            g.hosts.retain(|h| h != name);
+        }
+        self.index_memberships();
+        Ok(())
+    }
+}
+
+/// A directory's entries in name order (Ansible reads inventory and vars files sorted).
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+fn read_vars(path: &Path) -> Result<Map<String, Value>> {
+    if path.is_dir() {
+        let mut out = Map::new();
+        for p in sorted_entries(path)? {
+            if p.is_file()
+                && !p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or(".")
+                    .starts_with('.')
+            {
+                out.extend(read_vars(&p)?);
+            }
+        }
+        return Ok(out);
+    }
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    match crate::job::parse_yaml_or_json(&text)
+        .with_context(|| format!("vars file {}", path.display()))?
+    {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        _ => bail!("vars file {} must be a mapping", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ini(text: &str) -> Inventory {
+        let mut inv = Inventory::empty();
+        inv.merge_ini(text).unwrap();
+        inv.finish();
+        inv
+    }
+
+    #[test]
+    fn awx_script_is_parsed_without_running_it() {
+        let text = "#! /usr/bin/env python3\n# -*- coding: utf-8 -*-\nprint('{\"all\": {\"hosts\": [\"localhost\"], \"vars\": {\"inv_var\": \"it\\'s\"}}, \"_meta\": {\"hostvars\": {\"localhost\": {\"ansible_connection\": \"local\"}}}}')\n";
+        let v = awx_script_json(text).unwrap();
+        assert_eq!(v["all"]["vars"]["inv_var"], json!("it's"));
+        let mut inv = Inventory::empty();
+        inv.merge_json(&v).unwrap();
+        inv.finish();
+        assert_eq!(inv.hosts, ["localhost"]);
+        assert_eq!(inv.vars_for("localhost").unwrap()["inv_var"], json!("it's"));
+        assert!(awx_script_json("#!/bin/sh\necho '{}'\n").is_err());
+    }
+
+    #[test]
+    fn ini_groups_children_ranges_and_precedence() {
+        let inv = ini(
+            "top ansible_host=10.0.0.1\n[web]\nweb[01:03] role=web\n[db]\ndb-[a:b]:2222\n\
+             [prod:children]\nweb\ndb\n[prod:vars]\nenv=prod\nlevel=1\n[web:vars]\nlevel=2\n[all:vars]\nenv=base\nx=1\n",
+        );
+        assert_eq!(
+            inv.hosts,
+            ["top", "web01", "web02", "web03", "db-a", "db-b"]
+        );
+        assert_eq!(
+            inv.group_hosts("prod"),
+            ["web01", "web02", "web03", "db-a", "db-b"]
+        );
+        assert_eq!(inv.group_hosts("ungrouped"), ["top"]);
+        let v = inv.vars_for("web02").unwrap();
+        assert_eq!(
+            (v["env"].clone(), v["level"].clone(), v["x"].clone()),
+            (json!("prod"), json!(2), json!(1))
+        );
+        assert_eq!(inv.vars_for("db-a").unwrap()["ansible_port"], json!(2222));
+        assert_eq!(inv.select("web:&prod:!web02").unwrap(), ["web01", "web03"]);
+        assert_eq!(inv.select("db*,top").unwrap(), ["top", "db-a", "db-b"]);
+        assert_eq!(inv.select("~web0[12]").unwrap(), ["web01", "web02"]);
+        assert_eq!(inv.select("localhost").unwrap(), ["localhost"]);
+        assert!(inv.select("nosuch").unwrap().is_empty());
+    }
+
+    #[test]
+    fn broken_ini_names_the_line() {
+        let mut inv = Inventory::empty();
+        let err = inv.merge_ini("[web\nhost1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("line 1"), "{err:#}");
+        let err = inv.merge_ini("[web]\nhost1 novalue\n").unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
+
+    #[test]
+    fn yaml_inventory_nests_children() {
+        let v = crate::job::parse_yaml_or_json(
+            "all:\n  vars: {a: 0}\n  children:\n    web:\n      hosts:\n        w1: {a: 3}\n        w2:\n      vars: {a: 1, b: 1}\n      children:\n        canary:\n          hosts:\n            w2:\n          vars: {a: 2}\n",
+        )
+        .unwrap();
+        let mut inv = Inventory::empty();
+        inv.merge_yaml(&v).unwrap();
+        inv.finish();
+        assert_eq!(inv.hosts, ["w1", "w2"]);
+        assert_eq!(inv.vars_for("w1").unwrap()["a"], json!(3));
+        assert_eq!(inv.vars_for("w2").unwrap()["a"], json!(2));
+        assert_eq!(inv.vars_for("w2").unwrap()["b"], json!(1));
+    }
+}

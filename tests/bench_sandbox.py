@@ -1,6 +1,7 @@
 """Benchmark: the sandbox's cost per job and per host call (not a test; run it by hand or in CI logs).
 
-    $FTL2_VENV/bin/python tests/bench_sandbox.py [--runs N] [--release]
+    FTL2_RUNNER_BIN=target/release/ftl2-runner FTL2_GUEST=<release .cwasm> \
+        $FTL2_VENV/bin/python tests/bench_sandbox.py [--runs N]
 
 Measures, for a no-op job streamed through the real `ansible-runner transmit` stream format:
   - ftl2-runner worker: wall time from the first stdin byte to the eof line, split into guest load /

@@ -89,11 +89,31 @@ impl StopFlag {
 }
 
 /// The engine configuration; artifacts only load into an engine configured the same way.
-fn engine() -> Result<Engine> {
+///
+/// Artifacts travel: the image is built on one machine and jobs run on execution nodes with
+/// other CPUs, and an artifact that uses a CPU feature the node lacks does not load. So code is
+/// generated for a fixed x86-64 floor (SSE4.2, POPCNT, CMPXCHG16B: x86-64-v2, which RHEL 9
+/// requires anyway) instead of the build machine's CPU (often AVX-512).
+fn engine_config() -> Result<Config> {
     let mut cfg = Config::new();
     cfg.epoch_interruption(true);
     cfg.wasm_component_model(true);
-    Engine::new(&cfg).map_err(|e| anyhow!("cannot create the wasmtime engine: {e}"))
+    #[cfg(target_arch = "x86_64")]
+    {
+        // An explicit target turns off the host's feature inference.
+        cfg.target("x86_64-unknown-linux-gnu")
+            .map_err(|e| anyhow!("cannot target x86_64: {e}"))?;
+        // SAFETY: `nehalem` only enables x86 features; wasmtime checks at load time that the
+        // host has each of them before running any of the code.
+        unsafe {
+            cfg.cranelift_flag_enable("nehalem");
+        }
+    }
+    Ok(cfg)
+}
+
+fn engine() -> Result<Engine> {
+    Engine::new(&engine_config()?).map_err(|e| anyhow!("cannot create the wasmtime engine: {e}"))
 }
 
 /// Compile a guest component (`.wasm`) into a native artifact (`.cwasm`) for this binary.
@@ -208,8 +228,16 @@ fn cached_artifact(engine: &Engine, wasm: &Path) -> Result<PathBuf> {
         })
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ftl2-runner")))
         .unwrap_or_else(|| std::env::temp_dir().join("ftl2-runner-cache"));
+    // The engine's settings are part of the key: an artifact from another configuration (or
+    // another CPU target) would not load.
+    let settings = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        h.finish()
+    };
     let path = dir.join(format!(
-        "{key}-wasmtime{WASMTIME_VERSION}-{}.cwasm",
+        "{key}-wasmtime{WASMTIME_VERSION}-{}-{settings:016x}.cwasm",
         env!("CARGO_PKG_VERSION")
     ));
     if path.is_file() {
@@ -656,5 +684,35 @@ impl EpochTicker {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host CPU from 2010 (Nehalem): SSE4.2 and POPCNT, no AVX, BMI, FMA or LZCNT.
+    fn nehalem_host(feature: &str) -> Option<bool> {
+        Some(matches!(
+            feature,
+            "sse3" | "ssse3" | "sse4.1" | "sse4.2" | "popcnt" | "cmpxchg16b"
+        ))
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn artifacts_load_on_cpus_older_than_the_build_machine() {
+        // The smallest component: the header of an empty one.
+        let empty = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+        let artifact = engine().unwrap().precompile_component(&empty).unwrap();
+        let mut cfg = engine_config().unwrap();
+        // SAFETY: the artifact is only loaded, never run.
+        unsafe {
+            cfg.detect_host_feature(nehalem_host);
+        }
+        let old_node = Engine::new(&cfg).unwrap();
+        // SAFETY: the bytes were just produced by `precompile_component` above.
+        let loaded = unsafe { Component::deserialize(&old_node, &artifact) };
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
     }
 }

@@ -7,13 +7,14 @@ import select
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import (
-    BIN, FIXTURES, make_stream, make_zip, parse_worker_stream, process, process_cli,
+    ANSIBLE_RUNNER, BIN, FIXTURES, make_stream, make_zip, parse_worker_stream, process, process_cli,
     run_worker, simple_pdd, transmit, transmit_api, worker_env, WorkerResult,
 )
 
@@ -169,8 +170,8 @@ def test_inventory_sync_job_is_refused_not_faked(tmp_path):
     stream = transmit_api(pdd, ident=7, envvars={"INVENTORY_SOURCE_ID": "3"},
                           settings={"job_timeout": 0, "suppress_ansible_output": True, "suppress_output_file": True},
                           fact_cache_type="")
-    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=script))
-    _assert_clean_error(res, tmp_path, r"runs FTL2 automation scripts.*`ansible-inventory`.*standard")
+    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=script, FTL2_FALLBACK_RUNNER="none"))
+    _assert_clean_error(res, tmp_path, r"runs FTL2 automation scripts.*`ansible-inventory`.*ansible-runner\.orig")
     assert not res.events
 
 
@@ -181,8 +182,77 @@ def test_project_update_is_refused_not_faked(tmp_path):
     (pdd / "project" / "project_update.yml").write_text("- hosts: localhost\n  tasks: []\n")
     stream = transmit_api(pdd, ident=9, playbook="project_update.yml", inventory="localhost,",
                           envvars={"PROJECT_UPDATE_ID": "9"})
-    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=tmp_path / "none.py"))
+    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=tmp_path / "none.py", FTL2_FALLBACK_RUNNER="none"))
     _assert_clean_error(res, tmp_path, r"not AWX project updates.*standard")
+
+
+def _with_original_runner(**extra):
+    """The worker's environment in an image that kept its original runner (the real
+    ansible-runner 2.4.3 here), with real Ansible on PATH as in an EE."""
+    return worker_env(FTL2_FALLBACK_RUNNER=ANSIBLE_RUNNER, PATH=f"{ANSIBLE_RUNNER.parent}:{os.environ['PATH']}",
+                      **extra)
+
+
+def test_inventory_sync_is_handed_to_the_original_runner(tmp_path):
+    """With the original runner kept, an AWX inventory sync works: real ansible-inventory runs
+    and AWX finds artifacts/<id>/output.json in what comes back."""
+    src = tmp_path / "src"
+    pdd = tmp_path / "runner"  # AWX writes the worker's absolute pdd path into the command
+    (src / "inventory").mkdir(parents=True)
+    (src / "inventory" / "hosts.yml").write_text(
+        "all:\n  children:\n    web:\n      hosts:\n        web1: {port: 8080}\n        web2:\n"
+    )
+    (src / "args").write_text(
+        f"ansible-inventory --list --export -i {pdd}/inventory/hosts.yml "
+        f"--output {pdd}/artifacts/7/output.json --playbook-dir {pdd}/inventory"
+    )
+    stream = transmit_api(src, ident=7, envvars={"INVENTORY_SOURCE_ID": "3"},
+                          settings={"job_timeout": 0, "suppress_ansible_output": True, "suppress_output_file": True},
+                          fact_cache_type="")
+    res = run_worker(stream, pdd, env=_with_original_runner(FTL2_SCRIPT=tmp_path / "none.py"))
+    assert res.lines[-1] == {"eof": True} and res.rc == 0
+    r, statuses, _ = process(res.stdout, tmp_path / "awx", ident=7)
+    assert r.status == "successful", statuses
+    exported = json.loads((tmp_path / "awx" / "artifacts" / "7" / "output.json").read_text())
+    assert sorted(exported["web"]["hosts"]) == ["web1", "web2"]
+    assert exported["_meta"]["hostvars"]["web1"] == {"port": 8080}
+
+
+def test_project_update_is_handed_to_the_original_runner(tmp_path):
+    pdd = simple_pdd(tmp_path)
+    (pdd / "project" / "project_update.yml").write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - debug: {msg: synced}\n"
+    )
+    stream = transmit_api(pdd, ident=9, playbook="project_update.yml", inventory="localhost,",
+                          envvars={"PROJECT_UPDATE_ID": "9", "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+    res = run_worker(stream, tmp_path / "runner", env=_with_original_runner(FTL2_SCRIPT=tmp_path / "none.py"))
+    r, _, events = process(res.stdout, tmp_path / "awx", ident=9)
+    assert r.status == "successful" and res.rc == 0
+    assert any(e["event"] == "runner_on_ok" and e["event_data"]["res"].get("msg") == "synced" for e in events)
+
+
+def test_cancel_reaches_the_original_runner(tmp_path):
+    pdd = simple_pdd(tmp_path)
+    (pdd / "project" / "project_update.yml").write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - pause: {seconds: 60}\n"
+    )
+    stream = transmit_api(pdd, ident=10, playbook="project_update.yml", inventory="localhost,",
+                          envvars={"PROJECT_UPDATE_ID": "10", "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+    proc = subprocess.Popen([str(BIN), "worker", f"--private-data-dir={tmp_path / 'runner'}"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_with_original_runner(FTL2_SCRIPT=tmp_path / "none.py"))
+    proc.stdin.write(stream)
+    proc.stdin.close()
+    buf = b""
+    while b"runner_on_start" not in buf:
+        chunk = proc.stdout.read1(65536)
+        assert chunk, buf
+        buf += chunk
+    proc.send_signal(signal.SIGTERM)
+    buf += proc.stdout.read()
+    assert proc.wait(timeout=30) == 254 and proc.stderr.read() == b""
+    r, _, _ = process(buf, tmp_path / "awx", ident=10)
+    assert r.status == "canceled"
 
 
 # --- malformed input: every path ends in a clean error the real Processor accepts ----------------

@@ -50,16 +50,22 @@ impl ArtifactDir {
             .with_context(|| format!("cannot create artifact {name}"))
     }
 
-    /// Zip the directory into a temporary file, ready to stream.
+    /// Zip the directory into a temporary file, ready to stream (without the event files).
     pub fn zip(&self) -> Result<tempfile::NamedTempFile> {
-        let tmp = tempfile::NamedTempFile::new()
-            .context("cannot create a temporary file for the artifacts zip")?;
-        let mut zip = zip::ZipWriter::new(tmp.reopen()?);
-        add_dir(&mut zip, &self.path, Path::new(""))
-            .with_context(|| format!("cannot zip {}", self.path.display()))?;
-        zip.finish().context("cannot finish the artifacts zip")?;
-        Ok(tmp)
+        zip_dir(&self.path, true)
     }
+}
+
+/// Zip `dir` into a temporary file with modes, times and symlinks kept; `skip_job_events`
+/// leaves out the files under a top-level `job_events/` (the peer rebuilds them).
+pub fn zip_dir(dir: &Path, skip_job_events: bool) -> Result<tempfile::NamedTempFile> {
+    let tmp = tempfile::NamedTempFile::new().context("cannot create a temporary file for a zip")?;
+    let mut zip = zip::ZipWriter::new(tmp.reopen()?);
+    add_dir(&mut zip, dir, Path::new(""), skip_job_events)
+        .with_context(|| format!("cannot zip {}", dir.display()))?;
+    zip.finish()
+        .with_context(|| format!("cannot finish the zip of {}", dir.display()))?;
+    Ok(tmp)
 }
 
 /// Write `contents` to `path` with mode 0600, replacing what was there.
@@ -99,7 +105,12 @@ fn options_for(md: &fs::Metadata) -> SimpleFileOptions {
     opts
 }
 
-fn add_dir(zip: &mut zip::ZipWriter<File>, dir: &Path, rel: &Path) -> Result<()> {
+fn add_dir(
+    zip: &mut zip::ZipWriter<File>,
+    dir: &Path,
+    rel: &Path,
+    skip_job_events: bool,
+) -> Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<io::Result<_>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
@@ -113,10 +124,10 @@ fn add_dir(zip: &mut zip::ZipWriter<File>, dir: &Path, rel: &Path) -> Result<()>
             zip.add_symlink(name_str, target.to_string_lossy(), options_for(&md))?;
         } else if ft.is_dir() {
             zip.add_directory(format!("{name_str}/"), options_for(&md))?;
-            if rel.as_os_str().is_empty() && entry.file_name() == "job_events" {
+            if skip_job_events && rel.as_os_str().is_empty() && entry.file_name() == "job_events" {
                 continue; // the peer rebuilds these from the event lines
             }
-            add_dir(zip, &path, &name)?;
+            add_dir(zip, &path, &name, skip_job_events)?;
         } else if ft.is_file() {
             zip.start_file(name_str, options_for(&md))?;
             io::copy(&mut File::open(&path)?, zip)?;

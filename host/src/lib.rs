@@ -14,6 +14,7 @@ pub mod cmdline;
 pub mod display;
 pub mod events;
 pub mod executor;
+pub mod fallback;
 pub mod inventory;
 pub mod job;
 pub mod job_run;

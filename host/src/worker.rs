@@ -167,13 +167,28 @@ async fn run_async(args: WorkerArgs) -> i32 {
     };
     logln!("job {} received into {}", job.ident, pdd.display());
     if let Some(what) = job.foreign_job() {
-        // Refused where AWX shows the reason, rather than faked: the script would "succeed".
+        // Real Ansible's work: hand it to the image's original runner when there is one;
+        // otherwise refuse it where AWX shows the reason, rather than fake it with the script.
+        if let Some(runner) = crate::fallback::original_runner() {
+            let rc = match crate::fallback::delegate(&runner, &kwargs, &pdd, &writer, cancel).await
+            {
+                Ok(rc) => rc,
+                Err(e) => {
+                    send_error(&writer, &format!("{e:#}"), None);
+                    0
+                }
+            };
+            cleanup(&pdd);
+            return rc;
+        }
         send_error(
             &writer,
             &format!(
                 "This execution environment runs FTL2 automation scripts (ftl2-runner), not \
                  {what}. Inventory syncs, project updates and other jobs that are not playbook \
-                 runs or ad hoc commands need a standard ansible-runner execution environment."
+                 runs or ad hoc commands need real Ansible: keep the image's original runner as \
+                 ansible-runner.orig (or set FTL2_FALLBACK_RUNNER), or use a standard execution \
+                 environment."
             ),
             None,
         );

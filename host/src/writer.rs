@@ -226,6 +226,21 @@ impl StreamWriter {
         Ok(())
     }
 
+    /// Forward one complete line of another worker's stream (a job handed to the original
+    /// ansible-runner) as it is; returns true once that line ended the stream with its eof.
+    pub fn passthrough_line(&self, line: &[u8]) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return true;
+        }
+        write_raw(&mut st, line);
+        if line.ends_with(b"{\"eof\": true}\n") {
+            st.closed = true;
+            STDOUT_STREAM_OPEN.store(false, Ordering::SeqCst);
+        }
+        st.closed
+    }
+
     /// Close the stream with `{"eof": true}\n`; nothing is written after it.
     pub fn eof(&self) {
         let mut st = self.lock();

@@ -117,6 +117,16 @@ def parse_worker_stream(data: bytes):
     return lines, zip_bytes
 
 
+def read_until(out, marker: bytes) -> bytes:
+    """Read a running worker's stdout until `marker` shows up; fails if the stream ends first."""
+    buf = b""
+    while marker not in buf:
+        chunk = out.read1(65536)
+        assert chunk, buf
+        buf += chunk
+    return buf
+
+
 def run_worker(stream: bytes, pdd: Path | None, *args, env=None, timeout=60, binary=None, user=None) -> WorkerResult:
     """Run the worker on `stream`; as `user` (an unprivileged EE user) when given."""
     cmd = [str(binary or BIN), "worker"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, make_stream, make_zip, parse_worker_stream, process, run_worker, worker_env
+from conftest import BIN, make_stream, make_zip, parse_worker_stream, process, read_until, run_worker, worker_env
 
 INVENTORY = b"localhost ansible_connection=local\n"
 
@@ -323,12 +323,7 @@ def start_running_script(tmp_path, body, ident):
     )
     proc.stdin.write(stream)
     proc.stdin.close()
-    buf = b""
-    while b"started" not in buf:
-        chunk = proc.stdout.read1(65536)
-        assert chunk, buf
-        buf += chunk
-    return proc, buf
+    return proc, read_until(proc.stdout, b"started")
 
 
 @pytest.mark.parametrize("body", ["await asyncio.sleep(60)", "while True: pass"])

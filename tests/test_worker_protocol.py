@@ -15,7 +15,7 @@ import pytest
 
 from conftest import (
     ANSIBLE_RUNNER, BIN, FIXTURES, make_stream, make_zip, parse_worker_stream, process, process_cli,
-    run_worker, simple_pdd, transmit, transmit_api, worker_env, WorkerResult,
+    read_until, run_worker, simple_pdd, transmit, transmit_api, worker_env, WorkerResult,
 )
 
 
@@ -218,13 +218,18 @@ def test_inventory_sync_is_handed_to_the_original_runner(tmp_path):
     assert exported["_meta"]["hostvars"]["web1"] == {"port": 8080}
 
 
-def test_project_update_is_handed_to_the_original_runner(tmp_path):
+def _project_update(tmp_path, ident: int, task: str) -> bytes:
+    """An AWX project update whose project_update.yml runs `task` on localhost."""
     pdd = simple_pdd(tmp_path)
     (pdd / "project" / "project_update.yml").write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - debug: {msg: synced}\n"
+        f"- hosts: localhost\n  gather_facts: false\n  tasks:\n    - {task}\n"
     )
-    stream = transmit_api(pdd, ident=9, playbook="project_update.yml", inventory="localhost,",
-                          envvars={"PROJECT_UPDATE_ID": "9", "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+    return transmit_api(pdd, ident=ident, playbook="project_update.yml", inventory="localhost,",
+                        envvars={"PROJECT_UPDATE_ID": str(ident), "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+
+
+def test_project_update_is_handed_to_the_original_runner(tmp_path):
+    stream = _project_update(tmp_path, 9, "debug: {msg: synced}")
     res = run_worker(stream, tmp_path / "runner", env=_with_original_runner(FTL2_SCRIPT=tmp_path / "none.py"))
     r, _, events = process(res.stdout, tmp_path / "awx", ident=9)
     assert r.status == "successful" and res.rc == 0
@@ -232,22 +237,13 @@ def test_project_update_is_handed_to_the_original_runner(tmp_path):
 
 
 def test_cancel_reaches_the_original_runner(tmp_path):
-    pdd = simple_pdd(tmp_path)
-    (pdd / "project" / "project_update.yml").write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - pause: {seconds: 60}\n"
-    )
-    stream = transmit_api(pdd, ident=10, playbook="project_update.yml", inventory="localhost,",
-                          envvars={"PROJECT_UPDATE_ID": "10", "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+    stream = _project_update(tmp_path, 10, "pause: {seconds: 60}")
     proc = subprocess.Popen([str(BIN), "worker", f"--private-data-dir={tmp_path / 'runner'}"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_with_original_runner(FTL2_SCRIPT=tmp_path / "none.py"))
     proc.stdin.write(stream)
     proc.stdin.close()
-    buf = b""
-    while b"runner_on_start" not in buf:
-        chunk = proc.stdout.read1(65536)
-        assert chunk, buf
-        buf += chunk
+    buf = read_until(proc.stdout, b"runner_on_start")
     proc.send_signal(signal.SIGTERM)
     buf += proc.stdout.read()
     assert proc.wait(timeout=30) == 254 and proc.stderr.read() == b""

@@ -70,16 +70,7 @@ impl Inventory {
             // anchored at the start, not at the end.
             let re = regex::Regex::new(&format!("^(?:{re})"))
                 .map_err(|e| anyhow!("Invalid host list pattern: {term}: {e}"))?;
-            let mut out: BTreeSet<String> = self
-                .hosts
-                .iter()
-                .filter(|h| re.is_match(h))
-                .cloned()
-                .collect();
-            for g in self.groups.keys().filter(|g| re.is_match(g)) {
-                out.extend(self.group_hosts(g));
-            }
-            return Ok(out);
+            return Ok(self.names_matching(|name| re.is_match(name)));
         }
         if self.groups.contains_key(term) {
             return Ok(self.group_hosts(term).into_iter().collect());
@@ -90,21 +81,22 @@ impl Inventory {
         if term.contains(['*', '?', '[']) {
             let pat =
                 glob::Pattern::new(term).map_err(|e| anyhow!("bad host pattern {term:?}: {e}"))?;
-            let mut out: BTreeSet<String> = self
-                .hosts
-                .iter()
-                .filter(|h| pat.matches(h))
-                .cloned()
-                .collect();
-            for g in self.groups.keys().filter(|g| pat.matches(g)) {
-                out.extend(self.group_hosts(g));
-            }
-            return Ok(out);
+            return Ok(self.names_matching(|name| pat.matches(name)));
         }
         if term == "localhost" || term == "127.0.0.1" {
             return Ok([term.to_string()].into()); // Ansible's implicit localhost
         }
         Ok(BTreeSet::new())
+    }
+
+    /// Hosts whose name matches, plus every host of each group whose name matches (as Ansible
+    /// matches regex and glob terms against both).
+    fn names_matching(&self, matches: impl Fn(&str) -> bool) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self.hosts.iter().filter(|h| matches(h)).cloned().collect();
+        for g in self.groups.keys().filter(|g| matches(g)) {
+            out.extend(self.group_hosts(g));
+        }
+        out
     }
 }
 

@@ -43,3 +43,19 @@ def test_play_exit_codes_and_check_mode(tmp_path):
     assert not (tmp_path / "made").exists()
     limited = play(tmp_path, "-l", "w1")
     assert "[w2]" not in limited.stdout and "ok: [w1]" in limited.stdout
+
+
+def test_play_stops_when_its_output_is_closed(tmp_path):
+    """`ftl2-runner play main.py | head -1`: once nobody reads, the run stops."""
+    (tmp_path / "main.py").write_text(textwrap.dedent("""
+        import asyncio
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                while True:
+                    await ftl.ping()
+    """))
+    proc = subprocess.Popen([str(BIN), "play", str(tmp_path / "main.py")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=worker_env())
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=30) != 0

@@ -118,6 +118,12 @@ async fn run_async(args: PlayArgs) -> i32 {
             stop_sig.request(StopReason::Canceled);
         }
     });
+    // `ftl2-runner play ... | head`: once nobody reads, stop instead of running on unseen.
+    let (writer_watch, stop_pipe) = (Arc::clone(&writer), Arc::clone(&stop));
+    tokio::spawn(async move {
+        writer_watch.wait_reader_gone().await;
+        stop_pipe.request(StopReason::Canceled);
+    });
     let choice = ScriptChoice::Found {
         path: script,
         source: ScriptSource::Environment,

@@ -2,8 +2,22 @@
 //! implemented in Rust and run over any [`Connection`] with plain POSIX shell on the target (no
 //! Python needed there).
 
+/// Unwrap a module step that may fail: `tri!(step)` yields its value, or returns its failed
+/// result as the module's answer (an unreachable host still propagates through `?`).
+macro_rules! tri {
+    ($e:expr) => {
+        match $e? {
+            Ok(v) => v,
+            Err(m) => return Ok(m),
+        }
+    };
+}
+
 mod command;
+mod copy;
+mod fetch;
 mod files;
+mod lineinfile;
 mod system;
 
 use super::connection::{CommandOutput, Connection, Unreachable};
@@ -183,12 +197,12 @@ pub async fn run(
         "wait_for_connection" => system::wait_for_connection(&args, ctx).await,
         "setup" | "gather_facts" => system::setup(&args, ctx).await,
         "file" => files::file(&args, ctx).await,
-        "copy" => files::copy(&args, ctx).await,
-        "template" => files::template(&args, ctx).await,
+        "copy" => copy::copy(&args, ctx).await,
+        "template" => copy::template(&args, ctx).await,
         "stat" => files::stat(&args, ctx).await,
-        "slurp" => files::slurp(&args, ctx).await,
-        "fetch" => files::fetch(&args, ctx).await,
-        "lineinfile" => files::lineinfile(&args, ctx).await,
+        "slurp" => fetch::slurp(&args, ctx).await,
+        "fetch" => fetch::fetch(&args, ctx).await,
+        "lineinfile" => lineinfile::lineinfile(&args, ctx).await,
         _ => Ok(failed(format!(
             "module {name} is listed but not dispatched"
         ))),

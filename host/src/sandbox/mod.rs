@@ -92,21 +92,26 @@ impl StopFlag {
 ///
 /// Artifacts travel: the image is built on one machine and jobs run on execution nodes with
 /// other CPUs, and an artifact that uses a CPU feature the node lacks does not load. So code is
-/// generated for a fixed x86-64 floor (SSE4.2, POPCNT, CMPXCHG16B: x86-64-v2, which RHEL 9
-/// requires anyway) instead of the build machine's CPU (often AVX-512).
+/// generated for a fixed floor instead of the build machine's CPU (often AVX-512): on x86-64,
+/// SSE4.2 + POPCNT + CMPXCHG16B (x86-64-v2, which RHEL 9 requires anyway); on aarch64, LSE
+/// atomics (ARMv8.1, every server core since); elsewhere the host's features.
 fn engine_config() -> Result<Config> {
     let mut cfg = Config::new();
     cfg.epoch_interruption(true);
     cfg.wasm_component_model(true);
-    #[cfg(target_arch = "x86_64")]
-    {
+    let floor = match std::env::consts::ARCH {
+        "x86_64" => Some(("x86_64-unknown-linux-gnu", "nehalem")),
+        "aarch64" => Some(("aarch64-unknown-linux-gnu", "has_lse")),
+        _ => None,
+    };
+    if let Some((triple, features)) = floor {
         // An explicit target turns off the host's feature inference.
-        cfg.target("x86_64-unknown-linux-gnu")
-            .map_err(|e| anyhow!("cannot target x86_64: {e}"))?;
-        // SAFETY: `nehalem` only enables x86 features; wasmtime checks at load time that the
-        // host has each of them before running any of the code.
+        cfg.target(triple)
+            .map_err(|e| anyhow!("cannot target {triple}: {e}"))?;
+        // SAFETY: this only enables CPU features; wasmtime checks at load time that the host
+        // has each of them before running any of the code.
         unsafe {
-            cfg.cranelift_flag_enable("nehalem");
+            cfg.cranelift_flag_enable(features);
         }
     }
     Ok(cfg)

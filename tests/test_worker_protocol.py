@@ -236,6 +236,18 @@ def test_project_update_is_handed_to_the_original_runner(tmp_path):
     assert any(e["event"] == "runner_on_ok" and e["event_data"]["res"].get("msg") == "synced" for e in events)
 
 
+def test_a_job_carrying_project_update_id_is_still_a_script_job(tmp_path):
+    """A credential can inject PROJECT_UPDATE_ID into any job: only AWX's project_update.yml
+    with it is a project update; anything else stays in the sandbox."""
+    script = tmp_path / "scripts" / "main.py"
+    script.parent.mkdir()
+    script.write_text("async def run(a, b, c):\n    print('sandboxed')\n    return 0\n")
+    stream = transmit_api(simple_pdd(tmp_path), ident=11, playbook="ping.yml", inventory="inventory/hosts",
+                          envvars={"PROJECT_UPDATE_ID": "11"})
+    res = run_worker(stream, tmp_path / "runner", env=_with_original_runner(FTL2_SCRIPT=script))
+    assert res.final_status == "successful" and [e["stdout"] for e in res.events] == ["sandboxed"]
+
+
 def test_cancel_reaches_the_original_runner(tmp_path):
     stream = _project_update(tmp_path, 10, "pause: {seconds: 60}")
     proc = subprocess.Popen([str(BIN), "worker", f"--private-data-dir={tmp_path / 'runner'}"],

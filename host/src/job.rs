@@ -221,7 +221,11 @@ impl JobSettings {
                 .unwrap_or_else(|| raw.clone());
             return Some(format!("raw commands: the job asks to run `{program}`"));
         }
-        if self.envvars.contains_key("PROJECT_UPDATE_ID") {
+        // Both marks, so a job that merely carries the variable (a credential can inject
+        // environment variables) is not taken for one.
+        if self.envvars.contains_key("PROJECT_UPDATE_ID")
+            && self.playbook.as_deref() == Some("project_update.yml")
+        {
             return Some("AWX project updates (project_update.yml)".into());
         }
         None

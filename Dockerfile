@@ -3,7 +3,8 @@
 # Put your automation script at /opt/ftl2/main.py (COPY it in a derived image), or point job
 # templates at scripts in their project.
 
-# 1. The host binary.
+# 1. The host binary. Built on bookworm (glibc 2.36) it asks for glibc 2.34 at most, which the
+#    CentOS Stream 9 based awx-ee has (tests/test_image.py keeps it so).
 FROM docker.io/library/rust:1-bookworm AS host
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

@@ -248,11 +248,8 @@ pub fn warning(style: &Style, msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::modules::obj;
     use serde_json::json;
-
-    fn m(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn banners_and_recap_match_ansible_playbook() {
@@ -309,7 +306,7 @@ mod tests {
             HostStatus::Ok,
             "localhost",
             "ping",
-            &m(json!({"ping": "pong", "changed": false})),
+            &obj(json!({"ping": "pong", "changed": false})),
             false,
         );
         assert_eq!(
@@ -321,7 +318,7 @@ mod tests {
             HostStatus::Failed,
             "h",
             "command",
-            &m(json!({"rc": 1, "failed": true})),
+            &obj(json!({"rc": 1, "failed": true})),
             true,
         );
         assert_eq!(
@@ -340,7 +337,7 @@ mod tests {
             HostStatus::Ok,
             "localhost",
             "ping",
-            &m(json!({"changed": false, "ping": "pong"})),
+            &obj(json!({"changed": false, "ping": "pong"})),
             false,
         );
         assert_eq!(
@@ -352,7 +349,7 @@ mod tests {
             HostStatus::Failed,
             "localhost",
             "command",
-            &m(json!({"rc": 1, "stdout": "", "stderr": "", "msg": "non-zero return code"})),
+            &obj(json!({"rc": 1, "stdout": "", "stderr": "", "msg": "non-zero return code"})),
             false,
         );
         assert_eq!(t, "localhost | FAILED | rc=1 >>\r\nnon-zero return code");

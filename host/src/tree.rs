@@ -545,26 +545,26 @@ pub fn sorted(v: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::modules::obj;
 
     #[test]
     fn status_from_result() {
-        let m = |v: Value| v.as_object().unwrap().clone();
         assert_eq!(
-            HostStatus::from_result(&m(json!({"changed": true}))),
+            HostStatus::from_result(&obj(json!({"changed": true}))),
             HostStatus::Changed
         );
         assert_eq!(
-            HostStatus::from_result(&m(json!({"failed": true, "changed": true}))),
+            HostStatus::from_result(&obj(json!({"failed": true, "changed": true}))),
             HostStatus::Failed
         );
         assert_eq!(
-            HostStatus::from_result(&m(json!({"unreachable": true}))),
+            HostStatus::from_result(&obj(json!({"unreachable": true}))),
             HostStatus::Unreachable
         );
         assert_eq!(
-            HostStatus::from_result(&m(json!({"skipped": true}))),
+            HostStatus::from_result(&obj(json!({"skipped": true}))),
             HostStatus::Skipped
         );
-        assert_eq!(HostStatus::from_result(&m(json!({}))), HostStatus::Ok);
+        assert_eq!(HostStatus::from_result(&obj(json!({}))), HostStatus::Ok);
     }
 }

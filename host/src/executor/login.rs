@@ -420,11 +420,8 @@ fn load_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::modules::obj;
     use serde_json::json;
-
-    fn m(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn host_vars_win_over_the_credential_and_extra_vars_over_both() {
@@ -435,7 +432,7 @@ mod tests {
             ..Default::default()
         };
         let keys = KeyCache::default();
-        let a = resolve("web1", &m(json!({"ansible_host": "10.0.0.5", "ansible_port": 2222, "ansible_user": "hv-user"})), &Map::new(), &cred, &keys).unwrap();
+        let a = resolve("web1", &obj(json!({"ansible_host": "10.0.0.5", "ansible_port": 2222, "ansible_user": "hv-user"})), &Map::new(), &cred, &keys).unwrap();
         assert_eq!(
             (a.address.as_str(), a.port, a.user.as_str()),
             ("10.0.0.5", 2222, "hv-user")
@@ -443,8 +440,8 @@ mod tests {
         assert_eq!(a.become_.as_ref().unwrap().user, "admin");
         let a = resolve(
             "web1",
-            &m(json!({"ansible_user": "hv-user"})),
-            &m(json!({"ansible_user": "ev-user"})),
+            &obj(json!({"ansible_user": "hv-user"})),
+            &obj(json!({"ansible_user": "ev-user"})),
             &cred,
             &keys,
         )
@@ -460,7 +457,7 @@ mod tests {
         assert!(
             resolve(
                 "x",
-                &m(json!({"ansible_connection": "winrm"})),
+                &obj(json!({"ansible_connection": "winrm"})),
                 &Map::new(),
                 &cred,
                 &keys
@@ -469,7 +466,7 @@ mod tests {
         );
         let a = resolve(
             "x",
-            &m(json!({"ansible_become": false})),
+            &obj(json!({"ansible_become": false})),
             &Map::new(),
             &cred,
             &keys,

@@ -268,40 +268,31 @@ async fn run_async(args: WorkerArgs) -> i32 {
             }
         }
     };
+    let stopped = |status: &'static str, explanation: Option<String>| Outcome {
+        status,
+        rc: RC_CANCELED,
+        explanation,
+    };
     let outcome = tokio::select! {
         o = &mut job_future => o,
         _ = wait_cancel(cancel.clone()) => {
-            stop.request(StopReason::Canceled);
-            tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {
-                status: "canceled", rc: RC_CANCELED, explanation: None,
-            })
+            stop_within(job_future.as_mut(), &stop, StopReason::Canceled, grace, stopped("canceled", None)).await
         }
         _ = writer.wait_reader_gone() => {
             logln!("the worker stream's reader went away; canceling the job");
-            stop.request(StopReason::Canceled);
-            let mut o = tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {
-                status: "canceled", rc: RC_CANCELED, explanation: None,
-            });
-            o.status = "canceled";
-            o.rc = RC_CANCELED;
-            o.explanation = Some("Job canceled: its output stream was closed (the controller stopped reading).".into());
-            o
+            // Whatever the job ends with, it ends canceled: nobody saw it finish.
+            let _ = stop_within(job_future.as_mut(), &stop, StopReason::Canceled, grace, stopped("canceled", None)).await;
+            let why = "Job canceled: its output stream was closed (the controller stopped reading).";
+            stopped("canceled", Some(why.into()))
         }
         _ = idle_watch, if idle > 0 => {
-            stop.request(StopReason::Timeout);
-            let mut o = tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {
-                status: "timeout", rc: RC_CANCELED, explanation: None,
-            });
+            let mut o = stop_within(job_future.as_mut(), &stop, StopReason::Timeout, grace, stopped("timeout", None)).await;
             o.explanation = Some(format!("Job terminated due to idle timeout: no output for {idle} s (idle_timeout)."));
             o
         }
         _ = tokio::time::sleep(Duration::from_secs(timeout) + grace), if timeout > 0 => {
-            stop.request(StopReason::Timeout);
-            tokio::time::timeout(grace, &mut job_future).await.unwrap_or(Outcome {
-                status: "timeout",
-                rc: RC_CANCELED,
-                explanation: Some(format!("Job terminated due to timeout: it ran longer than job_timeout ({timeout} s).")),
-            })
+            let why = format!("Job terminated due to timeout: it ran longer than job_timeout ({timeout} s).");
+            stop_within(job_future.as_mut(), &stop, StopReason::Timeout, grace, stopped("timeout", Some(why))).await
         }
     };
     logln!(
@@ -435,6 +426,19 @@ fn install_signal_handlers() -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
+}
+
+/// Ask the running job to stop for `why` and give it `grace` to wrap up; a job that does not
+/// finish in time ends as `otherwise`.
+async fn stop_within<F: std::future::Future<Output = Outcome>>(
+    job: std::pin::Pin<&mut F>,
+    stop: &StopFlag,
+    why: StopReason,
+    grace: Duration,
+    otherwise: Outcome,
+) -> Outcome {
+    stop.request(why);
+    tokio::time::timeout(grace, job).await.unwrap_or(otherwise)
 }
 
 async fn wait_cancel(mut rx: watch::Receiver<bool>) {

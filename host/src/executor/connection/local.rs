@@ -16,15 +16,22 @@ pub struct LocalConnection {
 }
 
 impl LocalConnection {
-    pub(super) fn start(&self, cmdline: &str) -> Result<Running, Unreachable> {
-        let child = tokio::process::Command::new("/bin/sh")
-            .arg("-c")
+    /// `/bin/sh -c cmdline` with the job's environment, killed if the caller gives up on it.
+    fn shell(&self, cmdline: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.arg("-c")
             .arg(cmdline)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .kill_on_drop(true);
+        cmd
+    }
+
+    pub(super) fn start(&self, cmdline: &str) -> Result<Running, Unreachable> {
+        let child = self
+            .shell(cmdline)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| Unreachable(format!("cannot start /bin/sh on the controller: {e}")))?;
         Ok(Running::Local {
@@ -80,14 +87,10 @@ impl LocalConnection {
             fd.try_clone()
                 .map_err(|e| fail("duplicate the terminal", e))
         };
-        let mut cmd = tokio::process::Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(cmdline)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::from(dup(&slave)?))
+        let mut cmd = self.shell(cmdline);
+        cmd.stdin(Stdio::from(dup(&slave)?))
             .stdout(Stdio::from(dup(&slave)?))
-            .stderr(Stdio::from(slave))
-            .kill_on_drop(true);
+            .stderr(Stdio::from(slave));
         // SAFETY: only async-signal-safe calls between fork and exec: a new session, then the
         // terminal on stdin becomes its controlling terminal.
         unsafe {

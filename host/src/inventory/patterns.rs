@@ -50,10 +50,10 @@ impl Inventory {
         if let Some((base, subscript)) = split_subscript(term) {
             // `web[0]`, `web[-1]`, `prod[1:2]` (inclusive), `web[1:]`: positions in the order
             // the base pattern lists its hosts.
-            let matched = self.match_term(base)?;
             let ordered: Vec<String> = if self.groups.contains_key(base) {
                 self.group_hosts(base)
             } else {
+                let matched = self.match_term(base)?;
                 self.hosts
                     .iter()
                     .filter(|h| matched.contains(*h))

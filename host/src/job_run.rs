@@ -223,8 +223,73 @@ pub fn engine(job: &JobSettings, local_files: LocalFiles) -> Result<Arc<Executor
             extravars: job.extravars.clone(),
             local_files,
             fact_cache,
+            ansible: ansible_helper(job),
+            verbosity: job.cmdline.verbosity,
         },
     )))
+}
+
+/// How the job reaches its EE's ansible-core: the Python found from `FTL2_ANSIBLE_PYTHON` or
+/// `ansible-config` on PATH, run in the project directory (its `ansible.cfg`) with the job's
+/// environment, and with the project's `collections/` and the job's `requirements_collections/`
+/// ahead of the configured collections path, as ansible-playbook would search them.
+fn ansible_helper(job: &JobSettings) -> crate::executor::ansible::HelperSpawn {
+    let path = job
+        .envvars
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    let (python, missing) = match crate::executor::ansible::find_python(
+        std::env::var("FTL2_ANSIBLE_PYTHON").ok().as_deref(),
+        &path,
+    ) {
+        Ok(p) => (Some(p), String::new()),
+        Err(e) => (None, e),
+    };
+    let project = job.private_data_dir.join("project");
+    let mut env: Vec<(String, String)> = job
+        .envvars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let configured = job
+        .envvars
+        .get("ANSIBLE_COLLECTIONS_PATH")
+        .or_else(|| job.envvars.get("ANSIBLE_COLLECTIONS_PATHS"))
+        .cloned()
+        .or_else(|| std::env::var("ANSIBLE_COLLECTIONS_PATH").ok());
+    let mut paths: Vec<String> = Vec::new();
+    for extra in [
+        project.join("collections"),
+        job.private_data_dir.join("requirements_collections"),
+    ] {
+        let text = extra.to_string_lossy().into_owned();
+        if extra.is_dir()
+            && !configured
+                .as_deref()
+                .unwrap_or("")
+                .split(':')
+                .any(|p| p == text)
+        {
+            paths.push(text);
+        }
+    }
+    if !paths.is_empty() {
+        // Unset means Ansible's default, which must stay searched after ours.
+        paths.push(
+            configured
+                .unwrap_or_else(|| "~/.ansible/collections:/usr/share/ansible/collections".into()),
+        );
+        env.retain(|(k, _)| k != "ANSIBLE_COLLECTIONS_PATH" && k != "ANSIBLE_COLLECTIONS_PATHS");
+        env.push(("ANSIBLE_COLLECTIONS_PATH".into(), paths.join(":")));
+    }
+    crate::executor::ansible::HelperSpawn {
+        python,
+        missing,
+        cwd: project.is_dir().then_some(project),
+        env,
+    }
 }
 
 /// AWX's fact cache directory, when the job uses fact caching (`fact_cache_type: jsonfile`).

@@ -295,10 +295,13 @@ impl EventTree {
             return;
         };
         let ignore = block.info.ignore_errors;
-        let mut res = if block.info.no_log {
+        let module_no_log = outcome.result.get("_ansible_no_log") == Some(&json!(true));
+        let mut res = if block.info.no_log || module_no_log {
             censored(&outcome.result)
         } else {
-            outcome.result.clone()
+            let mut r = outcome.result.clone();
+            strip_internal_keys(&mut r);
+            r
         };
         // As Ansible's TaskResult.clean_copy: the event type says failed/skipped, the result not.
         res.remove("failed");
@@ -314,10 +317,13 @@ impl EventTree {
         let mut d = self.task_data(block);
         d.insert("host".into(), json!(host));
         d.insert("remote_addr".into(), json!(outcome.remote_addr));
-        d.insert(
-            "res".into(),
-            Value::Object(crate::executor::truncate_result(res)),
-        );
+        // ansible-runner's callback sends no result with runner_on_skipped.
+        if outcome.status != HostStatus::Skipped {
+            d.insert(
+                "res".into(),
+                Value::Object(crate::executor::truncate_result(res)),
+            );
+        }
         d.insert("start".into(), json!(outcome.start));
         d.insert("end".into(), json!(outcome.end));
         d.insert("duration".into(), json!(outcome.duration));
@@ -515,14 +521,48 @@ fn task_args_text(args: &Map<String, Value>) -> String {
 
 fn censored(res: &Map<String, Value>) -> Map<String, Value> {
     let mut m = Map::new();
+    // What Ansible's censor_result keeps.
+    for k in [
+        "attempts",
+        "changed",
+        "retries",
+        "_ansible_no_log",
+        "exception",
+        "warnings",
+        "deprecations",
+    ] {
+        if let Some(v) = res.get(k) {
+            m.insert(k.into(), v.clone());
+        }
+    }
     m.insert(
         "censored".into(),
         json!("the output has been hidden due to the fact that 'no_log: true' was specified for this result"),
     );
-    if let Some(c) = res.get("changed") {
-        m.insert("changed".into(), c.clone());
-    }
     m
+}
+
+/// Ansible's strip_internal_keys for callbacks: `_ansible_*` keys go, at any depth, except the
+/// few callbacks need.
+fn strip_internal_keys(m: &mut Map<String, Value>) {
+    const KEEP: &[&str] = &[
+        "_ansible_verbose_always",
+        "_ansible_item_label",
+        "_ansible_no_log",
+        "_ansible_verbose_override",
+    ];
+    m.retain(|k, _| !k.starts_with("_ansible_") || KEEP.contains(&k.as_str()));
+    for v in m.values_mut() {
+        strip_value(v);
+    }
+}
+
+fn strip_value(v: &mut Value) {
+    match v {
+        Value::Object(m) => strip_internal_keys(m),
+        Value::Array(a) => a.iter_mut().for_each(strip_value),
+        _ => {}
+    }
 }
 
 /// Sort keys recursively, as Ansible's callback dumps results (`sort_keys=True`).

@@ -4,6 +4,7 @@
 //! It knows nothing about AWX events: callers (the sandbox bridge, ad hoc commands) get per-host
 //! progress through [`Progress`] and decide how to show it.
 
+pub mod ansible;
 pub mod connection;
 pub mod login;
 pub mod modules;
@@ -32,6 +33,8 @@ pub struct CallOptions {
     pub become_: Option<bool>,
     /// Become user for this call.
     pub become_user: Option<String>,
+    /// `no_log`: Ansible modules censor their own results and logs (`_ansible_no_log`).
+    pub no_log: bool,
 }
 
 /// Receives per-host progress of a call, in the order things happen.
@@ -60,6 +63,10 @@ pub struct EngineSettings {
     /// AWX's fact cache (`fact_cache_type: jsonfile`): `artifacts/<ident>/fact_cache/`, where
     /// gathered facts are written per host for AWX to store.
     pub fact_cache: Option<std::path::PathBuf>,
+    /// How to start the EE's ansible-core for modules that are not native.
+    pub ansible: ansible::HelperSpawn,
+    /// `-v` count (Ansible modules get it as `_ansible_verbosity`).
+    pub verbosity: u8,
 }
 
 /// The engine of one job.
@@ -69,6 +76,7 @@ pub struct Executor {
     forks: Arc<Semaphore>,
     connections: Mutex<HashMap<String, Connection>>,
     keys: KeyCache,
+    ansible: ansible::AnsibleModules,
 }
 
 /// Hosts run at once when the job sets no `--forks`.
@@ -83,6 +91,7 @@ impl Executor {
             .unwrap_or(DEFAULT_FORKS);
         Executor {
             inventory: RwLock::new(inventory),
+            ansible: ansible::AnsibleModules::new(settings.ansible.clone(), settings.verbosity),
             settings,
             forks: Arc::new(Semaphore::new(forks)),
             connections: Mutex::new(HashMap::new()),
@@ -273,6 +282,8 @@ impl Executor {
             become_,
             vars: &vars,
             local: &self.settings.local_files,
+            no_log: opts.no_log,
+            ansible: &self.ansible,
         };
         let result = match modules::run(module, args, &ctx).await {
             Ok(r) => r,

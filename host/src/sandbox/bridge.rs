@@ -126,6 +126,10 @@ impl Bridge {
                 .get("become_user")
                 .and_then(Value::as_str)
                 .map(String::from),
+            no_log: options
+                .get("no_log")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         };
         let name = options
             .get("name")

@@ -137,6 +137,10 @@ pub struct ModuleCtx<'a> {
     pub vars: &'a (dyn Fn() -> Map<String, Value> + Sync),
     /// Controller-side file access.
     pub local: &'a LocalFiles,
+    /// `no_log` for this call.
+    pub no_log: bool,
+    /// Every other Ansible module, through the EE's ansible-core.
+    pub ansible: &'a super::ansible::AnsibleModules,
 }
 
 impl ModuleCtx<'_> {
@@ -149,7 +153,7 @@ impl ModuleCtx<'_> {
 }
 
 /// The native modules, by short name.
-const NATIVE: &[&str] = &[
+pub const NATIVE: &[&str] = &[
     "ping",
     "command",
     "shell",
@@ -181,14 +185,11 @@ pub async fn run(
     args: &Map<String, Value>,
     ctx: &ModuleCtx<'_>,
 ) -> Result<Map<String, Value>, Unreachable> {
-    let Some(name) = canonical(module) else {
-        return Ok(failed(format!(
-            "ftl2-runner has no module named '{module}' (native modules: {})",
-            NATIVE.join(", ")
-        )));
-    };
     let mut args = args.clone();
     args.retain(|k, _| !k.starts_with("_ansible"));
+    let Some(name) = canonical(module).filter(|n| !forced_real(n)) else {
+        return ctx.ansible.run(module, &args, ctx).await;
+    };
     match name {
         "ping" => system::ping(&args, ctx).await,
         "command" => command::command(&args, ctx, false).await,
@@ -207,6 +208,21 @@ pub async fn run(
             "module {name} is listed but not dispatched"
         ))),
     }
+}
+
+/// Whether `FTL2_REAL_MODULES` (`all`, or a comma-separated list of native module names) hands
+/// this native module to the real Ansible module instead.
+fn forced_real(name: &str) -> bool {
+    static LIST: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let list = LIST.get_or_init(|| {
+        std::env::var("FTL2_REAL_MODULES")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    list.iter().any(|m| m == "all" || m == name)
 }
 
 /// A failed result with a message, as modules return it.

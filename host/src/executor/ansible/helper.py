@@ -1,0 +1,330 @@
+# The ftl2-runner module helper: runs once per job in the EE's own Python, with the EE's own
+# ansible-core, and answers JSON lines on stdin/stdout. It builds module payloads (AnsiballZ) and
+# parses module output with ansible-core's own ActionBase code, so both match the installed
+# version exactly (its `_ansible_*` parameters, its result shapes). It never runs a module, never
+# renders a template and never touches a host: the Rust host runs the payload over its own
+# connection. Requests:
+#   {"op": "hello"}                              -> versions, paths, interpreter fallback list
+#   {"op": "build", "module", "args", "interpreter", "check_mode", "diff", "no_log",
+#    "verbosity", "vars"}                        -> resolved name, payload (base64), command
+#   {"op": "parse", "stdout", "stderr", "rc", "interpreter", "profile"} -> Ansible's result dict
+#   {"op": "has", "module"}                      -> whether module_loader has it
+#   {"op": "action_error", "kind": "fail"|"skip", "msg"} -> an action plugin's failure result
+# Every answer is one line: {"ok": true, ...} or {"ok": false, "msg": "..."}.
+import base64
+import difflib
+import inspect
+import json
+import os
+import sys
+import traceback
+
+_out = sys.stdout
+sys.stdout = sys.stderr  # anything ansible prints must not corrupt the protocol
+
+try:
+    from ansible import constants as C
+    from ansible import release
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.playbook.play_context import PlayContext
+    from ansible.playbook.task import Task
+    from ansible.plugins import loader as plugin_loader
+    from ansible.plugins.action import ActionBase
+    from ansible.utils.display import Display
+    from ansible.vars.clean import remove_internal_keys
+except Exception as e:  # noqa: BLE001 - any import failure means: no usable ansible-core here
+    _out.write(json.dumps({"ok": False, "no_ansible": True, "msg": f"{type(e).__name__}: {e}"}) + "\n")
+    _out.flush()
+    sys.exit(0)
+
+try:
+    from ansible.template import Templar
+except Exception:  # noqa: BLE001
+    Templar = None
+
+WARNINGS = []
+
+
+def _collect_warning(self, msg, *args, **kwargs):
+    WARNINGS.append(str(msg))
+
+
+def _collect_deprecation(self, msg, *args, **kwargs):
+    WARNINGS.append("DEPRECATION: " + str(msg))
+
+
+Display.warning = _collect_warning
+Display.deprecated = _collect_deprecation
+display = Display()
+
+if hasattr(plugin_loader, "init_plugin_loader"):
+    plugin_loader.init_plugin_loader()
+
+LOADER = DataLoader()
+
+
+class _Action(ActionBase):
+    """ActionBase with nothing but what building and parsing need."""
+
+    def run(self, tmp=None, task_vars=None):  # pragma: no cover - never run
+        raise NotImplementedError
+
+
+def _connection():
+    pc = PlayContext()
+    conn = plugin_loader.connection_loader.get("ssh", pc)
+    return pc, conn
+
+
+PC, CONN = _connection()
+
+
+def _action(module, check_mode, diff, no_log):
+    task = Task()
+    task.action = module
+    task.args = {}
+    task.check_mode = bool(check_mode)
+    task.diff = bool(diff)
+    task.no_log = bool(no_log)
+    task.async_val = 0
+    task.environment = []
+    templar = Templar(loader=LOADER) if Templar else None
+    return _Action(task, CONN, PC, LOADER, templar, plugin_loader)
+
+
+def _task_vars(req):
+    tv = dict(req.get("vars") or {})
+    tv["ansible_facts"] = {}
+    tv["inventory_hostname"] = req.get("host", "localhost")
+    if req.get("interpreter"):
+        tv["ansible_python_interpreter"] = req["interpreter"]
+    return tv
+
+
+def _module_dirs():
+    dirs = []
+    for d in plugin_loader.module_loader._get_paths():
+        if d not in dirs and os.path.basename(d) != "__pycache__":
+            dirs.append(d)
+    return dirs
+
+
+def _collection_paths():
+    """Where collections are looked for: the configured path, then sys.path (pip's `ansible`)."""
+    paths = [os.path.expanduser(p) for p in (C.COLLECTIONS_PATHS or [])]
+    for p in sys.path:
+        if p and os.path.isdir(os.path.join(p, "ansible_collections")) and p not in paths:
+            paths.append(p)
+    return paths
+
+
+def _known_modules():
+    names = set()
+    for d in _module_dirs():
+        try:
+            for f in os.listdir(d):
+                if f.endswith(".py") and not f.startswith("_"):
+                    names.add(f[:-3])
+        except OSError:
+            pass
+    for root in _collection_paths():
+        base = os.path.join(os.path.expanduser(root), "ansible_collections")
+        try:
+            namespaces = os.listdir(base)
+        except OSError:
+            continue
+        for ns in namespaces:
+            try:
+                colls = os.listdir(os.path.join(base, ns))
+            except OSError:
+                continue
+            for coll in colls:
+                mdir = os.path.join(base, ns, coll, "plugins", "modules")
+                try:
+                    for f in os.listdir(mdir):
+                        if f.endswith(".py") and not f.startswith("_"):
+                            names.add(f"{ns}.{coll}.{f[:-3]}")
+                except OSError:
+                    pass
+    return sorted(names)
+
+
+def _not_found(module, base):
+    leaf = module.rsplit(".", 1)[-1]
+    known = _known_modules()
+    close = difflib.get_close_matches(module, known, n=3, cutoff=0.75)
+    for c in difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1] for k in known], n=3, cutoff=0.75):
+        for k in known:
+            if k.rsplit(".", 1)[-1] == c and k not in close:
+                close.append(k)
+    msg = f"{base}. Searched: ansible-core {release.__version__} modules ({', '.join(_module_dirs())})"
+    msg += f" and collections in {':'.join(_collection_paths())}."
+    if close:
+        msg += f" Did you mean: {', '.join(close[:5])}?"
+    return msg
+
+
+def _action_plugin(resolved):
+    """The controller-side action plugin Ansible would run for this module, if any."""
+    try:
+        ctx = plugin_loader.action_loader.find_plugin_with_context(resolved, collection_list=[])
+    except Exception:  # noqa: BLE001
+        return None
+    if not getattr(ctx, "resolved", False):
+        return None
+    return ctx.resolved_fqcn
+
+
+def op_hello(req):
+    fallback = C.config.get_config_value("INTERPRETER_PYTHON_FALLBACK")
+    return {
+        "ansible_version": release.__version__,
+        "python": sys.executable,
+        "interpreter_fallback": list(fallback),
+        "interpreter": C.config.get_config_value("INTERPRETER_PYTHON"),
+        "module_paths": _module_dirs(),
+        "collections_paths": _collection_paths(),
+    }
+
+
+def op_build(req):
+    module = req["module"]
+    found = plugin_loader.module_loader.find_plugin_with_context(module, collection_list=[])
+    if not found.resolved:
+        if found.redirect_list and len(found.redirect_list) > 1:
+            return {"ok": False, "msg": f"The module {module} was redirected to {found.redirect_list[-1]}, which could not be loaded."}
+        reason = getattr(found, "exit_reason", "") or ""
+        if "tombstone" in reason.lower() or "removed" in reason.lower():
+            return {"ok": False, "msg": reason}
+        return {"ok": False, "msg": _not_found(module, f"The module {module} was not found in configured module paths")}
+    resolved = found.resolved_fqcn
+    # The name as the task wrote it, as the normal action passes it (messages name it so).
+    action = _action(module, req.get("check_mode"), req.get("diff"), req.get("no_log"))
+    display.verbosity = int(req.get("verbosity") or 0)
+    args = dict(req.get("args") or {})
+    tv = _task_vars(req)
+    action._update_module_args(module, args, tv)
+    built = action._configure_module(module_name=module, module_args=args, task_vars=tv)
+    if isinstance(built, tuple) and len(built) == 4:  # ansible-core <= 2.18
+        style, shebang, data, _path = built
+        profile = None
+    else:
+        bits, _path = built
+        style, shebang, data = bits.module_style, bits.shebang, bits.b_module_data
+        profile = getattr(bits, "serialization_profile", None)
+    if style != "new":
+        return {"ok": False, "msg": f"The module {resolved} is a {style}-style module; ftl2-runner runs new-style (AnsiballZ) modules only."}
+    if not shebang:
+        return {"ok": False, "msg": f"module ({resolved}) is missing interpreter line"}
+    cmd = CONN._shell.build_module_command("", shebang, "", arg_path=None).strip()
+    return {
+        "resolved": resolved,
+        "redirected": list(getattr(found, "redirect_list", []) or []),
+        "deprecation": getattr(found, "deprecation_warnings", None) or None,
+        "action_plugin": _action_plugin(resolved),
+        "payload": base64.b64encode(data).decode(),
+        "interpreter": shebang[2:].strip(),
+        "command": cmd,
+        "profile": profile,
+    }
+
+
+def op_has(req):
+    return {"has": bool(plugin_loader.module_loader.has_plugin(req["module"]))}
+
+
+def op_parse(req):
+    action = _action(req.get("module", "x"), False, False, False)
+    action._used_interpreter = "#!" + req["interpreter"] if req.get("interpreter") else None
+    res = {"stdout": req.get("stdout", ""), "stderr": req.get("stderr", ""), "rc": req.get("rc", 0)}
+    if len(inspect.signature(action._parse_returned_data).parameters) >= 2:
+        data = action._parse_returned_data(res, req.get("profile"))
+    else:
+        data = action._parse_returned_data(res)
+    data = json.loads(json.dumps(_native(data), default=_jsonable))
+    data.pop("_ansible_suppress_tmpdir_delete", None)
+    if "results" in data and (not isinstance(data["results"], list)):
+        data["ansible_module_results"] = data.pop("results")
+        WARNINGS.append("Found internal 'results' key in module return, renamed to 'ansible_module_results'.")
+    remove_internal_keys(data)
+    for std in ("stdout", "stderr"):
+        if std in data and f"{std}_lines" not in data:
+            data[f"{std}_lines"] = (data.get(std) or "").splitlines()
+    return {"result": _task_defaults(data)}
+
+
+def _task_defaults(data):
+    """What TaskExecutor adds to every action result."""
+    if "failed" not in data:
+        data["failed"] = bool("rc" in data and data["rc"] not in (0, "0"))
+    if "changed" not in data:
+        data["changed"] = False
+    return data
+
+
+def op_action_error(req):
+    """The result an action plugin's AnsibleActionFail/AnsibleActionSkip gives in this version."""
+    from ansible.errors import AnsibleActionFail, AnsibleActionSkip
+
+    try:  # raised, as the plugin raises it (the result tells a raised error by its traceback)
+        raise (AnsibleActionSkip if req.get("kind") == "skip" else AnsibleActionFail)(req["msg"])
+    except (AnsibleActionFail, AnsibleActionSkip) as e:
+        exc = e
+    try:  # 2.19+: TaskExecutor wraps what the action raised in an AnsibleTaskError
+        from ansible._internal._errors import _error_utils
+        from ansible.errors import AnsibleTaskError
+    except ImportError:
+        data = dict(exc.result)
+    else:
+        try:
+            raise AnsibleTaskError() from exc
+        except AnsibleTaskError as atex:
+            data = _error_utils.result_dict_from_exception(atex, accept_result_contribution=True)
+    data = json.loads(json.dumps(_native(data), default=_jsonable))
+    return {"result": _task_defaults(data)}
+
+
+def _native(data):
+    """Results as callbacks see them: 2.19+ turns its error/warning objects into plain values."""
+    try:
+        from ansible.utils.vars import transform_to_native_types
+    except ImportError:
+        return data
+    return transform_to_native_types(data)
+
+
+def _jsonable(o):
+    if hasattr(o, "_asdict"):
+        return o._asdict()
+    if hasattr(o, "__dataclass_fields__"):
+        import dataclasses
+        return dataclasses.asdict(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, bytes):
+        return o.decode("utf-8", "surrogateescape")
+    return str(o)
+
+
+OPS = {"hello": op_hello, "build": op_build, "parse": op_parse, "has": op_has, "action_error": op_action_error}
+
+
+def main():
+    _out.write(json.dumps({"ok": True, "ready": True}) + "\n")
+    _out.flush()
+    for line in sys.stdin:
+        del WARNINGS[:]
+        try:
+            req = json.loads(line)
+            resp = OPS[req["op"]](req)
+            resp.setdefault("ok", True)
+        except Exception as e:  # noqa: BLE001 - every failure is an answer, never a dead helper
+            msg = str(e) or type(e).__name__
+            resp = {"ok": False, "msg": msg, "traceback": traceback.format_exc()}
+        if WARNINGS:
+            resp["warnings"] = list(WARNINGS)
+        _out.write(json.dumps(resp, default=_jsonable) + "\n")
+        _out.flush()
+
+
+main()

@@ -1,0 +1,235 @@
+//! The module helper process: `helper.py` run by the EE's own Python (the one its ansible-core is
+//! installed in), one per job, started on the first non-native module call. It speaks JSON lines
+//! on stdin/stdout, one request at a time; its stderr is discarded (worker mode must stay silent).
+
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::Mutex;
+
+/// The helper's source, embedded so the binary stays one file.
+const HELPER_PY: &str = include_str!("helper.py");
+
+/// Longest the helper may take to start (importing ansible-core) or to answer one request.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What the helper said about the ansible-core it runs.
+#[derive(Debug, Clone)]
+pub struct HelperInfo {
+    /// ansible-core's version, e.g. `2.19.14`.
+    pub ansible_version: String,
+    /// The Python running the helper (Ansible's implicit localhost interpreter).
+    pub python: String,
+    /// `INTERPRETER_PYTHON_FALLBACK`: the discovery candidates, in order.
+    pub interpreter_fallback: Vec<String>,
+}
+
+/// A running helper.
+pub struct Helper {
+    io: Mutex<(ChildStdin, BufReader<ChildStdout>)>,
+    _child: Child,
+    /// Its answer to `hello`.
+    pub info: HelperInfo,
+}
+
+/// How to start the helper: which Python, in which directory, with which environment.
+#[derive(Debug, Clone, Default)]
+pub struct HelperSpawn {
+    /// The EE's Python with ansible-core (None: none was found; the reason is in `missing`).
+    pub python: Option<PathBuf>,
+    /// Why no Python was found, for the error message.
+    pub missing: String,
+    /// Working directory (the job's project, where its `ansible.cfg` is).
+    pub cwd: Option<PathBuf>,
+    /// Environment added to the worker's own.
+    pub env: Vec<(String, String)>,
+}
+
+impl Helper {
+    /// Start the helper and ask for its versions; any failure is a message for the user.
+    pub async fn start(spawn: &HelperSpawn) -> Result<Helper, String> {
+        let python = spawn.python.as_ref().ok_or_else(|| spawn.missing.clone())?;
+        let mut cmd = tokio::process::Command::new(python);
+        cmd.arg("-c")
+            .arg(HELPER_PY)
+            .envs(spawn.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("ANSIBLE_NOCOLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(d) = spawn.cwd.as_ref().filter(|d| d.is_dir()) {
+            cmd.current_dir(d);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {} for Ansible modules: {e}", python.display()))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("the Ansible module helper has no pipes".into());
+        };
+        let mut reader = BufReader::new(stdout);
+        let first = read_answer(&mut reader).await.map_err(|e| {
+            format!(
+                "the Ansible module helper ({}) did not start: {e}",
+                python.display()
+            )
+        })?;
+        if first.get("no_ansible").is_some() {
+            return Err(format!(
+                "{} cannot import ansible-core ({})",
+                python.display(),
+                first.get("msg").and_then(Value::as_str).unwrap_or("?")
+            ));
+        }
+        let helper = Helper {
+            io: Mutex::new((stdin, reader)),
+            _child: child,
+            info: HelperInfo {
+                ansible_version: String::new(),
+                python: String::new(),
+                interpreter_fallback: Vec::new(),
+            },
+        };
+        let hello = helper.request(json!({"op": "hello"})).await?;
+        let strings = |k: &str| -> Vec<String> {
+            hello
+                .get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let text = |k: &str| {
+            hello
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let info = HelperInfo {
+            ansible_version: text("ansible_version"),
+            python: text("python"),
+            interpreter_fallback: strings("interpreter_fallback"),
+        };
+        Ok(Helper { info, ..helper })
+    }
+
+    /// Send one request; the answer's fields, or its `msg` when it says `ok: false`.
+    pub async fn request(&self, req: Value) -> Result<Map<String, Value>, String> {
+        let mut line = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        let mut io = self.io.lock().await;
+        let (stdin, stdout) = &mut *io;
+        let answer = async {
+            stdin.write_all(&line).await.map_err(|e| e.to_string())?;
+            stdin.flush().await.map_err(|e| e.to_string())?;
+            read_answer(stdout).await
+        };
+        let mut m = answer
+            .await
+            .map_err(|e| format!("the Ansible module helper failed: {e}"))?;
+        if m.get("ok").and_then(Value::as_bool) == Some(true) {
+            m.remove("ok");
+            Ok(m)
+        } else {
+            Err(m
+                .get("msg")
+                .and_then(Value::as_str)
+                .unwrap_or("the Ansible module helper gave no reason")
+                .to_string())
+        }
+    }
+}
+
+async fn read_answer(r: &mut BufReader<ChildStdout>) -> Result<Map<String, Value>, String> {
+    let mut line = String::new();
+    let n = tokio::time::timeout(ANSWER_TIMEOUT, r.read_line(&mut line))
+        .await
+        .map_err(|_| format!("no answer in {} s", ANSWER_TIMEOUT.as_secs()))?
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("it exited".into());
+    }
+    match serde_json::from_str(&line) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(format!(
+            "it wrote something that is not an answer: {:?}",
+            line.chars().take(200).collect::<String>()
+        )),
+    }
+}
+
+/// The EE's Python with ansible-core: `$FTL2_ANSIBLE_PYTHON`, else the interpreter of the
+/// `ansible-config` (or `ansible`) found on `path`. Err says where it looked.
+pub fn find_python(override_: Option<&str>, path: &str) -> Result<PathBuf, String> {
+    if let Some(p) = override_.filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    for tool in ["ansible-config", "ansible", "ansible-playbook"] {
+        for dir in path.split(':').filter(|d| !d.is_empty()) {
+            let candidate = Path::new(dir).join(tool);
+            if let Some(py) = shebang_python(&candidate) {
+                return Ok(py);
+            }
+        }
+    }
+    Err(format!(
+        "this execution environment has no ansible-core (no ansible-config on PATH {path}, \
+         and FTL2_ANSIBLE_PYTHON is not set)"
+    ))
+}
+
+/// The interpreter a Python entry-point script runs with (`#!/usr/bin/python3.11`,
+/// `#!/usr/bin/env python3`).
+fn shebang_python(script: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(script).ok()?.read(&mut head).ok()?;
+    let first = std::str::from_utf8(&head[..n]).ok()?.lines().next()?;
+    let line = first.strip_prefix("#!")?.trim();
+    let mut words = line.split_whitespace();
+    let prog = words.next()?;
+    if prog.ends_with("/env") {
+        return words.find(|w| !w.starts_with('-')).map(PathBuf::from);
+    }
+    prog.contains("python").then(|| PathBuf::from(prog))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_comes_from_the_ansible_config_shebang() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ansible-config"),
+            "#!/opt/venv/bin/python3.11\nimport sys\n",
+        )
+        .unwrap();
+        let path = format!("/nonexistent:{}", dir.path().display());
+        assert_eq!(
+            find_python(None, &path).unwrap(),
+            PathBuf::from("/opt/venv/bin/python3.11")
+        );
+        assert_eq!(
+            find_python(Some("/usr/bin/python3"), &path).unwrap(),
+            PathBuf::from("/usr/bin/python3")
+        );
+        std::fs::write(
+            dir.path().join("ansible-config"),
+            "#!/usr/bin/env python3\n",
+        )
+        .unwrap();
+        assert_eq!(find_python(None, &path).unwrap(), PathBuf::from("python3"));
+        let err = find_python(None, "/nonexistent").unwrap_err();
+        assert!(err.contains("no ansible-core"), "{err}");
+    }
+}

@@ -1,0 +1,433 @@
+//! Every Ansible module that is not native: resolved, built and parsed by the EE's own
+//! ansible-core (through one helper process per job, see `helper.py`), and run by us over the
+//! host's connection the way Ansible runs it with pipelining: the AnsiballZ payload on the stdin
+//! of the target's Python, through become when the call uses it.
+//!
+//! Building through ansible-core itself, rather than in Rust, keeps the payload and the internal
+//! `_ansible_*` parameters exactly what the installed version sends (2.15 through 2.19 differ),
+//! and result parsing exactly what it reports (junk around the JSON, MODULE FAILURE shapes).
+
+mod actions;
+mod helper;
+
+pub use helper::{HelperSpawn, find_python};
+
+use super::connection::Unreachable;
+use super::modules::{ModuleCtx, failed};
+use helper::Helper;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+/// One module call's payload, built once per distinct call (module, arguments, interpreter,
+/// options) and shared by every host it runs on.
+struct Built {
+    resolved: String,
+    payload: Vec<u8>,
+    command: String,
+    interpreter: String,
+    profile: Value,
+    action_plugin: Option<String>,
+    warnings: Vec<String>,
+}
+
+type Shared<T> = Arc<OnceCell<T>>;
+/// A payload being built or built (or why it cannot be), shared by the hosts that need it.
+type BuildSlot = Shared<Result<Arc<Built>, String>>;
+
+/// The job's access to its EE's ansible-core: the helper (started on first use), the payloads
+/// built so far and each host's Python interpreter.
+pub struct AnsibleModules {
+    spawn: HelperSpawn,
+    verbosity: u8,
+    helper: OnceCell<Result<Arc<Helper>, String>>,
+    builds: Mutex<HashMap<String, BuildSlot>>,
+    interpreters: Mutex<HashMap<String, Shared<String>>>,
+    /// Per host: facts the package/service actions looked up (`ansible_pkg_mgr`, ...).
+    facts: Mutex<HashMap<(String, String), String>>,
+}
+
+/// Action plugins whose work, for the arguments allowed here, is exactly running their module.
+fn action_is_plain(action: &str, args: &Map<String, Value>) -> bool {
+    match action {
+        "ansible.builtin.command" | "ansible.builtin.shell" => true,
+        "ansible.builtin.uri" => !args.contains_key("src"),
+        // The plugin's remote_src defaults to yes; then it runs the module as given.
+        "ansible.builtin.assemble" => {
+            args.get("remote_src").and_then(crate::job::ansible_bool) != Some(false)
+        }
+        _ => false,
+    }
+}
+
+impl AnsibleModules {
+    /// Access through the helper `spawn` describes; nothing starts until a module needs it.
+    pub fn new(spawn: HelperSpawn, verbosity: u8) -> AnsibleModules {
+        AnsibleModules {
+            spawn,
+            verbosity,
+            helper: OnceCell::new(),
+            builds: Mutex::new(HashMap::new()),
+            interpreters: Mutex::new(HashMap::new()),
+            facts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn helper(&self) -> Result<Arc<Helper>, String> {
+        self.helper
+            .get_or_init(|| async {
+                let started = std::time::Instant::now();
+                let h = Helper::start(&self.spawn).await.map(Arc::new);
+                crate::debugln!(
+                    "ansible module helper: {} in {:.3} s",
+                    match &h {
+                        Ok(h) => format!(
+                            "ansible-core {} ({})",
+                            h.info.ansible_version, h.info.python
+                        ),
+                        Err(e) => format!("unavailable: {e}"),
+                    },
+                    started.elapsed().as_secs_f64()
+                );
+                h
+            })
+            .await
+            .clone()
+    }
+
+    /// The host's Python: `ansible_python_interpreter`, else the helper's own Python on the
+    /// controller (Ansible's implicit localhost), else discovered once per host as Ansible's
+    /// `auto_silent` does. The bool says whether this call discovered it.
+    async fn interpreter(
+        &self,
+        ctx: &ModuleCtx<'_>,
+        helper: &Helper,
+    ) -> Result<(String, bool), Unreachable> {
+        let vars = (ctx.vars)();
+        if let Some(p) = vars
+            .get("ansible_python_interpreter")
+            .and_then(Value::as_str)
+            .filter(|p| !p.starts_with("auto"))
+        {
+            return Ok((p.to_string(), false));
+        }
+        if matches!(ctx.conn, super::connection::Connection::Local(_)) {
+            return Ok((helper.info.python.clone(), false));
+        }
+        let cell = {
+            let mut m = self.interpreters.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(m.entry(ctx.host.to_string()).or_default())
+        };
+        let mut discovered = false;
+        let candidates: Vec<String> = match vars.get("ansible_interpreter_python_fallback") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect(),
+            _ => helper.info.interpreter_fallback.clone(),
+        };
+        let found = cell
+            .get_or_try_init(|| async {
+                discovered = true;
+                discover(ctx, &candidates).await
+            })
+            .await?
+            .clone();
+        Ok((found, discovered))
+    }
+
+    async fn build(
+        &self,
+        helper: &Helper,
+        module: &str,
+        args: &Map<String, Value>,
+        interpreter: &str,
+        ctx: &ModuleCtx<'_>,
+    ) -> Result<Arc<Built>, String> {
+        let req = json!({
+            "op": "build", "module": module, "args": args, "interpreter": interpreter,
+            "check_mode": ctx.check_mode, "diff": ctx.diff, "no_log": ctx.no_log,
+            "verbosity": self.verbosity, "host": ctx.host,
+        });
+        let key = req.to_string();
+        let cell = {
+            let mut m = self.builds.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(m.entry(key).or_default())
+        };
+        cell.get_or_init(|| async {
+            let mut req = req;
+            // The host name only names the host in ansible-core's messages; one build serves all.
+            req["host"] = json!("");
+            let m = helper.request(req).await?;
+            let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            use base64::Engine;
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(text("payload"))
+                .map_err(|e| format!("the module helper sent a bad payload: {e}"))?;
+            Ok(Arc::new(Built {
+                resolved: text("resolved"),
+                payload,
+                command: text("command"),
+                interpreter: text("interpreter"),
+                profile: m.get("profile").cloned().unwrap_or(Value::Null),
+                action_plugin: m
+                    .get("action_plugin")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                warnings: strings(m.get("warnings")),
+            }))
+        })
+        .await
+        .clone()
+    }
+
+    /// Run a real Ansible module on the context's host; its result as Ansible reports it.
+    pub async fn run(
+        &self,
+        module: &str,
+        args: &Map<String, Value>,
+        ctx: &ModuleCtx<'_>,
+    ) -> Result<Map<String, Value>, Unreachable> {
+        match actions::port(module) {
+            Some(port) => port.run(self, args, ctx).await,
+            None => self.run_module(module, args, ctx, true).await,
+        }
+    }
+
+    /// Run `module` as Ansible's `normal` action does. `from_user`: the script named it, so a
+    /// controller-side action plugin we cannot honour is refused rather than skipped.
+    async fn run_module(
+        &self,
+        module: &str,
+        args: &Map<String, Value>,
+        ctx: &ModuleCtx<'_>,
+        from_user: bool,
+    ) -> Result<Map<String, Value>, Unreachable> {
+        let helper = match self.helper().await {
+            Ok(h) => h,
+            Err(why) => {
+                return Ok(failed(format!(
+                    "ftl2-runner cannot run the Ansible module '{module}': {why}. Only the native \
+                     modules are available: {}",
+                    super::modules::NATIVE.join(", ")
+                )));
+            }
+        };
+        let (interpreter, discovered) = self.interpreter(ctx, &helper).await?;
+        let built = match self.build(&helper, module, args, &interpreter, ctx).await {
+            Ok(b) => b,
+            Err(msg) => return Ok(failed(msg)),
+        };
+        if from_user
+            && let Some(action) = &built.action_plugin
+            && !action_is_plain(action, args)
+        {
+            return Ok(failed(format!(
+                "{} needs Ansible's controller-side action plugin {action} for these arguments, \
+                 which ftl2-runner does not run; nothing was changed on the host",
+                built.resolved
+            )));
+        }
+        let out = ctx.sh(&built.command, Some(&built.payload)).await?;
+        let parsed = helper
+            .request(json!({
+                "op": "parse", "module": built.resolved,
+                "stdout": String::from_utf8_lossy(&out.stdout),
+                "stderr": String::from_utf8_lossy(&out.stderr),
+                "rc": out.rc, "interpreter": built.interpreter, "profile": built.profile,
+            }))
+            .await;
+        let mut parsed = match parsed {
+            Ok(p) => p,
+            Err(msg) => return Ok(failed(msg)),
+        };
+        let mut result = match parsed.remove("result") {
+            Some(Value::Object(r)) => r,
+            _ => return Ok(failed("the module helper returned no result")),
+        };
+        // Internal to the action (module JSON or not); Ansible's callbacks never see it.
+        result.remove("_ansible_parsed");
+        // TaskExecutor marks every result (2.15-2.19 callbacks then keep the mark).
+        let no_log = ctx.no_log || result.get("_ansible_no_log") == Some(&json!(true));
+        result.insert("_ansible_no_log".into(), json!(no_log));
+        let mut warnings = built.warnings.clone();
+        warnings.extend(strings(parsed.get("warnings")));
+        if !warnings.is_empty() {
+            let list = result
+                .entry("warnings")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(a) = list {
+                a.extend(warnings.into_iter().map(Value::String));
+            }
+        }
+        if discovered {
+            let facts = result
+                .entry("ansible_facts")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(f) = facts {
+                f.insert("discovered_interpreter_python".into(), json!(interpreter));
+            }
+        }
+        Ok(result)
+    }
+
+    /// Whether ansible-core (or a collection) has a module by this name (`has_plugin`).
+    async fn has_module(&self, module: &str) -> bool {
+        let Ok(helper) = self.helper().await else {
+            return false;
+        };
+        helper
+            .request(json!({"op": "has", "module": module}))
+            .await
+            .is_ok_and(|m| m.get("has").and_then(Value::as_bool) == Some(true))
+    }
+
+    /// The result an action plugin's failure (`kind` "fail") or skip ("skip") has in the EE's
+    /// ansible-core version.
+    async fn action_error(&self, kind: &str, msg: &str, ctx: &ModuleCtx<'_>) -> Map<String, Value> {
+        let answer = match self.helper().await {
+            Ok(h) => {
+                h.request(json!({"op": "action_error", "kind": kind, "msg": msg}))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let mut result = match answer.map(|mut m| m.remove("result")) {
+            Ok(Some(Value::Object(r))) => r,
+            _ if kind == "skip" => {
+                super::modules::obj(json!({"skipped": true, "msg": msg, "changed": false}))
+            }
+            _ => failed(msg),
+        };
+        result.insert("_ansible_no_log".into(), json!(ctx.no_log));
+        result
+    }
+
+    /// A fact of the host, gathered once per job with `setup` as the package/service action
+    /// plugins gather it (`gather_subset=!all`, `filter=<fact>`).
+    async fn fact(
+        &self,
+        fact: &str,
+        ctx: &ModuleCtx<'_>,
+    ) -> Result<Result<String, String>, Unreachable> {
+        let key = (ctx.host.to_string(), fact.to_string());
+        if let Some(v) = self
+            .facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Ok(v.clone()));
+        }
+        if let Some(Value::String(v)) = (ctx.vars)().get(fact) {
+            return Ok(Ok(v.clone()));
+        }
+        let args = super::modules::obj(json!({"gather_subset": "!all", "filter": fact}));
+        let res = self
+            .run_module("ansible.legacy.setup", &args, ctx, false)
+            .await?;
+        if res.get("failed").and_then(Value::as_bool) == Some(true) {
+            return Ok(Err(res
+                .get("msg")
+                .and_then(Value::as_str)
+                .unwrap_or("setup failed")
+                .to_string()));
+        }
+        match res
+            .get("ansible_facts")
+            .and_then(|f| f.get(fact))
+            .and_then(Value::as_str)
+        {
+            Some(v) => {
+                self.facts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, v.to_string());
+                Ok(Ok(v.to_string()))
+            }
+            None => Ok(Err(format!("setup did not report {fact}"))),
+        }
+    }
+}
+
+/// Ansible's interpreter discovery: the first of the candidates `command -v` finds, else
+/// `/usr/bin/python3`.
+async fn discover(ctx: &ModuleCtx<'_>, candidates: &[String]) -> Result<String, Unreachable> {
+    let probes: Vec<String> = candidates
+        .iter()
+        .map(|c| format!("command -v {}", super::modules::quote(c)))
+        .collect();
+    let cmd = format!("echo FOUND; {}; echo ENDFOUND", probes.join("; "));
+    let out = ctx.conn.exec(&cmd, None, None).await?;
+    Ok(parse_discovery(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn parse_discovery(stdout: &str) -> String {
+    stdout
+        .split_once("FOUND")
+        .and_then(|(_, rest)| rest.split_once("ENDFOUND"))
+        .and_then(|(found, _)| {
+            found
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with('/'))
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "/usr/bin/python3".into())
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_takes_the_first_path_found_else_the_fallback() {
+        assert_eq!(
+            parse_discovery("FOUND\n/usr/bin/python3.11\n/usr/bin/python3\nENDFOUND\n"),
+            "/usr/bin/python3.11"
+        );
+        assert_eq!(
+            parse_discovery("motd\nFOUND\nENDFOUND\n"),
+            "/usr/bin/python3"
+        );
+        assert_eq!(parse_discovery("garbage"), "/usr/bin/python3");
+    }
+
+    #[test]
+    fn only_plain_uses_of_action_plugins_run_the_bare_module() {
+        let args = |v: Value| super::super::modules::obj(v);
+        assert!(action_is_plain(
+            "ansible.builtin.uri",
+            &args(json!({"url": "http://x"}))
+        ));
+        assert!(!action_is_plain(
+            "ansible.builtin.uri",
+            &args(json!({"src": "f"}))
+        ));
+        assert!(action_is_plain(
+            "ansible.builtin.assemble",
+            &args(json!({"src": "d"}))
+        ));
+        assert!(!action_is_plain(
+            "ansible.builtin.assemble",
+            &args(json!({"remote_src": "no"}))
+        ));
+        assert!(!action_is_plain(
+            "ansible.posix.synchronize",
+            &args(json!({}))
+        ));
+    }
+}

@@ -1,0 +1,233 @@
+"""Every Ansible module: modules that are not native run through the EE's own ansible-core (its
+payload builder and result parser) over our SSH connection. Each step runs with the same
+arguments through a script (the worker) and through real ansible-playbook (ansible-runner), on
+the same sshd host, and the `event_data.res` AWX receives is compared after normalising only what
+must differ: times, temp paths, and which of the two directories/users/groups each run used."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import threading
+import uuid
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import VENV_BIN
+from test_engine import engine_calls
+from testbed import Testbed
+
+NATIVE_SETUP_STEPS = ("file", "copy", "command")
+RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
+# Values that differ between any two runs of the same module.
+VOLATILE = {"start", "end", "delta", "mtime", "atime", "ctime", "elapsed", "date", "last_modified",
+            "invocation_time", "inode", "dev", "backup_file", "etag", "cookies_string", "msg_time"}
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory):
+    tb = Testbed(tmp_path_factory.mktemp("testbed"), 1).start()
+    yield tb
+    tb.stop()
+
+
+@pytest.fixture(scope="module")
+def http_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("www")
+    (root / "hello.txt").write_text("hello from the web\n")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def bare_repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("git")
+    work, bare = root / "work", root / "bare.git"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "init.defaultBranch=main"]
+    subprocess.run(git + ["init", "-q", str(work)], check=True)
+    (work / "README").write_text("repo\n")
+    subprocess.run(git + ["-C", str(work), "add", "README"], check=True)
+    subprocess.run(git + ["-C", str(work), "commit", "-qm", "first"], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return bare
+
+
+def steps_for(p: str, tag: str, web: str, repo: Path):
+    """(module, args) in order; `p` is this run's directory, `tag` names its users and groups."""
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    return [
+        ("file", {"path": f"{p}/frags", "state": "directory"}),
+        ("copy", {"content": "one\n", "dest": f"{p}/frags/01"}),
+        ("copy", {"content": "two\n", "dest": f"{p}/frags/02"}),
+        ("blockinfile", {"path": f"{p}/block.txt", "block": "alpha\nbeta", "create": True}),
+        ("blockinfile", {"path": f"{p}/block.txt", "block": "alpha\nbeta", "create": True}),
+        ("ansible.builtin.blockinfile", {"path": f"{p}/block.txt", "block": "gamma", "marker": "# {mark} X"}),
+        ("replace", {"path": f"{p}/block.txt", "regexp": "^alpha$", "replace": "ALPHA"}),
+        ("replace", {"path": f"{p}/block.txt", "regexp": "^alpha$", "replace": "ALPHA"}),
+        ("blockinfile", {"path": f"{p}/block.txt", "marker": "# {mark} X", "state": "absent"}),
+        ("find", {"paths": f"{p}/frags", "patterns": "0*"}),
+        ("assemble", {"src": f"{p}/frags", "dest": f"{p}/assembled"}),
+        ("assemble", {"src": f"{p}/frags", "dest": f"{p}/assembled"}),
+        ("getent", {"database": "passwd", "key": "root"}),
+        ("getent", {"database": "passwd", "key": "no-such-user-ftl2"}),
+        ("group", {"name": f"ftl2{tag}g", "state": "present"}),
+        ("group", {"name": f"ftl2{tag}g", "state": "present"}),
+        ("user", {"name": f"ftl2{tag}u", "group": f"ftl2{tag}g", "create_home": False, "shell": "/bin/sh"}),
+        ("user", {"name": f"ftl2{tag}u", "group": f"ftl2{tag}g", "create_home": False, "shell": "/bin/sh"}),
+        ("user", {"name": f"ftl2{tag}u", "state": "absent"}),
+        ("group", {"name": f"ftl2{tag}g", "state": "absent"}),
+        ("known_hosts", {"path": f"{p}/known_hosts", "name": "example.org", "key": f"example.org {key}"}),
+        ("known_hosts", {"path": f"{p}/known_hosts", "name": "example.org", "key": f"example.org {key}"}),
+        ("cron", {"name": "ftl2 job", "cron_file": f"ftl2-{tag}", "user": "root", "minute": "5", "job": "/bin/true"}),
+        ("cron", {"name": "ftl2 job", "cron_file": f"ftl2-{tag}", "user": "root", "minute": "5", "job": "/bin/true"}),
+        ("cron", {"name": "ftl2 job", "cron_file": f"ftl2-{tag}", "user": "root", "state": "absent"}),
+        ("debconf", {"name": "tzdata"}),
+        ("dpkg_selections", {"name": "bash", "selection": "install"}),
+        ("command", {"cmd": f"tar czf {p}/a.tgz -C {p} frags"}),
+        ("unarchive", {"src": f"{p}/a.tgz", "dest": f"{p}/frags", "remote_src": True, "list_files": True}),
+        ("get_url", {"url": f"{web}/hello.txt", "dest": f"{p}/hello.txt"}),
+        ("get_url", {"url": f"{web}/hello.txt", "dest": f"{p}/hello.txt"}),
+        ("uri", {"url": f"{web}/hello.txt", "return_content": True}),
+        ("uri", {"url": f"{web}/missing.txt"}),
+        ("wait_for", {"path": f"{p}/assembled", "timeout": 5}),
+        ("git", {"repo": f"file://{repo}", "dest": f"{p}/clone"}),
+        ("git", {"repo": f"file://{repo}", "dest": f"{p}/clone"}),
+        ("yum_repository", {"name": "ftl2", "description": "ftl2 test", "baseurl": "http://example.org/r",
+                            "reposdir": p}),
+        ("apt", {"name": "bash", "state": "present"}),
+        ("package", {"name": "bash", "state": "present"}),
+        ("service", {"name": "ftl2-no-such-service", "state": "started"}),
+        ("tempfile", {"state": "file", "path": p}),
+        ("blockinfile", {"path": f"{p}/block.txt", "block": "x", "no_such_option": 1}),
+        ("user", {"state": "present"}),
+    ]
+
+
+def normalise(value, p: str, tag: str):
+    if isinstance(value, dict):
+        return {normalise(k, p, tag): normalise(v, p, tag) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [normalise(v, p, tag) for v in value]
+    if isinstance(value, str):
+        value = value.replace(p, "<dir>").replace(f"ftl2{tag}", "ftl2<tag>").replace(f"ftl2-{tag}", "ftl2-<tag>")
+        value = re.sub(r"ansible\.\w{8}", "ansible.<tmp>", value)
+        # Ansible's remote temp dir (it pipelines nothing by default) vs the module's own.
+        value = re.sub(r"/\.ansible/tmp/ansible-[\w.-]+/tmp\w+", "/.ansible/tmp/<remote tmp>", value)
+        value = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?", "<time>", value)
+        return value
+    return value
+
+
+def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Path, extra_env=None):
+    """Run the steps as one playbook through real ansible-runner; [(event, res)] in order."""
+    import ansible_runner
+
+    tasks = [{"name": f"step {i}", m: a, "ignore_errors": True} for i, (m, a) in enumerate(steps)]
+    pdd = tmp / "ans-pdd"
+    (pdd / "project").mkdir(parents=True)
+    (pdd / "project" / "site.yml").write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}]))
+    (pdd / "inventory").mkdir()
+    (pdd / "inventory" / "hosts").write_text(inventory)
+    env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **(extra_env or {})}
+    r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True, envvars=env,
+                                     cmdline=cmdline)
+    return [(e["event"], e["event_data"].get("res", {})) for e in r.events if e["event"] in RESULT_EVENTS]
+
+
+def our_results(tmp: Path, inventory: str, steps, cmdline: str | None):
+    calls = [("node0", m, a) for m, a in steps]
+    _, res = engine_calls(tmp, inventory, calls, cmdline=cmdline,
+                          kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False",
+                                              "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}})
+    assert res.final_status in ("successful", "failed"), res.stdout[-3000:]
+    return [(e["event"], e["event_data"].get("res", {})) for e in res.events if e["event"] in RESULT_EVENTS], res
+
+
+def cleanup(tags):
+    for tag in tags:
+        subprocess.run(["userdel", f"ftl2{tag}u"], capture_output=True)
+        subprocess.run(["groupdel", f"ftl2{tag}g"], capture_output=True)
+        Path(f"/etc/cron.d/ftl2-{tag}").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("mode", ["run", "check_diff"])
+def test_ansible_modules_match_ansible_playbook(testbed, http_root, bare_repo, tmp_path, mode):
+    cmdline = "--check --diff" if mode == "check_diff" else None
+    run_id = uuid.uuid4().hex[:6]
+    ours_tag, ans_tag = f"o{run_id}", f"a{run_id}"
+    ours_dir, ans_dir = f"/tmp/ftl2-mod-{ours_tag}", f"/tmp/ftl2-mod-{ans_tag}"
+    inventory = testbed.ini_inventory()
+    try:
+        ours, res = our_results(tmp_path / "ours", inventory, steps_for(ours_dir, ours_tag, http_root, bare_repo),
+                                cmdline)
+        theirs = ansible_playbook_results(inventory, steps_for(ans_dir, ans_tag, http_root, bare_repo), cmdline,
+                                          tmp_path)
+    finally:
+        cleanup([ours_tag, ans_tag])
+    steps = steps_for("<dir>", "<tag>", http_root, bare_repo)
+    assert len(ours) == len(steps), (len(ours), res.stdout[-4000:])
+    assert len(theirs) == len(steps)
+    diffs = []
+    for i, ((module, _), (oev, ores), (tev, tres)) in enumerate(zip(steps, ours, theirs)):
+        if module in NATIVE_SETUP_STEPS:
+            continue  # native modules set the scene here; they are compared in test_engine
+        o, t = normalise(ores, ours_dir, ours_tag), normalise(tres, ans_dir, ans_tag)
+        if (oev, o) != (tev, t):
+            keys = sorted(k for k in set(o) | set(t) if o.get(k, "<absent>") != t.get(k, "<absent>"))
+            diffs.append(f"step {i} ({module}): ours {oev}, theirs {tev}; keys differing: "
+                         + "; ".join(f"{k}: ours {json.dumps(o.get(k, '<absent>'))[:600]} theirs "
+                                     f"{json.dumps(t.get(k, '<absent>'))[:600]}" for k in keys))
+    assert not diffs, "\n".join(diffs)
+    for d in (ours_dir, ans_dir):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_unknown_module_names_the_places_searched_and_the_closest_names(testbed, tmp_path):
+    calls = [("node0", "blockinfle", {"path": "/tmp/x", "block": "y"}), ("node0", "community.general.ini_fil", {})]
+    results, res = engine_calls(tmp_path, testbed.ini_inventory(), calls,
+                                kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}})
+    msg = results[0][0]["output"]["msg"]
+    assert results[0][0]["status"] == "failed"
+    assert msg.startswith("The module blockinfle was not found in configured module paths. Searched: ansible-core "), msg
+    assert "Did you mean: blockinfile?" in msg, msg
+    msg = results[1][0]["output"]["msg"]
+    assert "community.general.ini_fil was not found" in msg and "collections in " in msg, msg
+
+
+def test_without_ansible_core_only_native_modules_run_and_the_job_says_so(testbed, tmp_path):
+    calls = [("node0", "ping", {}), ("node0", "apt", {"name": "bash"})]
+    results, res = engine_calls(tmp_path, testbed.ini_inventory(), calls,
+                                kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": "/usr/bin:/bin"}})
+    assert results[0][0]["status"] == "ok"
+    assert results[1][0]["status"] == "failed"
+    msg = results[1][0]["output"]["msg"]
+    assert "cannot run the Ansible module 'apt': this execution environment has no ansible-core" in msg, msg
+    assert "Only the native modules are available: ping, command, shell" in msg, msg
+    assert "cannot run the Ansible module 'apt'" in res.stdout.decode()
+
+
+def test_discovered_interpreter_is_reported_once_per_host_as_ansible_does(testbed, tmp_path):
+    inv = testbed.ini_inventory().replace("ansible_python_interpreter=/usr/bin/python3", "")
+    calls = [("node0", "getent", {"database": "passwd", "key": "root"})] * 2
+    results, res = engine_calls(tmp_path, inv, calls, kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}})
+    first, second = results[0][0]["output"], results[1][0]["output"]
+    # Ansible's own discovery (auto_silent, as ours) on the same host finds the same interpreter.
+    theirs = ansible_playbook_results(inv, [("getent", {"database": "passwd", "key": "root"})], None, tmp_path,
+                                      extra_env={"ANSIBLE_PYTHON_INTERPRETER": "auto_silent"})
+    expected = theirs[0][1]["ansible_facts"]["discovered_interpreter_python"]
+    assert first["ansible_facts"]["discovered_interpreter_python"] == expected, (first, expected)
+    assert "discovered_interpreter_python" not in second.get("ansible_facts", {}), second

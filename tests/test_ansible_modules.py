@@ -25,6 +25,9 @@ from test_engine import engine_calls
 from testbed import Testbed
 
 NATIVE_SETUP_STEPS = ("file", "copy", "command")
+# The EE's ansible-core: the newest (the test venv's) and the 2.15 line (awx-ee's today).
+VENV215_BIN = Path(os.environ.get("FTL2_VENV215", Path.home() / ".cache/ftl2-runner/venv215")) / "bin"
+CORES = {"newest": VENV_BIN, "2.15": VENV215_BIN}
 RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
 # Values that differ between any two runs of the same module.
 VOLATILE = {"start", "end", "delta", "mtime", "atime", "ctime", "elapsed", "date", "last_modified",
@@ -132,27 +135,33 @@ def normalise(value, p: str, tag: str):
     return value
 
 
-def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Path, extra_env=None):
+def path_for(core: str) -> str:
+    assert (CORES[core] / "ansible-playbook").is_file(), f"ansible-core {core} is not installed in {CORES[core]}"
+    return f"{CORES[core]}:{VENV_BIN}:{os.environ['PATH']}"
+
+
+def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Path, extra_env=None,
+                             core="newest", become=False):
     """Run the steps as one playbook through real ansible-runner; [(event, res)] in order."""
     import ansible_runner
 
-    tasks = [{"name": f"step {i}", m: a, "ignore_errors": True} for i, (m, a) in enumerate(steps)]
+    tasks = [{"name": f"step {i}", m: a, "ignore_errors": True, **({"become": True} if become else {})}
+             for i, (m, a) in enumerate(steps)]
     pdd = tmp / "ans-pdd"
     (pdd / "project").mkdir(parents=True)
     (pdd / "project" / "site.yml").write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}]))
     (pdd / "inventory").mkdir()
     (pdd / "inventory" / "hosts").write_text(inventory)
-    env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **(extra_env or {})}
+    env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": path_for(core), **(extra_env or {})}
     r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True, envvars=env,
                                      cmdline=cmdline)
     return [(e["event"], e["event_data"].get("res", {})) for e in r.events if e["event"] in RESULT_EVENTS]
 
 
-def our_results(tmp: Path, inventory: str, steps, cmdline: str | None):
-    calls = [("node0", m, a) for m, a in steps]
+def our_results(tmp: Path, inventory: str, steps, cmdline: str | None, core="newest", become=False):
+    calls = [("node0", m, {**a, **({"_become": True} if become else {})}) for m, a in steps]
     _, res = engine_calls(tmp, inventory, calls, cmdline=cmdline,
-                          kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False",
-                                              "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}})
+                          kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": path_for(core)}})
     assert res.final_status in ("successful", "failed"), res.stdout[-3000:]
     return [(e["event"], e["event_data"].get("res", {})) for e in res.events if e["event"] in RESULT_EVENTS], res
 
@@ -164,18 +173,20 @@ def cleanup(tags):
         Path(f"/etc/cron.d/ftl2-{tag}").unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("mode", ["run", "check_diff"])
-def test_ansible_modules_match_ansible_playbook(testbed, http_root, bare_repo, tmp_path, mode):
+@pytest.mark.parametrize("core,mode", [("newest", "run"), ("newest", "check_diff"), ("newest", "become"),
+                                       ("2.15", "run")])
+def test_ansible_modules_match_ansible_playbook(testbed, http_root, bare_repo, tmp_path, core, mode):
     cmdline = "--check --diff" if mode == "check_diff" else None
+    become = mode == "become"
     run_id = uuid.uuid4().hex[:6]
     ours_tag, ans_tag = f"o{run_id}", f"a{run_id}"
     ours_dir, ans_dir = f"/tmp/ftl2-mod-{ours_tag}", f"/tmp/ftl2-mod-{ans_tag}"
     inventory = testbed.ini_inventory()
     try:
         ours, res = our_results(tmp_path / "ours", inventory, steps_for(ours_dir, ours_tag, http_root, bare_repo),
-                                cmdline)
+                                cmdline, core, become)
         theirs = ansible_playbook_results(inventory, steps_for(ans_dir, ans_tag, http_root, bare_repo), cmdline,
-                                          tmp_path)
+                                          tmp_path, core=core, become=become)
     finally:
         cleanup([ours_tag, ans_tag])
     steps = steps_for("<dir>", "<tag>", http_root, bare_repo)

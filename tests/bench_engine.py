@@ -1,7 +1,9 @@
-"""Benchmark: ping + command + file touch on 1, 10 and 50 real sshd hosts (not a test).
+"""Benchmark: three modules on 1, 10 and 50 real sshd hosts (not a test).
 
-    $FTL2_VENV/bin/python tests/bench_engine.py [--sizes 1,10,50] [--runs 3]
+    $FTL2_VENV/bin/python tests/bench_engine.py [--sizes 1,10,50] [--runs 3] [--modules native|ansible]
 
+`native`: ping + command + file touch (our Rust modules). `ansible`: getent + find + wait_for,
+which are not native, so they run as Ansible modules built by the EE's ansible-core.
 Runs the same three tasks through ftl2-runner (a job through the worker, the script doing
 `run_on` for each module) and through ansible-playbook (ansible-core, forks = N, no fact
 gathering, pipelining on and off) on the same hosts in the same run, and prints wall time and
@@ -23,22 +25,34 @@ from testbed import Testbed  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 
-SCRIPT = """
+TASKS = {
+    "native": [("ping", {}), ("command", {"cmd": "echo hello"}),
+               ("file", {"path": "/tmp/ftl2-bench-touch", "state": "touch"})],
+    "ansible": [("getent", {"database": "passwd", "key": "root"}),
+                ("find", {"paths": "/etc", "patterns": "host*"}),
+                ("wait_for", {"path": "/etc/hostname", "timeout": 5})],
+}
+
+
+def script(tasks) -> str:
+    calls = "\n".join(f"        await ftl.run_on(target, {m!r}, **{a!r})" for m, a in tasks)
+    return f"""
 async def run(inventory_path, extravars, runner):
     target = extravars["target"]
     async with runner.automation(fail_fast=False) as ftl:
-        await ftl.run_on(target, "ping")
-        await ftl.run_on(target, "command", cmd="echo hello")
-        await ftl.run_on(target, "file", path="/tmp/ftl2-bench-touch", state="touch")
+{calls}
     return 0
 """
 
-PLAYBOOK = """- hosts: "{{ target }}"
+
+def playbook(tasks) -> str:
+    import json
+
+    body = "\n".join(f"    - ansible.builtin.{m}: {json.dumps(a)}" for m, a in tasks)
+    return f"""- hosts: "{{{{ target }}}}"
   gather_facts: false
   tasks:
-    - ansible.builtin.ping:
-    - ansible.builtin.command: echo hello
-    - ansible.builtin.file: path=/tmp/ftl2-bench-touch state=touch
+{body}
 """
 
 
@@ -85,7 +99,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1,10,50")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--modules", choices=sorted(TASKS), default="native")
     args = ap.parse_args()
+    tasks = TASKS[args.modules]
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -95,10 +111,10 @@ def main():
             for n in sizes:
                 inv += f"[g{n}]\n" + "\n".join(h.name for h in tb.hosts[:n]) + "\n"
             (tmp / "inv.ini").write_text(inv)
-            (tmp / "play.yml").write_text(PLAYBOOK)
+            (tmp / "play.yml").write_text(playbook(tasks))
             sdir = tmp / "scripts"
             sdir.mkdir()
-            (sdir / "main.py").write_text(SCRIPT)
+            (sdir / "main.py").write_text(script(tasks))
             aenv = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", ANSIBLE_HOST_KEY_CHECKING="False")
             print(f"{'hosts':>5} | {'ftl2-runner':>22} | {'ansible-playbook':>22} | {'+pipelining':>22} | speedup | memory")
             for n in sizes:
@@ -107,7 +123,8 @@ def main():
                     zip_bytes = make_zip([("inventory/", 0o755, b""), ("inventory/hosts", 0o644, inv.encode()),
                                           ("env/extravars", 0o600, f"target: g{n}\n".encode())])
                     stream = make_stream({"ident": "bench", "inventory": "inventory/hosts",
-                                          "envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False"}}, zip_bytes)
+                                          "envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False",
+                                                      "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}}, zip_bytes)
                     ours.append(measure([str(BIN), "worker", f"--private-data-dir={tmp / f'w{n}-{i}'}", "--delete"],
                                         stream, worker_env(FTL2_SCRIPT=sdir / "main.py")))
                     base = [str(VENV_BIN / "ansible-playbook"), "-i", str(tmp / "inv.ini"), str(tmp / "play.yml"),

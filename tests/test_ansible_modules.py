@@ -24,7 +24,7 @@ from conftest import VENV_BIN
 from test_engine import engine_calls
 from testbed import Testbed
 
-NATIVE_SETUP_STEPS = ("file", "copy", "command")
+SETUP = "setup"  # a native step that sets the scene; native modules are compared in test_engine
 # The EE's ansible-core: the newest (the test venv's) and the 2.15 line (awx-ee's today).
 VENV215_BIN = Path(os.environ.get("FTL2_VENV215", Path.home() / ".cache/ftl2-runner/venv215")) / "bin"
 CORES = {"newest": VENV_BIN, "2.15": VENV215_BIN}
@@ -73,9 +73,9 @@ def steps_for(p: str, tag: str, web: str, repo: Path):
     """(module, args) in order; `p` is this run's directory, `tag` names its users and groups."""
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
     return [
-        ("file", {"path": f"{p}/frags", "state": "directory"}),
-        ("copy", {"content": "one\n", "dest": f"{p}/frags/01"}),
-        ("copy", {"content": "two\n", "dest": f"{p}/frags/02"}),
+        ("file", {"path": f"{p}/frags", "state": "directory"}, SETUP),
+        ("copy", {"content": "one\n", "dest": f"{p}/frags/01"}, SETUP),
+        ("copy", {"content": "two\n", "dest": f"{p}/frags/02"}, SETUP),
         ("blockinfile", {"path": f"{p}/block.txt", "block": "alpha\nbeta", "create": True}),
         ("blockinfile", {"path": f"{p}/block.txt", "block": "alpha\nbeta", "create": True}),
         ("ansible.builtin.blockinfile", {"path": f"{p}/block.txt", "block": "gamma", "marker": "# {mark} X"}),
@@ -100,7 +100,7 @@ def steps_for(p: str, tag: str, web: str, repo: Path):
         ("cron", {"name": "ftl2 job", "cron_file": f"ftl2-{tag}", "user": "root", "state": "absent"}),
         ("debconf", {"name": "tzdata"}),
         ("dpkg_selections", {"name": "bash", "selection": "install"}),
-        ("command", {"cmd": f"tar czf {p}/a.tgz -C {p} frags"}),
+        ("command", {"cmd": f"tar czf {p}/a.tgz -C {p} frags"}, SETUP),
         ("unarchive", {"src": f"{p}/a.tgz", "dest": f"{p}/frags", "remote_src": True, "list_files": True}),
         ("get_url", {"url": f"{web}/hello.txt", "dest": f"{p}/hello.txt"}),
         ("get_url", {"url": f"{web}/hello.txt", "dest": f"{p}/hello.txt"}),
@@ -115,6 +115,11 @@ def steps_for(p: str, tag: str, web: str, repo: Path):
         ("package", {"name": "bash", "state": "present"}),
         ("service", {"name": "ftl2-no-such-service", "state": "started"}),
         ("tempfile", {"state": "file", "path": p}),
+        # Native modules: a misspelt or unhandled option goes to the real module, never ignored.
+        ("file", {"path": f"{p}/typo", "state": "directory", "mod": "0700"}),
+        ("file", {"path": f"{p}/frags", "state": "directory", "recurse": "maybe"}),
+        ("lineinfile", {"path": f"{p}/block.txt", "line": "tail", "backup": False, "mode": "0600"}),
+        ("stat", {"path": f"{p}/block.txt", "get_checksum": False, "get_mime": False, "get_attributes": False}),
         ("blockinfile", {"path": f"{p}/block.txt", "block": "x", "no_such_option": 1}),
         ("user", {"state": "present"}),
     ]
@@ -146,7 +151,7 @@ def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Pa
     import ansible_runner
 
     tasks = [{"name": f"step {i}", m: a, "ignore_errors": True, **({"become": True} if become else {})}
-             for i, (m, a) in enumerate(steps)]
+             for i, (m, a, *_) in enumerate(steps)]
     pdd = tmp / "ans-pdd"
     (pdd / "project").mkdir(parents=True)
     (pdd / "project" / "site.yml").write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}]))
@@ -159,7 +164,7 @@ def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Pa
 
 
 def our_results(tmp: Path, inventory: str, steps, cmdline: str | None, core="newest", become=False):
-    calls = [("node0", m, {**a, **({"_become": True} if become else {})}) for m, a in steps]
+    calls = [("node0", m, {**a, **({"_become": True} if become else {})}) for m, a, *_ in steps]
     _, res = engine_calls(tmp, inventory, calls, cmdline=cmdline,
                           kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": path_for(core)}})
     assert res.final_status in ("successful", "failed"), res.stdout[-3000:]
@@ -193,9 +198,9 @@ def test_ansible_modules_match_ansible_playbook(testbed, http_root, bare_repo, t
     assert len(ours) == len(steps), (len(ours), res.stdout[-4000:])
     assert len(theirs) == len(steps)
     diffs = []
-    for i, ((module, _), (oev, ores), (tev, tres)) in enumerate(zip(steps, ours, theirs)):
-        if module in NATIVE_SETUP_STEPS:
-            continue  # native modules set the scene here; they are compared in test_engine
+    for i, ((module, _, *setup), (oev, ores), (tev, tres)) in enumerate(zip(steps, ours, theirs)):
+        if setup:
+            continue
         o, t = normalise(ores, ours_dir, ours_tag), normalise(tres, ans_dir, ans_tag)
         if (oev, o) != (tev, t):
             keys = sorted(k for k in set(o) | set(t) if o.get(k, "<absent>") != t.get(k, "<absent>"))
@@ -220,9 +225,15 @@ def test_unknown_module_names_the_places_searched_and_the_closest_names(testbed,
 
 
 def test_without_ansible_core_only_native_modules_run_and_the_job_says_so(testbed, tmp_path):
-    calls = [("node0", "ping", {}), ("node0", "apt", {"name": "bash"})]
+    typo = tmp_path / "typo"
+    calls = [("node0", "ping", {}), ("node0", "apt", {"name": "bash"}),
+             ("node0", "file", {"path": str(typo), "state": "directory", "mod": "0700"})]
     results, res = engine_calls(tmp_path, testbed.ini_inventory(), calls,
                                 kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": "/usr/bin:/bin"}})
+    msg = results[2][0]["output"]["msg"]
+    assert results[2][0]["status"] == "failed" and not typo.exists()
+    assert msg.startswith("ftl2-runner's native file module does not handle option(s) mod, and the real module "
+                          "cannot run here: this execution environment has no ansible-core"), msg
     assert results[0][0]["status"] == "ok"
     assert results[1][0]["status"] == "failed"
     msg = results[1][0]["output"]["msg"]
@@ -242,3 +253,57 @@ def test_discovered_interpreter_is_reported_once_per_host_as_ansible_does(testbe
     expected = theirs[0][1]["ansible_facts"]["discovered_interpreter_python"]
     assert first["ansible_facts"]["discovered_interpreter_python"] == expected, (first, expected)
     assert "discovered_interpreter_python" not in second.get("ansible_facts", {}), second
+
+
+TEMPLATE_CORPUS = """\
+# {{ title }}
+{% for u in users %}
+user {{ u.name }} ({{ u.uid }})
+{% endfor %}
+{% if enabled %}
+enabled: yes
+{% else %}
+enabled: no
+{% endif %}
+    {% for x in [1, 2] -%}
+  item-{{ x }}
+    {%- endfor %}
+
+names: {{ users | map(attribute='name') | join(', ') }}
+upper: {{ title | upper }} count={{ users | length }}
+{# a comment line #}
+missing: {{ nothing | default('fallback') }}
+{% set total = users | sum(attribute='uid') %}
+total={{ total }}
+"""
+
+
+def test_template_renders_byte_identical_to_ansible_playbook(testbed, tmp_path):
+    """Ansible's template settings (trim_blocks on, trailing newline kept): loops and conditionals
+    leave no blank lines; both runs write the same bytes."""
+    tvars = {"title": "Hosts", "enabled": True, "users": [{"name": "ann", "uid": 1001}, {"name": "bob", "uid": 1002}]}
+    src = tmp_path / "corpus.j2"
+    src.write_text(TEMPLATE_CORPUS)
+    ours_dest, ans_dest = tmp_path / "ours.txt", tmp_path / "ans.txt"
+    calls = [("node0", "template", {"src": "corpus.j2", "dest": str(ours_dest)})]
+    extravars = json.dumps(tvars)
+    results, res = engine_calls(tmp_path / "o", testbed.ini_inventory(), calls, extra_files=[("corpus.j2", TEMPLATE_CORPUS)],
+                                kwargs={"extravars": tvars})
+    assert results[0][0]["status"] == "changed", res.stdout[-2000:]
+    theirs = ansible_playbook_results(testbed.ini_inventory(), [("template", {"src": str(src), "dest": str(ans_dest)})],
+                                      f"-e '{extravars}'", tmp_path)
+    assert theirs[0][0] == "runner_on_ok", theirs
+    assert ours_dest.read_bytes() == ans_dest.read_bytes(), (ours_dest.read_text(), ans_dest.read_text())
+
+
+def test_facts_gathered_in_the_job_are_variables_of_later_tasks(testbed, tmp_path):
+    dest = tmp_path / "facts.txt"
+    tpl = "{{ ansible_os_family }}|{{ ansible_facts['os_family'] }}|{{ getent_passwd['root'][4] }}\n"
+    calls = [("node0", "setup", {}), ("node0", "getent", {"database": "passwd", "key": "root"}),
+             ("node0", "template", {"src": "facts.j2", "dest": str(dest)})]
+    results, res = engine_calls(tmp_path, testbed.ini_inventory(), calls, extra_files=[("facts.j2", tpl)],
+                                kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False",
+                                                    "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}})
+    family = results[0][0]["output"]["ansible_facts"]["ansible_os_family"]
+    assert results[2][0]["status"] == "changed", results[2]
+    assert dest.read_text() == f"{family}|{family}|/root\n"

@@ -77,6 +77,8 @@ pub struct Executor {
     connections: Mutex<HashMap<String, Connection>>,
     keys: KeyCache,
     ansible: ansible::AnsibleModules,
+    /// Facts modules returned in this job, per host, as Ansible's fact cache keeps them.
+    facts: Mutex<HashMap<String, Map<String, Value>>>,
 }
 
 /// Hosts run at once when the job sets no `--forks`.
@@ -96,6 +98,7 @@ impl Executor {
             forks: Arc::new(Semaphore::new(forks)),
             connections: Mutex::new(HashMap::new()),
             keys: KeyCache::default(),
+            facts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -185,6 +188,43 @@ impl Executor {
         Ok(conn)
     }
 
+    /// A host's variables as a task sees them: inventory, then facts gathered in this job,
+    /// then extra vars (Ansible's precedence for these three).
+    pub fn template_vars(&self, host: &str) -> Map<String, Value> {
+        let mut v = self.inv().vars_for(host).unwrap_or_default();
+        if let Some(facts) = self
+            .facts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+        {
+            let mut ns = match v.remove("ansible_facts") {
+                Some(Value::Object(m)) => m,
+                _ => Map::new(),
+            };
+            for (k, val) in facts {
+                ns.insert(
+                    k.strip_prefix("ansible_").unwrap_or(k).to_string(),
+                    val.clone(),
+                );
+                // INJECT_FACTS_AS_VARS (on by default): each fact is a variable too.
+                v.insert(k.clone(), val.clone());
+            }
+            v.insert("ansible_facts".into(), Value::Object(ns));
+        }
+        v.extend(self.settings.extravars.clone());
+        v
+    }
+
+    /// Keep the facts a module returned for the host's later tasks (templates, interpreter).
+    fn learn_facts(&self, host: &str, facts: &Map<String, Value>) {
+        let mut all = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        let known = all.entry(host.to_string()).or_default();
+        for (k, v) in facts {
+            known.insert(k.clone(), v.clone());
+        }
+    }
+
     /// Run `module` on every host in `hosts` concurrently; results come back in the same order.
     pub async fn run(
         self: &Arc<Self>,
@@ -269,11 +309,7 @@ impl Executor {
         if let (Some(b), Some(u)) = (become_.as_mut(), &opts.become_user) {
             b.user = u.clone();
         }
-        let vars = || {
-            let mut v = self.inv().vars_for(host).unwrap_or_default();
-            v.extend(self.settings.extravars.clone());
-            v
-        };
+        let vars = || self.template_vars(host);
         let ctx = modules::ModuleCtx {
             conn: &conn,
             host,
@@ -292,6 +328,9 @@ impl Executor {
                 unreachable_result(u.0)
             }
         };
+        if let Some(Value::Object(facts)) = result.get("ansible_facts") {
+            self.learn_facts(host, facts);
+        }
         if let (Some(dir), Some(Value::Object(facts))) =
             (&self.settings.fact_cache, result.get("ansible_facts"))
         {

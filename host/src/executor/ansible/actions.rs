@@ -100,7 +100,8 @@ async fn package(
     } else {
         module
     };
-    am.run_module(&name, &new_args, ctx, false).await
+    am.run_module(&name, &new_args, ctx, super::Caller::Port)
+        .await
 }
 
 async fn service(
@@ -143,7 +144,9 @@ async fn service(
     if BUILTIN_SVC_MGRS.contains(&module.as_str()) {
         module = format!("ansible.legacy.{module}");
     }
-    let mut res = am.run_module(&module, &new_args, ctx, false).await?;
+    let mut res = am
+        .run_module(&module, &new_args, ctx, super::Caller::Port)
+        .await?;
     if !warnings.is_empty()
         && let Value::Array(a) = res
             .entry("warnings")
@@ -215,7 +218,7 @@ async fn unarchive(
             .await);
     }
     args.remove("decrypt");
-    am.run_module("ansible.legacy.unarchive", &args, ctx, false)
+    am.run_module("ansible.legacy.unarchive", &args, ctx, super::Caller::Port)
         .await
 }
 

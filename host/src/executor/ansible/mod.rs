@@ -33,6 +33,17 @@ struct Built {
 }
 
 type Shared<T> = Arc<OnceCell<T>>;
+
+/// Who asks for a module run, which decides what a controller-side action plugin means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller<'a> {
+    /// The script named the module: an action plugin we cannot honour is refused.
+    Script,
+    /// The script named a native module with options only the real one handles (said here).
+    InsteadOfNative(&'a str),
+    /// One of our action ports, which has done the plugin's part itself.
+    Port,
+}
 /// A payload being built or built (or why it cannot be), shared by the hosts that need it.
 type BuildSlot = Shared<Result<Arc<Built>, String>>;
 
@@ -184,26 +195,42 @@ impl AnsibleModules {
     }
 
     /// Run a real Ansible module on the context's host; its result as Ansible reports it.
+    /// `instead_of_native`: the call names a native module but uses what it does not handle
+    /// (said so if the real module cannot run here).
     pub async fn run(
         &self,
         module: &str,
         args: &Map<String, Value>,
         ctx: &ModuleCtx<'_>,
+        instead_of_native: Option<&str>,
     ) -> Result<Map<String, Value>, Unreachable> {
+        if let Some(what) = instead_of_native
+            && let Err(why) = self.helper().await
+        {
+            return Ok(failed(format!(
+                "ftl2-runner's native {module} module does not handle {what}, and the real \
+                 module cannot run here: {why}"
+            )));
+        }
         match actions::port(module) {
             Some(port) => port.run(self, args, ctx).await,
-            None => self.run_module(module, args, ctx, true).await,
+            None => {
+                let caller = match instead_of_native {
+                    Some(what) => Caller::InsteadOfNative(what),
+                    None => Caller::Script,
+                };
+                self.run_module(module, args, ctx, caller).await
+            }
         }
     }
 
-    /// Run `module` as Ansible's `normal` action does. `from_user`: the script named it, so a
-    /// controller-side action plugin we cannot honour is refused rather than skipped.
+    /// Run `module` as Ansible's `normal` action does.
     async fn run_module(
         &self,
         module: &str,
         args: &Map<String, Value>,
         ctx: &ModuleCtx<'_>,
-        from_user: bool,
+        caller: Caller<'_>,
     ) -> Result<Map<String, Value>, Unreachable> {
         let helper = match self.helper().await {
             Ok(h) => h,
@@ -220,13 +247,19 @@ impl AnsibleModules {
             Ok(b) => b,
             Err(msg) => return Ok(failed(msg)),
         };
-        if from_user
-            && let Some(action) = &built.action_plugin
+        if let Some(action) = &built.action_plugin
+            && caller != Caller::Port
             && !action_is_plain(action, args)
         {
+            let because = match caller {
+                Caller::InsteadOfNative(what) => {
+                    format!("ftl2-runner's native {module} module does not handle {what}, and ")
+                }
+                _ => String::new(),
+            };
             return Ok(failed(format!(
-                "{} needs Ansible's controller-side action plugin {action} for these arguments, \
-                 which ftl2-runner does not run; nothing was changed on the host",
+                "{because}{} needs Ansible's controller-side action plugin {action} for these \
+                 arguments, which ftl2-runner does not run; nothing was changed on the host",
                 built.resolved
             )));
         }
@@ -326,7 +359,7 @@ impl AnsibleModules {
         }
         let args = super::modules::obj(json!({"gather_subset": "!all", "filter": fact}));
         let res = self
-            .run_module("ansible.legacy.setup", &args, ctx, false)
+            .run_module("ansible.legacy.setup", &args, ctx, Caller::Port)
             .await?;
         if res.get("failed").and_then(Value::as_bool) == Some(true) {
             return Ok(Err(res

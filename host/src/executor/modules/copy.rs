@@ -312,6 +312,8 @@ pub async fn template(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResu
 /// Render with minijinja, Jinja2-compatible, plus the Ansible filters templates use most.
 pub fn render_template(source: &str, path: &Path, ctx: &ModuleCtx<'_>) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
+    // The template module's defaults: trim_blocks on, lstrip_blocks off, trailing newline kept.
+    env.set_trim_blocks(true);
     env.set_keep_trailing_newline(true);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     fn as_json(v: &minijinja::Value) -> Result<Value, minijinja::Error> {

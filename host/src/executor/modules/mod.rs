@@ -17,6 +17,7 @@ mod command;
 mod copy;
 mod fetch;
 mod files;
+mod gate;
 mod lineinfile;
 mod system;
 
@@ -188,8 +189,11 @@ pub async fn run(
     let mut args = args.clone();
     args.retain(|k, _| !k.starts_with("_ansible"));
     let Some(name) = canonical(module).filter(|n| !forced_real(n)) else {
-        return ctx.ansible.run(module, &args, ctx).await;
+        return ctx.ansible.run(module, &args, ctx, None).await;
     };
+    if let Some(why) = gate::needs_real(name, &args) {
+        return ctx.ansible.run(module, &args, ctx, Some(&why)).await;
+    }
     match name {
         "ping" => system::ping(&args, ctx).await,
         "command" => command::command(&args, ctx, false).await,

@@ -56,6 +56,27 @@ def playbook(tasks) -> str:
 """
 
 
+# FTL2 0.4.7 itself (Python >= 3.13 venv, see .ci/run), run on the same hosts and tasks.
+FTL2_VENV = Path(os.environ.get("FTL2_VENV_NEWEST", Path.home() / ".cache/ftl2-runner/venv-newest"))
+
+
+def ftl2_script(tasks) -> str:
+    calls = "\n".join(f"        for r in await ftl.run_on(target, {m!r}, **{a!r}):\n"
+                      f"            failed += not r.success" for m, a in tasks)
+    return f"""
+import asyncio, sys
+from ftl2 import automation
+
+async def main(inventory, target):
+    failed = 0
+    async with automation(inventory=inventory, quiet=True, fail_fast=False) as ftl:
+{calls}
+    return failed
+
+sys.exit(1 if asyncio.run(main(sys.argv[1], sys.argv[2])) else 0)
+"""
+
+
 def tree_rss_kib(pid: int) -> int:
     """Resident memory of pid and all its descendants."""
     total = 0
@@ -115,10 +136,14 @@ def main():
             sdir = tmp / "scripts"
             sdir.mkdir()
             (sdir / "main.py").write_text(script(tasks))
+            (tmp / "ftl2_bench.py").write_text(ftl2_script(tasks))
+            ftl2_py = FTL2_VENV / "bin" / "python"
+            assert ftl2_py.is_file(), f"FTL2 0.4.7 is not installed at {FTL2_VENV} (run .ci/run)"
             aenv = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", ANSIBLE_HOST_KEY_CHECKING="False")
-            print(f"{'hosts':>5} | {'ftl2-runner':>22} | {'ansible-playbook':>22} | {'+pipelining':>22} | speedup | memory")
+            print(f"{'hosts':>5} | {'ftl2-runner':>22} | {'ansible-playbook':>22} | {'+pipelining':>22} | "
+                  f"{'FTL2 0.4.7':>22} | speedup vs ansible (piped) | vs FTL2 | memory")
             for n in sizes:
-                ours, theirs, piped = [], [], []
+                ours, theirs, piped, ftl2 = [], [], [], []
                 for i in range(args.runs):
                     zip_bytes = make_zip([("inventory/", 0o755, b""), ("inventory/hosts", 0o644, inv.encode()),
                                           ("env/extravars", 0o600, f"target: g{n}\n".encode())])
@@ -131,15 +156,19 @@ def main():
                             "-e", f"target=g{n}", "-f", str(n)]
                     theirs.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="False")))
                     piped.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="True")))
-                assert all(r[2] == 0 for r in ours + theirs + piped), (ours, theirs, piped)
+                    ftl2.append(measure([str(ftl2_py), str(tmp / "ftl2_bench.py"), str(tmp / "inv.ini"), f"g{n}"],
+                                        env=dict(aenv)))
+                assert all(r[2] == 0 for r in ours + theirs + piped + ftl2), (ours, theirs, piped, ftl2)
                 w = statistics.median(r[0] for r in ours)
                 wa = statistics.median(r[0] for r in theirs)
                 wp = statistics.median(r[0] for r in piped)
                 m = statistics.median(r[1] for r in ours)
                 ma = statistics.median(r[1] for r in theirs)
+                wf = statistics.median(r[0] for r in ftl2)
                 print(f"{n:>5} | {w:7.2f} s {m:8.1f} MiB | {wa:7.2f} s {ma:8.1f} MiB | "
                       f"{wp:7.2f} s {statistics.median(r[1] for r in piped):8.1f} MiB | "
-                      f"{wa / w:5.1f}x ({wp / w:.1f}x) | {ma / m:4.1f}x less")
+                      f"{wf:7.2f} s {statistics.median(r[1] for r in ftl2):8.1f} MiB | "
+                      f"{wa / w:5.1f}x ({wp / w:.1f}x) | {wf / w:5.1f}x | {ma / m:4.1f}x less")
         finally:
             tb.stop()
 

@@ -31,7 +31,6 @@ try:
     from ansible.plugins import loader as plugin_loader
     from ansible.plugins.action import ActionBase
     from ansible.utils.display import Display
-    from ansible.vars.clean import remove_internal_keys
 except Exception as e:  # noqa: BLE001 - any import failure means: no usable ansible-core here
     _out.write(json.dumps({"ok": False, "no_ansible": True, "msg": f"{type(e).__name__}: {e}"}) + "\n")
     _out.flush()
@@ -41,6 +40,11 @@ try:
     from ansible.template import Templar
 except Exception:  # noqa: BLE001
     Templar = None
+
+try:  # <= 2.19; 2.21 parses into a UnifiedTaskResult that cleans itself
+    from ansible.vars.clean import remove_internal_keys
+except ImportError:
+    remove_internal_keys = None
 
 WARNINGS = []
 
@@ -238,10 +242,13 @@ def op_parse(req):
     action._used_interpreter = "#!" + req["interpreter"] if req.get("interpreter") else None
     res = {"stdout": req.get("stdout", ""), "stderr": req.get("stderr", ""), "rc": req.get("rc", 0)}
     if len(inspect.signature(action._parse_returned_data).parameters) >= 2:
-        data = action._parse_returned_data(res, req.get("profile"))
+        parsed = action._parse_returned_data(res, req.get("profile"))
     else:
-        data = action._parse_returned_data(res)
-    data = json.loads(json.dumps(_native(data), default=_jsonable))
+        parsed = action._parse_returned_data(res)
+    if hasattr(parsed, "as_result_dict"):  # 2.21+: a result object that cleans itself
+        parsed.remove_internal_keys()
+        return {"result": _task_defaults(_plain(parsed.as_result_dict(for_round_trip=True)))}
+    data = _plain(parsed)
     data.pop("_ansible_suppress_tmpdir_delete", None)
     if "results" in data and (not isinstance(data["results"], list)):
         data["ansible_module_results"] = data.pop("results")
@@ -250,7 +257,13 @@ def op_parse(req):
     for std in ("stdout", "stderr"):
         if std in data and f"{std}_lines" not in data:
             data[f"{std}_lines"] = (data.get(std) or "").splitlines()
+    # TaskExecutor marks every result; these versions' callbacks show the mark.
+    data["_ansible_no_log"] = bool(req.get("no_log") or data.get("_ansible_no_log"))
     return {"result": _task_defaults(data)}
+
+
+def _plain(data):
+    return json.loads(json.dumps(_native(data), default=_jsonable))
 
 
 def _task_defaults(data):
@@ -271,17 +284,31 @@ def op_action_error(req):
     except (AnsibleActionFail, AnsibleActionSkip) as e:
         exc = e
     try:  # 2.19+: TaskExecutor wraps what the action raised in an AnsibleTaskError
-        from ansible._internal._errors import _error_utils
         from ansible.errors import AnsibleTaskError
     except ImportError:
-        data = dict(exc.result)
-    else:
-        try:
-            raise AnsibleTaskError() from exc
-        except AnsibleTaskError as atex:
-            data = _error_utils.result_dict_from_exception(atex, accept_result_contribution=True)
-    data = json.loads(json.dumps(_native(data), default=_jsonable))
-    return {"result": _task_defaults(data)}
+        data = _plain(dict(exc.result))
+        data["_ansible_no_log"] = bool(req.get("no_log"))
+        return {"result": _task_defaults(data)}
+    try:
+        raise AnsibleTaskError() from exc
+    except AnsibleTaskError as atex:
+        wrapped = atex
+    try:
+        from ansible._internal._task import UnifiedTaskResult  # 2.21+
+    except ImportError:
+        from ansible._internal._errors import _error_utils
+
+        data = _plain(_error_utils.result_dict_from_exception(wrapped, accept_result_contribution=True))
+        data["_ansible_no_log"] = bool(req.get("no_log"))
+        return {"result": _task_defaults(data)}
+    try:
+        utr = UnifiedTaskResult.create_from_action_exception(wrapped, accept_result_contribution=True)
+    except Exception:  # noqa: BLE001 - it wants a live TaskContext; the shape it gives is this
+        data = {"failed": True, "msg": req["msg"], "exception": "(traceback unavailable)"}
+        if req.get("kind") == "skip":
+            data = {"skipped": True, "msg": req["msg"]}
+        return {"result": _task_defaults(data)}
+    return {"result": _task_defaults(_plain(utr.as_result_dict(for_round_trip=True)))}
 
 
 def _native(data):

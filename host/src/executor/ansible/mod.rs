@@ -270,6 +270,7 @@ impl AnsibleModules {
                 "stdout": String::from_utf8_lossy(&out.stdout),
                 "stderr": String::from_utf8_lossy(&out.stderr),
                 "rc": out.rc, "interpreter": built.interpreter, "profile": built.profile,
+                "no_log": ctx.no_log,
             }))
             .await;
         let mut parsed = match parsed {
@@ -282,9 +283,6 @@ impl AnsibleModules {
         };
         // Internal to the action (module JSON or not); Ansible's callbacks never see it.
         result.remove("_ansible_parsed");
-        // TaskExecutor marks every result (2.15-2.19 callbacks then keep the mark).
-        let no_log = ctx.no_log || result.get("_ansible_no_log") == Some(&json!(true));
-        result.insert("_ansible_no_log".into(), json!(no_log));
         let mut warnings = built.warnings.clone();
         warnings.extend(strings(parsed.get("warnings")));
         if !warnings.is_empty() {
@@ -322,20 +320,20 @@ impl AnsibleModules {
     async fn action_error(&self, kind: &str, msg: &str, ctx: &ModuleCtx<'_>) -> Map<String, Value> {
         let answer = match self.helper().await {
             Ok(h) => {
-                h.request(json!({"op": "action_error", "kind": kind, "msg": msg}))
-                    .await
+                h.request(
+                    json!({"op": "action_error", "kind": kind, "msg": msg, "no_log": ctx.no_log}),
+                )
+                .await
             }
             Err(e) => Err(e),
         };
-        let mut result = match answer.map(|mut m| m.remove("result")) {
+        match answer.map(|mut m| m.remove("result")) {
             Ok(Some(Value::Object(r))) => r,
             _ if kind == "skip" => {
                 super::modules::obj(json!({"skipped": true, "msg": msg, "changed": false}))
             }
             _ => failed(msg),
-        };
-        result.insert("_ansible_no_log".into(), json!(ctx.no_log));
-        result
+        }
     }
 
     /// A fact of the host, gathered once per job with `setup` as the package/service action

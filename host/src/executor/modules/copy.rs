@@ -335,6 +335,39 @@ pub fn render_template(source: &str, path: &Path, ctx: &ModuleCtx<'_>) -> Result
             Ok(serde_json::to_string_pretty(&j).unwrap_or_default())
         },
     );
+    // Jinja's sum(attribute=, start=), which minijinja's builtin lacks.
+    env.add_filter(
+        "sum",
+        |v: minijinja::Value,
+         kwargs: minijinja::value::Kwargs|
+         -> Result<minijinja::Value, minijinja::Error> {
+            let attr: Option<String> = kwargs.get("attribute")?;
+            let start: Option<minijinja::Value> = kwargs.get("start")?;
+            kwargs.assert_all_used()?;
+            let mut total = start.unwrap_or(minijinja::Value::from(0));
+            for item in v.try_iter()? {
+                let x = match &attr {
+                    Some(a) => a
+                        .split('.')
+                        .try_fold(item, |cur, part| cur.get_attr(part))?,
+                    None => item,
+                };
+                total = match (i64::try_from(total.clone()), i64::try_from(x.clone())) {
+                    (Ok(a), Ok(b)) => minijinja::Value::from(a + b),
+                    _ => match (f64::try_from(total.clone()), f64::try_from(x.clone())) {
+                        (Ok(a), Ok(b)) => minijinja::Value::from(a + b),
+                        _ => {
+                            return Err(minijinja::Error::new(
+                                minijinja::ErrorKind::InvalidOperation,
+                                format!("sum: cannot add {x} to {total}"),
+                            ));
+                        }
+                    },
+                };
+            }
+            Ok(total)
+        },
+    );
     env.add_filter("bool", |v: minijinja::Value| -> bool {
         match v.as_str() {
             Some(s) => crate::job::is_true_word(s),

@@ -138,6 +138,8 @@ def normalise(value, p: str, tag: str):
         # Ansible's remote temp dir (it pipelines nothing by default) vs the module's own.
         value = re.sub(r"/\.ansible/tmp/ansible-[\w.-]+/tmp\w+", "/.ansible/tmp/<remote tmp>", value)
         value = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?", "<time>", value)
+        # OpenSSH's own chatter on the first connection (Ansible's transport, not the module).
+        value = re.sub(r"Warning: Permanently added [^\n]*\n", "", value)
         # Ansible lists a Python set here: its order changes from one process to the next.
         value = re.sub(r"(Valid booleans include: )(.*)$", lambda m: m[1] + ", ".join(sorted(m[2].split(", "))), value)
         return value
@@ -311,3 +313,17 @@ def test_facts_gathered_in_the_job_are_variables_of_later_tasks(testbed, tmp_pat
     family = results[0][0]["output"]["ansible_facts"]["ansible_os_family"]
     assert results[2][0]["status"] == "changed", results[2]
     assert dest.read_text() == f"{family}|{family}|/root\n"
+
+
+def test_target_without_python_fails_the_task_as_ansible_reports_it(testbed, tmp_path):
+    inv = testbed.ini_inventory().replace("ansible_python_interpreter=/usr/bin/python3",
+                                          "ansible_python_interpreter=/nonexistent/python3")
+    steps = [("getent", {"database": "passwd", "key": "root"})]
+    ours, res = our_results(tmp_path / "ours", inv, steps, None, "newest")
+    # Pipelined, as we run modules: without it OpenSSH's pty merges stderr into stdout.
+    theirs = ansible_playbook_results(inv, steps, None, tmp_path, core="newest",
+                                      extra_env={"ANSIBLE_PIPELINING": "True"})
+    assert ours[0][0] == theirs[0][0] == "runner_on_failed", (ours, theirs)
+    o, t = (normalise(r[0][1], "\0unused", "\0unused") for r in (ours, theirs))
+    assert o == t, (o, t)
+    assert "The module interpreter '/nonexistent/python3' was not found." in o["msg"], o

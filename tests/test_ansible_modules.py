@@ -30,6 +30,8 @@ SETUP = "setup"  # a native step that sets the scene; native modules are compare
 VENV215_BIN = Path(os.environ.get("FTL2_VENV215", Path.home() / ".cache/ftl2-runner/venv215")) / "bin"
 NEWEST_BIN = Path(os.environ.get("FTL2_VENV_NEWEST", Path.home() / ".cache/ftl2-runner/venv-newest")) / "bin"
 CORES = {"newest": NEWEST_BIN, "2.19": VENV_BIN, "2.15": VENV215_BIN}
+# PyPI's `ansible` package, unpacked (.ci/run): ansible.posix and community.general for "newest".
+COLLECTIONS = Path(os.environ.get("FTL2_COLLECTIONS", Path.home() / ".cache/ftl2-runner/ansible-collections"))
 RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
 # Values that differ between any two runs of the same module.
 VOLATILE = {"start", "end", "delta", "mtime", "atime", "ctime", "elapsed", "date", "last_modified",
@@ -71,10 +73,36 @@ def bare_repo(tmp_path_factory):
     return bare
 
 
-def steps_for(p: str, tag: str, web: str, repo: Path):
+def collection_steps(p: str):
+    """Collection modules (ansible.posix, community.general: the newest venv has them, as FTL2's
+    wheel ships them), on files of this run's directory only."""
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ftl2"
+    return [
+        ("community.general.ini_file", {"path": f"{p}/app.ini", "section": "main", "option": "level", "value": "3"}),
+        ("community.general.ini_file", {"path": f"{p}/app.ini", "section": "main", "option": "level", "value": "3"}),
+        ("community.general.ini_file", {"path": f"{p}/app.ini", "section": "main", "option": "level",
+                                        "state": "absent"}),
+        ("copy", {"content": "", "dest": f"{p}/limits.conf"}, SETUP),
+        ("community.general.pam_limits", {"domain": "ftl2", "limit_type": "soft", "limit_item": "nofile",
+                                          "value": "4096", "dest": f"{p}/limits.conf"}),
+        ("community.general.pam_limits", {"domain": "ftl2", "limit_type": "soft", "limit_item": "nofile",
+                                          "value": "4096", "dest": f"{p}/limits.conf"}),
+        ("ansible.posix.authorized_key", {"user": "root", "key": key, "path": f"{p}/authorized_keys",
+                                          "manage_dir": False}),
+        ("ansible.posix.authorized_key", {"user": "root", "key": key, "path": f"{p}/authorized_keys",
+                                          "manage_dir": False}),
+        ("copy", {"content": "", "dest": f"{p}/fstab"}, SETUP),
+        ("ansible.posix.mount", {"path": f"{p}/mnt", "src": "tmpfs", "fstype": "tmpfs", "state": "present",
+                                 "fstab": f"{p}/fstab"}),
+        ("ansible.posix.mount", {"path": f"{p}/mnt", "src": "tmpfs", "fstype": "tmpfs", "state": "present",
+                                 "fstab": f"{p}/fstab"}),
+    ]
+
+
+def steps_for(p: str, tag: str, web: str, repo: Path, collections=False):
     """(module, args) in order; `p` is this run's directory, `tag` names its users and groups."""
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-    return [
+    return (collection_steps(p) if collections else []) + [
         ("file", {"path": f"{p}/frags", "state": "directory"}, SETUP),
         ("copy", {"content": "one\n", "dest": f"{p}/frags/01"}, SETUP),
         ("copy", {"content": "two\n", "dest": f"{p}/frags/02"}, SETUP),
@@ -151,6 +179,16 @@ def path_for(core: str) -> str:
     return f"{CORES[core]}:{VENV_BIN}:{os.environ['PATH']}"
 
 
+def env_for(core: str) -> dict:
+    """The job's environment as an EE with this ansible-core (and, for the newest, collections)."""
+    env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": path_for(core)}
+    if core == "newest":
+        assert (COLLECTIONS / "ansible_collections" / "community" / "general").is_dir(), \
+            f"PyPI's ansible collections are not installed at {COLLECTIONS} (run .ci/run)"
+        env["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS)
+    return env
+
+
 def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Path, extra_env=None,
                              core="newest", become=False):
     """Run the steps as one playbook through real ansible-runner; [(event, res)] in order."""
@@ -163,7 +201,7 @@ def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Pa
     (pdd / "project" / "site.yml").write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}]))
     (pdd / "inventory").mkdir()
     (pdd / "inventory" / "hosts").write_text(inventory)
-    env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": path_for(core), **(extra_env or {})}
+    env = {**env_for(core), **(extra_env or {})}
     r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True, envvars=env,
                                      cmdline=cmdline)
     return [(e["event"], e["event_data"].get("res", {})) for e in r.events if e["event"] in RESULT_EVENTS]
@@ -172,7 +210,7 @@ def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Pa
 def our_results(tmp: Path, inventory: str, steps, cmdline: str | None, core="newest", become=False):
     calls = [("node0", m, {**a, **({"_become": True} if become else {})}) for m, a, *_ in steps]
     _, res = engine_calls(tmp, inventory, calls, cmdline=cmdline,
-                          kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": path_for(core)}})
+                          kwargs={"envvars": env_for(core)})
     assert res.final_status in ("successful", "failed"), res.stdout[-3000:]
     return [(e["event"], e["event_data"].get("res", {})) for e in res.events if e["event"] in RESULT_EVENTS], res
 
@@ -194,13 +232,13 @@ def test_ansible_modules_match_ansible_playbook(testbed, http_root, bare_repo, t
     ours_dir, ans_dir = f"/tmp/ftl2-mod-{ours_tag}", f"/tmp/ftl2-mod-{ans_tag}"
     inventory = testbed.ini_inventory()
     try:
-        ours, res = our_results(tmp_path / "ours", inventory, steps_for(ours_dir, ours_tag, http_root, bare_repo),
+        ours, res = our_results(tmp_path / "ours", inventory, steps_for(ours_dir, ours_tag, http_root, bare_repo, core == "newest"),
                                 cmdline, core, become)
-        theirs = ansible_playbook_results(inventory, steps_for(ans_dir, ans_tag, http_root, bare_repo), cmdline,
+        theirs = ansible_playbook_results(inventory, steps_for(ans_dir, ans_tag, http_root, bare_repo, core == "newest"), cmdline,
                                           tmp_path, core=core, become=become)
     finally:
         cleanup([ours_tag, ans_tag])
-    steps = steps_for("<dir>", "<tag>", http_root, bare_repo)
+    steps = steps_for("<dir>", "<tag>", http_root, bare_repo, core == "newest")
     assert len(ours) == len(steps), (len(ours), res.stdout[-4000:])
     assert len(theirs) == len(steps)
     diffs = []
@@ -327,3 +365,36 @@ def test_target_without_python_fails_the_task_as_ansible_reports_it(testbed, tmp
     o, t = (normalise(r[0][1], "\0unused", "\0unused") for r in (ours, theirs))
     assert o == t, (o, t)
     assert "The module interpreter '/nonexistent/python3' was not found." in o["msg"], o
+
+
+def test_module_warnings_are_shown_as_ansible_playbook_shows_them(testbed, tmp_path):
+    import ansible_runner
+
+    steps = [("find", {"paths": "/nonexistent-ftl2"})]
+    _, res = engine_calls(tmp_path / "o", testbed.ini_inventory(), [("node0", m, a) for m, a in steps],
+                          kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": path_for("newest"),
+                                              "ANSIBLE_FORCE_COLOR": "True"}})
+    ours = next(e for e in res.events if e["event"] == "runner_on_ok")
+    pdd = tmp_path / "a"
+    (pdd / "project").mkdir(parents=True)
+    (pdd / "project" / "site.yml").write_text(yaml.safe_dump(
+        [{"hosts": "all", "gather_facts": False, "tasks": [{"name": "find", "find": steps[0][1]}]}]))
+    r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True,
+                                     inventory=testbed.ini_inventory(),
+                                     envvars={"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": path_for("newest")})
+    theirs = next(e for e in r.events if e["event"] == "runner_on_ok")
+    assert "[WARNING]: Skipped '/nonexistent-ftl2' path" in ours["stdout"], ours["stdout"]
+    assert ours["stdout"] == theirs["stdout"], (ours["stdout"], theirs["stdout"])
+
+
+def test_setup_gives_ansible_s_own_facts(testbed, tmp_path):
+    """With ansible-core in the EE, facts come from the real setup module: the same keys and
+    values as ansible-playbook's, not the native subset."""
+    steps = [("setup", {})]
+    ours, res = our_results(tmp_path / "ours", testbed.ini_inventory(), steps, None, "newest")
+    theirs = ansible_playbook_results(testbed.ini_inventory(), steps, None, tmp_path, core="newest")
+    of, tf = ours[0][1]["ansible_facts"], theirs[0][1]["ansible_facts"]
+    assert len(tf) > 60 and set(of) == set(tf), sorted(set(of) ^ set(tf))
+    for k in ("ansible_distribution_version", "ansible_os_family", "ansible_pkg_mgr", "ansible_kernel",
+              "ansible_python_version", "ansible_user_id"):
+        assert of[k] == tf[k], (k, of[k], tf[k])

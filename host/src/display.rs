@@ -104,9 +104,48 @@ pub fn host_line(
         HostStatus::Unreachable => "runner_on_unreachable",
         HostStatus::Skipped => "runner_on_skipped",
     };
+    let warnings = result_warnings(style, res);
     if style.adhoc {
-        return (event, adhoc_line(style, status, host, action, res));
+        return (
+            event,
+            warnings + &adhoc_line(style, status, host, action, res),
+        );
     }
+    (
+        event,
+        warnings + &result_line(style, status, host, res, ignored),
+    )
+}
+
+/// The warnings a module returned, shown before its host line as ansible-playbook shows them.
+fn result_warnings(style: &Style, res: &Map<String, Value>) -> String {
+    let Some(Value::Array(list)) = res.get("warnings") else {
+        return String::new();
+    };
+    let mut text = String::new();
+    for w in list {
+        let msg = match w {
+            Value::String(s) => s.clone(),
+            Value::Object(m) => m
+                .get("msg")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            other => other.to_string(),
+        };
+        text.push_str(&warning(style, msg.trim()));
+        text.push_str("\r\n");
+    }
+    text
+}
+
+fn result_line(
+    style: &Style,
+    status: HostStatus,
+    host: &str,
+    res: &Map<String, Value>,
+    ignored: bool,
+) -> String {
     let v = style.verbosity;
     let text = match status {
         HostStatus::Ok | HostStatus::Changed => {
@@ -146,7 +185,7 @@ pub fn host_line(
             style.paint(&format!("skipping: [{host}]{more}"), SKIP)
         }
     };
-    (event, text)
+    text
 }
 
 fn adhoc_line(

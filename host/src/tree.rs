@@ -306,6 +306,13 @@ impl EventTree {
         // As Ansible's TaskResult.clean_copy: the event type says failed/skipped, the result not.
         res.remove("failed");
         res.remove("skipped");
+        // ansible-runner's callback keeps the environment out of fact-gathering events (it names
+        // the actions by their short names only).
+        if matches!(block.info.action.as_str(), "setup" | "gather_facts")
+            && let Some(Value::Object(facts)) = res.get_mut("ansible_facts")
+        {
+            facts.remove("ansible_env");
+        }
         let (event, stdout) = display::host_line(
             &self.style,
             outcome.status,

@@ -283,6 +283,10 @@ impl AnsibleModules {
         };
         // Internal to the action (module JSON or not); Ansible's callbacks never see it.
         result.remove("_ansible_parsed");
+        // The normal action's "hack to keep --verbose from showing all the setup module result".
+        if built.resolved == "ansible.builtin.setup" {
+            result.insert("_ansible_verbose_override".into(), json!(true));
+        }
         let mut warnings = built.warnings.clone();
         warnings.extend(strings(parsed.get("warnings")));
         if !warnings.is_empty() {
@@ -302,6 +306,11 @@ impl AnsibleModules {
             }
         }
         Ok(result)
+    }
+
+    /// Whether the EE's ansible-core can run modules for this job (starts the helper).
+    pub async fn available(&self) -> bool {
+        self.helper().await.is_ok()
     }
 
     /// Whether ansible-core (or a collection) has a module by this name (`has_plugin`).

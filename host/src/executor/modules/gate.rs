@@ -42,7 +42,7 @@ fn options(module: &str) -> Options {
                 "owner", "group",
             ],
             &["follow", "force", "recurse"],
-            &["absent", "directory", "file", "touch", "link"],
+            &["absent", "directory", "file", "touch", "link", "hard"],
         ),
         "copy" => (
             &[
@@ -192,7 +192,7 @@ mod tests {
             )
             .is_some()
         );
-        assert!(needs_real("file", &args(json!({"path": "/x", "state": "hard"}))).is_some());
+        assert!(needs_real("file", &args(json!({"path": "/x", "state": "fifo"}))).is_some());
         assert!(needs_real("file", &args(json!({"path": "/x", "recurse": "maybe"}))).is_some());
         assert_eq!(
             needs_real("file", &args(json!({"path": "/x", "recurse": "yes"}))),

@@ -191,6 +191,18 @@ pub async fn run(
     let Some(name) = canonical(module).filter(|n| !forced_real(n)) else {
         return ctx.ansible.run(module, &args, ctx, None).await;
     };
+    // Facts come from the real setup module when the EE has ansible-core (the native one knows
+    // a fraction of Ansible's facts); the native one serves EEs without it.
+    if matches!(name, "setup" | "gather_facts") && ctx.ansible.available().await {
+        let real = if name == "gather_facts" {
+            // The gather_facts action runs setup on Linux hosts; `parallel` is its own option.
+            args.remove("parallel");
+            "ansible.legacy.setup"
+        } else {
+            module
+        };
+        return ctx.ansible.run(real, &args, ctx, None).await;
+    }
     if let Some(why) = gate::needs_real(name, &args) {
         return ctx.ansible.run(module, &args, ctx, Some(&why)).await;
     }

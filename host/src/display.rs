@@ -147,7 +147,7 @@ fn result_line(
     ignored: bool,
 ) -> String {
     let v = style.verbosity;
-    let text = match status {
+    match status {
         HostStatus::Ok | HostStatus::Changed => {
             let (word, color) = if status == HostStatus::Changed {
                 ("changed", CHANGED)
@@ -184,8 +184,7 @@ fn result_line(
             };
             style.paint(&format!("skipping: [{host}]{more}"), SKIP)
         }
-    };
-    text
+    }
 }
 
 fn adhoc_line(

@@ -150,6 +150,7 @@ def steps_for(p: str, tag: str, web: str, repo: Path, collections=False):
         ("file", {"path": f"{p}/frags", "state": "directory", "recurse": "maybe"}),
         ("lineinfile", {"path": f"{p}/block.txt", "line": "tail", "backup": False, "mode": "0600"}),
         ("stat", {"path": f"{p}/block.txt", "get_checksum": False, "get_mime": False, "get_attributes": False}),
+        ("lineinfile", {"path": f"{p}/block.txt", "line": "x", "regexp": "^x", "search_string": "x"}),
         ("blockinfile", {"path": f"{p}/block.txt", "block": "x", "no_such_option": 1}),
         ("user", {"state": "present"}),
     ]

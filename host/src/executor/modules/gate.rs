@@ -117,8 +117,29 @@ fn options(module: &str) -> Options {
     }
 }
 
+/// Options Ansible refuses together (its modules' `mutually_exclusive`, and copy's action
+/// plugin): the native code would quietly prefer one.
+fn exclusive(module: &str) -> &'static [[&'static str; 2]] {
+    match module {
+        "copy" => &[["content", "src"]],
+        "lineinfile" => &[
+            ["insertbefore", "insertafter"],
+            ["regexp", "search_string"],
+            ["regex", "search_string"],
+            ["backrefs", "search_string"],
+        ],
+        "command" | "shell" => &[["argv", "cmd"], ["argv", "_raw_params"]],
+        _ => &[],
+    }
+}
+
 /// Why the real module must run this call instead of the native one, if it must.
 pub fn needs_real(module: &str, args: &Map<String, Value>) -> Option<String> {
+    for [a, b] in exclusive(module) {
+        if args.contains_key(*a) && args.contains_key(*b) {
+            return Some(format!("{a} together with {b}"));
+        }
+    }
     let opts = options(module);
     let mut unknown: Vec<&str> = args
         .keys()

@@ -132,6 +132,13 @@ def main():
             for n in sizes:
                 inv += f"[g{n}]\n" + "\n".join(h.name for h in tb.hosts[:n]) + "\n"
             (tmp / "inv.ini").write_text(inv)
+            # FTL2 0.4.7 keeps only a host's last inventory line: give each group full lines.
+            full = {h.name: f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user=root "
+                            f"ansible_ssh_private_key_file={tb.key} ansible_python_interpreter=/usr/bin/python3 "
+                            f"disable_host_key_checking=true ssh_private_key_file={tb.key}"
+                    for h in tb.hosts}
+            (tmp / "inv-ftl2.ini").write_text("".join(
+                f"[g{n}]\n" + "\n".join(full[h.name] for h in tb.hosts[:n]) + "\n" for n in sizes))
             (tmp / "play.yml").write_text(playbook(tasks))
             sdir = tmp / "scripts"
             sdir.mkdir()
@@ -156,19 +163,24 @@ def main():
                             "-e", f"target=g{n}", "-f", str(n)]
                     theirs.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="False")))
                     piped.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="True")))
-                    ftl2.append(measure([str(ftl2_py), str(tmp / "ftl2_bench.py"), str(tmp / "inv.ini"), f"g{n}"],
+                    ftl2.append(measure([str(ftl2_py), str(tmp / "ftl2_bench.py"), str(tmp / "inv-ftl2.ini"), f"g{n}"],
                                         env=dict(aenv)))
-                assert all(r[2] == 0 for r in ours + theirs + piped + ftl2), (ours, theirs, piped, ftl2)
+                assert all(r[2] == 0 for r in ours + theirs + piped), (ours, theirs, piped)
+                # FTL2 0.4.7 runs Ansible modules over SSH with arguments its own module loader
+                # cannot read ("Failed to decode JSON module parameters") on this testbed: say so.
+                ftl2_ok = all(r[2] == 0 for r in ftl2)
                 w = statistics.median(r[0] for r in ours)
                 wa = statistics.median(r[0] for r in theirs)
                 wp = statistics.median(r[0] for r in piped)
                 m = statistics.median(r[1] for r in ours)
                 ma = statistics.median(r[1] for r in theirs)
                 wf = statistics.median(r[0] for r in ftl2)
+                ftl2_col = (f"{wf:7.2f} s {statistics.median(r[1] for r in ftl2):8.1f} MiB" if ftl2_ok
+                            else f"{'its tasks failed':>22}")
                 print(f"{n:>5} | {w:7.2f} s {m:8.1f} MiB | {wa:7.2f} s {ma:8.1f} MiB | "
-                      f"{wp:7.2f} s {statistics.median(r[1] for r in piped):8.1f} MiB | "
-                      f"{wf:7.2f} s {statistics.median(r[1] for r in ftl2):8.1f} MiB | "
-                      f"{wa / w:5.1f}x ({wp / w:.1f}x) | {wf / w:5.1f}x | {ma / m:4.1f}x less")
+                      f"{wp:7.2f} s {statistics.median(r[1] for r in piped):8.1f} MiB | {ftl2_col} | "
+                      f"{wa / w:5.1f}x ({wp / w:.1f}x) | {f'{wf / w:5.1f}x' if ftl2_ok else '  n/a'} | "
+                      f"{ma / m:4.1f}x less")
         finally:
             tb.stop()
 

@@ -31,6 +31,9 @@ pub struct Style {
     pub color: bool,
     /// Ad hoc output (`ansible`'s minimal callback) instead of ansible-playbook's.
     pub adhoc: bool,
+    /// ANSIBLE_DISPLAY_ARGS_TO_STDOUT: events carry the task's arguments (off by default, as
+    /// in Ansible: arguments may hold secrets).
+    pub display_args: bool,
 }
 
 impl Style {

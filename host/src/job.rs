@@ -239,6 +239,7 @@ impl JobSettings {
             verbosity: self.cmdline.verbosity,
             color: on("ANSIBLE_FORCE_COLOR") && !on("ANSIBLE_NOCOLOR"),
             adhoc,
+            display_args: on("ANSIBLE_DISPLAY_ARGS_TO_STDOUT"),
         }
     }
 

@@ -217,7 +217,15 @@ impl EventTree {
         d.insert("task_uuid".into(), json!(block.uuid));
         d.insert("task_action".into(), json!(block.info.action));
         d.insert("resolved_action".into(), json!(block.info.resolved_action));
-        d.insert("task_args".into(), json!(task_args_text(&block.info.args)));
+        // As ansible-runner's callback: empty unless DISPLAY_ARGS_TO_STDOUT, censored for no_log.
+        let task_args = if !self.style.display_args {
+            String::new()
+        } else if block.info.no_log {
+            NO_LOG_TEXT.to_string()
+        } else {
+            task_args_text(&block.info.args)
+        };
+        d.insert("task_args".into(), json!(task_args));
         d.insert("task_path".into(), json!(""));
         d
     }
@@ -297,7 +305,7 @@ impl EventTree {
         let ignore = block.info.ignore_errors;
         let module_no_log = outcome.result.get("_ansible_no_log") == Some(&json!(true));
         let mut res = if block.info.no_log || module_no_log {
-            censored(&outcome.result)
+            censored()
         } else {
             let mut r = outcome.result.clone();
             strip_internal_keys(&mut r);
@@ -526,26 +534,15 @@ fn task_args_text(args: &Map<String, Value>) -> String {
         .join(" ")
 }
 
-fn censored(res: &Map<String, Value>) -> Map<String, Value> {
+/// What Ansible shows in place of anything `no_log` hides.
+const NO_LOG_TEXT: &str =
+    "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
+
+/// A `no_log` result as AWX receives it: ansible-runner's callback replaces whatever Ansible's
+/// censor_result kept with the censored text alone.
+fn censored() -> Map<String, Value> {
     let mut m = Map::new();
-    // What Ansible's censor_result keeps.
-    for k in [
-        "attempts",
-        "changed",
-        "retries",
-        "_ansible_no_log",
-        "exception",
-        "warnings",
-        "deprecations",
-    ] {
-        if let Some(v) = res.get(k) {
-            m.insert(k.into(), v.clone());
-        }
-    }
-    m.insert(
-        "censored".into(),
-        json!("the output has been hidden due to the fact that 'no_log: true' was specified for this result"),
-    );
+    m.insert("censored".into(), json!(NO_LOG_TEXT));
     m
 }
 

@@ -340,7 +340,7 @@ mod tests {
         let v1 = Style {
             verbosity: 1,
             color: true,
-            adhoc: false,
+            ..Default::default()
         };
         let (_, t) = host_line(
             &v1,

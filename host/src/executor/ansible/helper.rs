@@ -94,18 +94,7 @@ impl Helper {
             },
         };
         let hello = helper.request(json!({"op": "hello"})).await?;
-        let strings = |k: &str| -> Vec<String> {
-            hello
-                .get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let strings = |k: &str| super::strings(hello.get(k));
         let text = |k: &str| {
             hello
                 .get(k)

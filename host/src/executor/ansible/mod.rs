@@ -418,6 +418,7 @@ fn parse_discovery(stdout: &str) -> String {
         .unwrap_or_else(|| "/usr/bin/python3".into())
 }
 
+/// The strings of a JSON array (anything else: none).
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {

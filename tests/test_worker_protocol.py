@@ -261,6 +261,23 @@ def test_cancel_reaches_the_original_runner(tmp_path):
     assert proc.wait(timeout=30) == 254 and proc.stderr.read() == b""
     r, _, _ = process(buf, tmp_path / "awx", ident=10)
     assert r.status == "canceled"
+    # Nothing of the job is left running on the node (ansible-playbook under the original
+    # runner's pexpect used to outlive it, paused, for good).
+    pdd = str(tmp_path / "runner").encode()
+    deadline = time.monotonic() + 5
+    while True:
+        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, pdd)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not left, [(p.name, (p / "cmdline").read_bytes()) for p in left]
+
+
+def _cmdline_has(proc_dir: Path, needle: bytes) -> bool:
+    try:
+        return needle in (proc_dir / "cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 # --- malformed input: every path ends in a clean error the real Processor accepts ----------------

@@ -4,7 +4,7 @@
 //! of the target's Python, through become when the call uses it.
 //!
 //! Building through ansible-core itself, rather than in Rust, keeps the payload and the internal
-//! `_ansible_*` parameters exactly what the installed version sends (2.15 through 2.19 differ),
+//! `_ansible_*` parameters exactly what the installed version sends (2.15 through 2.21 differ),
 //! and result parsing exactly what it reports (junk around the JSON, MODULE FAILURE shapes).
 
 mod actions;
@@ -44,6 +44,7 @@ enum Caller<'a> {
     /// One of our action ports, which has done the plugin's part itself.
     Port,
 }
+
 /// A payload being built or built (or why it cannot be), shared by the hosts that need it.
 type BuildSlot = Shared<Result<Arc<Built>, String>>;
 

@@ -149,7 +149,7 @@ pub async fn delegate(
             runner.display()
         ));
     }
-    Ok(status.code().unwrap_or(crate::worker::RC_CANCELED))
+    Ok(status.code().unwrap_or(crate::outcome::RC_CANCELED))
 }
 
 /// The process groups of every process below `pid` (from /proc), other than our own group.

@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod job;
 pub mod job_run;
 pub mod log;
+pub mod outcome;
 pub mod play;
 pub mod pyjson;
 pub mod sandbox;

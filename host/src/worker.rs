@@ -10,6 +10,7 @@ use crate::events::EventContext;
 use crate::executor::modules::obj;
 use crate::job::JobSettings;
 use crate::logln;
+use crate::outcome::{Outcome, RC_CANCELED};
 use crate::sandbox::{StopFlag, StopReason};
 use crate::script::{self, ScriptChoice};
 use crate::transmit::{Decoder, Message, StreamError};
@@ -22,9 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Exit code of a canceled or timed-out job, as ansible-runner uses it.
-pub const RC_CANCELED: i32 = 254;
-
 /// The `worker` command's options.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerArgs {
@@ -34,17 +32,6 @@ pub struct WorkerArgs {
     pub delete: bool,
     /// `--keepalive-seconds`; falls back to `ANSIBLE_RUNNER_KEEPALIVE_SECONDS`.
     pub keepalive_seconds: Option<f64>,
-}
-
-/// How a job ended.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// `successful`, `failed`, `canceled` or `timeout`.
-    pub status: &'static str,
-    /// The exit code (also the `rc` artifact).
-    pub rc: i32,
-    /// Why, when it did not succeed; sent as `job_explanation`.
-    pub explanation: Option<String>,
 }
 
 /// A failure before the job started: sent as `{"status": "error", ...}`.

@@ -4,34 +4,14 @@
 //! Secrets (the SSH key and the prompt passwords) are held in [`Secret`], which never prints its
 //! value, so they cannot leak into events, artifacts or logs by accident.
 
+use crate::boolean::{ansible_bool, is_true_word};
 use crate::cmdline::CmdlineOptions;
+use crate::secret::Secret;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// A value that must never be shown: Debug prints `<redacted>`, and there is no Display.
-#[derive(Clone, Default)]
-pub struct Secret<T>(T);
-
-impl<T> Secret<T> {
-    /// Wrap a secret value.
-    pub fn new(v: T) -> Self {
-        Secret(v)
-    }
-    /// The secret itself, for the one place that must use it (an SSH login, a become prompt).
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// ansible-runner's `env/settings`: timeouts and output suppression.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -310,24 +290,6 @@ fn python_str(v: &Value) -> String {
         Value::Bool(false) => "False".into(),
         Value::Null => "None".into(),
         other => other.to_string(),
-    }
-}
-
-/// A word Ansible's `boolean()` reads as true (y, yes, on, 1, true, t; any case).
-pub fn is_true_word(s: &str) -> bool {
-    matches!(
-        s.to_ascii_lowercase().as_str(),
-        "y" | "yes" | "on" | "1" | "true" | "t"
-    )
-}
-
-/// A variable or argument as Ansible's `boolean()` reads it; `None` when it is not a scalar.
-pub fn ansible_bool(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => Some(n.as_f64().is_some_and(|f| f != 0.0)),
-        Value::String(s) => Some(is_true_word(s)),
-        _ => None,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::sandbox::bridge::Bridge;
 use crate::sandbox::output::{OutputCaps, OutputSink};
 use crate::sandbox::{Guest, Mounts, SandboxLimits, ScriptEnd, ScriptRun, StopFlag, StopReason};
 use crate::script::{ScriptChoice, ScriptSource};
+use crate::secret::Secret;
 use crate::tree::EventTree;
 use crate::writer::StreamWriter;
 use serde_json::{Value, json};
@@ -219,7 +220,7 @@ pub fn engine(job: &JobSettings, local_files: LocalFiles) -> Result<Arc<Executor
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            credential: Credential::from_job(job),
+            credential: credential(job),
             extravars: job.extravars.clone(),
             local_files,
             fact_cache,
@@ -227,6 +228,44 @@ pub fn engine(job: &JobSettings, local_files: LocalFiles) -> Result<Arc<Executor
             verbosity: job.cmdline.verbosity,
         },
     )))
+}
+
+/// The job's AWX machine credential and login options, from what AWX sent (kwargs passwords,
+/// ssh key, cmdline flags, environment), for the engine: the engine never reads the job itself.
+fn credential(job: &JobSettings) -> Credential {
+    let prompt = |starts: &str| -> Option<Secret<String>> {
+        job.passwords
+            .expose()
+            .iter()
+            .find(|(k, v)| k.starts_with(starts) && !v.is_empty())
+            .map(|(_, v)| Secret::new(v.clone()))
+    };
+    let c = &job.cmdline;
+    let hkc = job
+        .envvars
+        .get("ANSIBLE_HOST_KEY_CHECKING")
+        .is_some_and(|v| crate::boolean::is_true_word(v));
+    Credential {
+        user: c.user.clone(),
+        ssh_key: job.ssh_key.clone(),
+        key_passphrase: prompt("Enter passphrase for"),
+        ssh_password: if c.ask_pass {
+            prompt("SSH password")
+        } else {
+            None
+        },
+        become_: c.become_,
+        become_method: c.become_method.clone(),
+        become_user: c.become_user.clone(),
+        become_password: if c.ask_become_pass {
+            prompt("BECOME password")
+        } else {
+            None
+        },
+        private_key_file: c.private_key_file.clone(),
+        timeout: c.timeout,
+        host_key_checking: hkc,
+    }
 }
 
 /// How the job reaches its EE's ansible-core: the Python found from `FTL2_ANSIBLE_PYTHON` or
@@ -406,5 +445,31 @@ fn outcome_of(end: &ScriptEnd, tree: &EventTree) -> Outcome {
             rc: 1,
             explanation: Some(format!("the script sandbox failed: {e}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prompt_passwords_need_their_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let kwargs = json!({"passwords": {"SSH password:\\s*?$": "sshpw", "BECOME password.*:\\s*?$": "bpw", "Enter passphrase for .*:\\s*?$": "kp"}});
+        let job = JobSettings::load(dir.path(), kwargs.as_object().unwrap()).unwrap();
+        let c = credential(&job);
+        assert!(c.ssh_password.is_none() && c.become_password.is_none());
+        assert_eq!(c.key_passphrase.unwrap().expose(), "kp");
+        std::fs::create_dir_all(dir.path().join("env")).unwrap();
+        std::fs::write(
+            dir.path().join("env/cmdline"),
+            "--ask-pass --ask-become-pass",
+        )
+        .unwrap();
+        let job = JobSettings::load(dir.path(), kwargs.as_object().unwrap()).unwrap();
+        let c = credential(&job);
+        assert_eq!(c.ssh_password.unwrap().expose(), "sshpw");
+        assert_eq!(c.become_password.unwrap().expose(), "bpw");
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod adhoc;
 pub mod artifacts;
+pub mod boolean;
 pub mod cleanup;
 pub mod cli;
 pub mod cmdline;
@@ -24,6 +25,7 @@ pub mod play;
 pub mod pyjson;
 pub mod sandbox;
 pub mod script;
+pub mod secret;
 pub mod transmit;
 pub mod tree;
 pub mod unpack;

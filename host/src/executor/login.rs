@@ -6,7 +6,7 @@
 //! kwargs; prompt passwords count only when the matching `--ask-*` flag is on the command line,
 //! as ansible-playbook would have asked for them.
 
-use crate::job::{JobSettings, Secret};
+use crate::secret::Secret;
 use russh::keys::PrivateKey;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -39,45 +39,6 @@ pub struct Credential {
     pub timeout: Option<u32>,
     /// ANSIBLE_HOST_KEY_CHECKING from the job's environment; off unless it says true (AWX sets False).
     pub host_key_checking: bool,
-}
-
-impl Credential {
-    /// Read the credential from what AWX sent for the job.
-    pub fn from_job(job: &JobSettings) -> Credential {
-        let prompt = |starts: &str| -> Option<Secret<String>> {
-            job.passwords
-                .expose()
-                .iter()
-                .find(|(k, v)| k.starts_with(starts) && !v.is_empty())
-                .map(|(_, v)| Secret::new(v.clone()))
-        };
-        let c = &job.cmdline;
-        let hkc = job
-            .envvars
-            .get("ANSIBLE_HOST_KEY_CHECKING")
-            .is_some_and(|v| crate::job::is_true_word(v));
-        Credential {
-            user: c.user.clone(),
-            ssh_key: job.ssh_key.clone(),
-            key_passphrase: prompt("Enter passphrase for"),
-            ssh_password: if c.ask_pass {
-                prompt("SSH password")
-            } else {
-                None
-            },
-            become_: c.become_,
-            become_method: c.become_method.clone(),
-            become_user: c.become_user.clone(),
-            become_password: if c.ask_become_pass {
-                prompt("BECOME password")
-            } else {
-                None
-            },
-            private_key_file: c.private_key_file.clone(),
-            timeout: c.timeout,
-            host_key_checking: hkc,
-        }
-    }
 }
 
 /// Switching user on the target for a command.
@@ -241,7 +202,7 @@ fn var_str(vars: &Map<String, Value>, keys: &[&str]) -> Option<String> {
 }
 
 fn var_bool(vars: &Map<String, Value>, key: &str) -> Option<bool> {
-    vars.get(key).and_then(crate::job::ansible_bool)
+    vars.get(key).and_then(crate::boolean::ansible_bool)
 }
 
 /// Work out how to reach `name` from its variables, the job's extra vars and the credential.
@@ -499,25 +460,5 @@ mod tests {
         assert_eq!(j("-o StrictHostKeyChecking=no"), None);
         assert!(jump_from_ssh_args("-o ProxyCommand='nc -x proxy %h %p'").is_err());
         assert!(jump_from_ssh_args("-J a,b").is_err());
-    }
-
-    #[test]
-    fn prompt_passwords_need_their_flags() {
-        let dir = tempfile::tempdir().unwrap();
-        let kwargs = json!({"passwords": {"SSH password:\\s*?$": "sshpw", "BECOME password.*:\\s*?$": "bpw", "Enter passphrase for .*:\\s*?$": "kp"}});
-        let job = JobSettings::load(dir.path(), kwargs.as_object().unwrap()).unwrap();
-        let c = Credential::from_job(&job);
-        assert!(c.ssh_password.is_none() && c.become_password.is_none());
-        assert_eq!(c.key_passphrase.unwrap().expose(), "kp");
-        std::fs::create_dir_all(dir.path().join("env")).unwrap();
-        std::fs::write(
-            dir.path().join("env/cmdline"),
-            "--ask-pass --ask-become-pass",
-        )
-        .unwrap();
-        let job = JobSettings::load(dir.path(), kwargs.as_object().unwrap()).unwrap();
-        let c = Credential::from_job(&job);
-        assert_eq!(c.ssh_password.unwrap().expose(), "sshpw");
-        assert_eq!(c.become_password.unwrap().expose(), "bpw");
     }
 }

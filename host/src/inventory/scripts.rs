@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Whether the EE's admin allows running executable inventories that are not AWX's script.
 pub(super) fn scripts_allowed() -> bool {
-    std::env::var("FTL2_ALLOW_INVENTORY_SCRIPTS").is_ok_and(|v| crate::job::is_true_word(&v))
+    std::env::var("FTL2_ALLOW_INVENTORY_SCRIPTS").is_ok_and(|v| crate::boolean::is_true_word(&v))
 }
 
 /// Run `<script> --list` (60 s at most) and parse its JSON, as Ansible's script plugin does.

@@ -176,7 +176,7 @@ async fn unarchive(
                 )
                 .await);
         }
-        let copy = crate::job::ansible_bool(&copy).unwrap_or(true);
+        let copy = crate::boolean::ansible_bool(&copy).unwrap_or(true);
         args.insert("remote_src".into(), json!(!copy));
     }
     let (Some(_src), Some(dest)) = (str_arg(&args, "src"), str_arg(&args, "dest")) else {

@@ -67,7 +67,9 @@ fn action_is_plain(action: &str, args: &Map<String, Value>) -> bool {
         "ansible.builtin.uri" => !args.contains_key("src"),
         // The plugin's remote_src defaults to yes; then it runs the module as given.
         "ansible.builtin.assemble" => {
-            args.get("remote_src").and_then(crate::job::ansible_bool) != Some(false)
+            args.get("remote_src")
+                .and_then(crate::boolean::ansible_bool)
+                != Some(false)
         }
         _ => false,
     }

@@ -370,7 +370,7 @@ pub fn render_template(source: &str, path: &Path, ctx: &ModuleCtx<'_>) -> Result
     );
     env.add_filter("bool", |v: minijinja::Value| -> bool {
         match v.as_str() {
-            Some(s) => crate::job::is_true_word(s),
+            Some(s) => crate::boolean::is_true_word(s),
             None => v.is_true(),
         }
     });

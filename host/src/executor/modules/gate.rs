@@ -152,7 +152,7 @@ pub fn needs_real(module: &str, args: &Map<String, Value>) -> Option<String> {
     }
     for b in opts.bools {
         if let Some(v) = args.get(*b)
-            && strict_bool(v).is_none()
+            && crate::boolean::ansible_bool_strict(v).is_none()
         {
             return Some(format!("{b}={v}"));
         }
@@ -164,24 +164,6 @@ pub fn needs_real(module: &str, args: &Map<String, Value>) -> Option<String> {
         return Some(format!("state={v}"));
     }
     None
-}
-
-/// Ansible's `boolean(strict=True)`: only its own spellings are booleans.
-fn strict_bool(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => match n.as_f64() {
-            Some(1.0) => Some(true),
-            Some(0.0) => Some(false),
-            _ => None,
-        },
-        Value::String(s) => match s.to_ascii_lowercase().as_str() {
-            "y" | "yes" | "on" | "1" | "true" | "t" => Some(true),
-            "n" | "no" | "off" | "0" | "false" | "f" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -283,7 +283,7 @@ pub fn str_arg_any(args: &Map<String, Value>, keys: &[&str]) -> Option<String> {
 /// A boolean argument, with Ansible's spellings (yes/no/true/false/1/0/on/off).
 pub fn bool_arg(args: &Map<String, Value>, key: &str, default: bool) -> bool {
     args.get(key)
-        .and_then(crate::job::ansible_bool)
+        .and_then(crate::boolean::ansible_bool)
         .unwrap_or(default)
 }
 

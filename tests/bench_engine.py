@@ -101,10 +101,10 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
-def measure(cmd, stdin=None, env=None):
+def measure(cmd, stdin=None, env=None, cwd=None):
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     if stdin:
         proc.stdin.write(stdin)
         proc.stdin.close()
@@ -164,7 +164,7 @@ def main():
                     theirs.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="False")))
                     piped.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="True")))
                     ftl2.append(measure([str(ftl2_py), str(tmp / "ftl2_bench.py"), str(tmp / "inv-ftl2.ini"), f"g{n}"],
-                                        env=dict(aenv)))
+                                        env=dict(aenv), cwd=tmp))  # FTL2 writes ftl2.log here
                 assert all(r[2] == 0 for r in ours + theirs + piped), (ours, theirs, piped)
                 # FTL2 0.4.7 runs Ansible modules over SSH with arguments its own module loader
                 # cannot read ("Failed to decode JSON module parameters") on this testbed: say so.

@@ -223,8 +223,6 @@ def op_build(req):
     cmd = CONN._shell.build_module_command("", shebang, "", arg_path=None).strip()
     return {
         "resolved": resolved,
-        "redirected": list(getattr(found, "redirect_list", []) or []),
-        "deprecation": getattr(found, "deprecation_warnings", None) or None,
         "action_plugin": _action_plugin(resolved),
         "payload": base64.b64encode(data).decode(),
         "interpreter": shebang[2:].strip(),

@@ -134,17 +134,13 @@ impl AnsibleModules {
             Arc::clone(m.entry(ctx.host.to_string()).or_default())
         };
         let mut discovered = false;
-        let candidates: Vec<String> = match vars.get("ansible_interpreter_python_fallback") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect(),
-            _ => helper.info.interpreter_fallback.clone(),
-        };
         let found = cell
             .get_or_try_init(|| async {
                 discovered = true;
+                let candidates = match vars.get("ansible_interpreter_python_fallback") {
+                    Some(list @ Value::Array(_)) => strings(Some(list)),
+                    _ => helper.info.interpreter_fallback.clone(),
+                };
                 discover(ctx, &candidates).await
             })
             .await?

@@ -4,7 +4,7 @@
 # version exactly (its `_ansible_*` parameters, its result shapes). It never runs a module, never
 # renders a template and never touches a host: the Rust host runs the payload over its own
 # connection. Requests:
-#   {"op": "hello"}                              -> versions, paths, interpreter fallback list
+#   {"op": "hello"}                              -> versions, interpreter fallback list
 #   {"op": "build", "module", "args", "interpreter", "check_mode", "diff", "no_log",
 #    "verbosity", "vars"}                        -> resolved name, payload (base64), command
 #   {"op": "parse", "stdout", "stderr", "rc", "interpreter", "profile"} -> Ansible's result dict
@@ -185,9 +185,6 @@ def op_hello(req):
         "ansible_version": release.__version__,
         "python": sys.executable,
         "interpreter_fallback": list(fallback),
-        "interpreter": C.config.get_config_value("INTERPRETER_PYTHON"),
-        "module_paths": _module_dirs(),
-        "collections_paths": _collection_paths(),
     }
 
 

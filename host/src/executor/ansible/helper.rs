@@ -16,7 +16,7 @@ const HELPER_PY: &str = include_str!("helper.py");
 const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What the helper said about the ansible-core it runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct HelperInfo {
     /// ansible-core's version, e.g. `2.19.14`.
     pub ansible_version: String,
@@ -87,11 +87,7 @@ impl Helper {
         let helper = Helper {
             io: Mutex::new((stdin, reader)),
             _child: child,
-            info: HelperInfo {
-                ansible_version: String::new(),
-                python: String::new(),
-                interpreter_fallback: Vec::new(),
-            },
+            info: HelperInfo::default(),
         };
         let hello = helper.request(json!({"op": "hello"})).await?;
         let strings = |k: &str| super::strings(hello.get(k));

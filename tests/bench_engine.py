@@ -3,7 +3,8 @@
     $FTL2_VENV/bin/python tests/bench_engine.py [--sizes 1,10,50] [--runs 3] [--modules native|ansible]
 
 `native`: ping + command + file touch (our Rust modules). `ansible`: getent + find + wait_for,
-which are not native, so they run as Ansible modules built by the EE's ansible-core.
+which are not native, so they run as Ansible modules built by the EE's ansible-core (also run
+with the resident module runner off, to show what it saves).
 Runs the same three tasks through ftl2-runner (a job through the worker, the script doing
 `run_on` for each module) and through ansible-playbook (ansible-core, forks = N, no fact
 gathering, pipelining on and off) on the same hosts in the same run, and prints wall time and
@@ -150,7 +151,7 @@ def main():
             print(f"{'hosts':>5} | {'ftl2-runner':>22} | {'ansible-playbook':>22} | {'+pipelining':>22} | "
                   f"{'FTL2 0.4.7':>22} | speedup vs ansible (piped) | vs FTL2 | memory")
             for n in sizes:
-                ours, theirs, piped, ftl2 = [], [], [], []
+                ours, ours_piped, theirs, piped, ftl2 = [], [], [], [], []
                 for i in range(args.runs):
                     zip_bytes = make_zip([("inventory/", 0o755, b""), ("inventory/hosts", 0o644, inv.encode()),
                                           ("env/extravars", 0o600, f"target: g{n}\n".encode())])
@@ -159,13 +160,17 @@ def main():
                                                       "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}}, zip_bytes)
                     ours.append(measure([str(BIN), "worker", f"--private-data-dir={tmp / f'w{n}-{i}'}", "--delete"],
                                         stream, worker_env(FTL2_SCRIPT=sdir / "main.py")))
+                    if args.modules == "ansible":
+                        ours_piped.append(measure(
+                            [str(BIN), "worker", f"--private-data-dir={tmp / f'p{n}-{i}'}", "--delete"],
+                            stream, worker_env(FTL2_SCRIPT=sdir / "main.py", FTL2_RESIDENT="0")))
                     base = [str(VENV_BIN / "ansible-playbook"), "-i", str(tmp / "inv.ini"), str(tmp / "play.yml"),
                             "-e", f"target=g{n}", "-f", str(n)]
                     theirs.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="False")))
                     piped.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="True")))
                     ftl2.append(measure([str(ftl2_py), str(tmp / "ftl2_bench.py"), str(tmp / "inv-ftl2.ini"), f"g{n}"],
                                         env=dict(aenv), cwd=tmp))  # FTL2 writes ftl2.log here
-                assert all(r[2] == 0 for r in ours + theirs + piped), (ours, theirs, piped)
+                assert all(r[2] == 0 for r in ours + ours_piped + theirs + piped), (ours, ours_piped, theirs, piped)
                 # FTL2 0.4.7 runs Ansible modules over SSH with arguments its own module loader
                 # cannot read ("Failed to decode JSON module parameters") on this testbed: say so.
                 ftl2_ok = all(r[2] == 0 for r in ftl2)
@@ -181,6 +186,10 @@ def main():
                       f"{wp:7.2f} s {statistics.median(r[1] for r in piped):8.1f} MiB | {ftl2_col} | "
                       f"{wa / w:5.1f}x ({wp / w:.1f}x) | {f'{wf / w:5.1f}x' if ftl2_ok else '  n/a'} | "
                       f"{ma / m:4.1f}x less")
+                if ours_piped:
+                    wo = statistics.median(r[0] for r in ours_piped)
+                    print(f"      ftl2-runner without its resident module runner (FTL2_RESIDENT=0): {wo:.2f} s, "
+                          f"{wo / w:.1f}x slower than with it")
         finally:
             tb.stop()
 

@@ -208,10 +208,11 @@ def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Pa
     return [(e["event"], e["event_data"].get("res", {})) for e in r.events if e["event"] in RESULT_EVENTS]
 
 
-def our_results(tmp: Path, inventory: str, steps, cmdline: str | None, core="newest", become=False):
+def our_results(tmp: Path, inventory: str, steps, cmdline: str | None, core="newest", become=False,
+                extra_env=None):
     calls = [("node0", m, {**a, **({"_become": True} if become else {})}) for m, a, *_ in steps]
     _, res = engine_calls(tmp, inventory, calls, cmdline=cmdline,
-                          kwargs={"envvars": env_for(core)})
+                          kwargs={"envvars": {**env_for(core), **(extra_env or {})}})
     assert res.final_status in ("successful", "failed"), res.stdout[-3000:]
     return [(e["event"], e["event_data"].get("res", {})) for e in res.events if e["event"] in RESULT_EVENTS], res
 

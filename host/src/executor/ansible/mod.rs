@@ -9,6 +9,7 @@
 
 mod actions;
 mod helper;
+mod resident;
 
 pub use helper::{HelperSpawn, find_python};
 
@@ -58,6 +59,8 @@ pub struct AnsibleModules {
     interpreters: Mutex<HashMap<String, Shared<String>>>,
     /// Per host: facts the package/service actions looked up (`ansible_pkg_mgr`, ...).
     facts: Mutex<HashMap<(String, String), String>>,
+    /// Per host: the resident runner that runs payloads without a new interpreter each.
+    residents: resident::Residents,
 }
 
 /// Action plugins whose work, for the arguments allowed here, is exactly running their module.
@@ -85,6 +88,7 @@ impl AnsibleModules {
             builds: Mutex::new(HashMap::new()),
             interpreters: Mutex::new(HashMap::new()),
             facts: Mutex::new(HashMap::new()),
+            residents: resident::Residents::default(),
         }
     }
 
@@ -262,7 +266,16 @@ impl AnsibleModules {
                 built.resolved
             )));
         }
-        let out = ctx.sh(&built.command, Some(&built.payload)).await?;
+        let out = self
+            .residents
+            .run(
+                ctx.conn,
+                ctx.host,
+                ctx.become_.as_ref(),
+                &built.command,
+                &built.payload,
+            )
+            .await?;
         let parsed = helper
             .request(json!({
                 "op": "parse", "module": built.resolved,

@@ -11,9 +11,11 @@
 mod become_plan;
 mod local;
 mod ssh;
+mod stream;
 
 pub use local::LocalConnection;
 pub use ssh::{Client, SshConnection, decode_key};
+pub use stream::Stream;
 
 use crate::executor::login::{Become, HostAccess};
 use become_plan::Plan;

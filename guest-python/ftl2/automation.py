@@ -356,10 +356,17 @@ class AutomationContext:
         options = {}
         if task_name is not None:
             options["name"] = str(task_name)
-        # Task keywords, as Ansible has them on tasks: _no_log, _ignore_errors, _become, _become_user.
-        for key in ("no_log", "ignore_errors", "become", "become_user"):
+        # Task keywords, as Ansible has them on tasks: _no_log, _ignore_errors, _become,
+        # _become_user, and _async/_poll (run in the background, checked every _poll seconds).
+        for key in ("no_log", "ignore_errors", "become", "become_user", "async", "poll"):
             if f"_{key}" in params:
                 options[key] = params.pop(f"_{key}")
+        for key in ("async", "poll"):
+            value = options.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"_{key} must be a whole number of seconds (0 or more), not {value!r}")
+        if "poll" in options and not options.get("async"):
+            raise ValueError("_poll applies to a call with _async (seconds it may run in the background)")
         if self._check_mode is not None:
             options["check_mode"] = bool(self._check_mode)
         self._notify({"event": "module_start", "module": module, "host": target})

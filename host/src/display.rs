@@ -21,6 +21,8 @@ pub const SKIP: &str = "0;36";
 pub const UNREACHABLE: &str = "1;31";
 /// C.COLOR_WARN.
 pub const WARN: &str = "1;35";
+/// C.COLOR_DEBUG.
+pub const DEBUG: &str = "1;30";
 
 /// How results are printed for this job.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,6 +49,36 @@ impl Style {
             .collect::<Vec<_>>()
             .join("\r\n")
     }
+}
+
+/// The default callback's lines for a polled async job: `ASYNC POLL on h: jid=.. started=..
+/// finished=..`, `ASYNC OK on h: jid=..`, `ASYNC FAILED on h: jid=..` (values as Python prints
+/// them: 2.15's 0/1, 2.21's True/False).
+pub fn async_line(style: &Style, event: &str, host: &str, res: &Map<String, Value>) -> String {
+    let py = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "None".to_string(),
+        Some(Value::Bool(true)) => "True".into(),
+        Some(Value::Bool(false)) => "False".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let jid = match res.get("ansible_job_id") {
+        None => res
+            .get("async_result")
+            .and_then(|r| r.get("ansible_job_id")),
+        some => some,
+    };
+    let text = match event {
+        "runner_on_async_poll" => format!(
+            "ASYNC POLL on {host}: jid={} started={} finished={}",
+            py(res.get("ansible_job_id")),
+            py(res.get("started")),
+            py(res.get("finished"))
+        ),
+        "runner_on_async_ok" => format!("ASYNC OK on {host}: jid={}", py(jid)),
+        _ => format!("ASYNC FAILED on {host}: jid={}", py(jid)),
+    };
+    style.paint(&text, DEBUG)
 }
 
 /// `TASK [x] *****...` padded like ansible-playbook's banner.

@@ -11,7 +11,7 @@ use crate::events::Event;
 use crate::pyjson;
 use crate::writer::StreamWriter;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// How a host's run of a module ended, in Ansible's terms.
@@ -133,6 +133,8 @@ pub struct EventTree {
     stats: BTreeMap<String, HostStats>,
     host_order: Vec<String>,
     style: Style,
+    /// Per task and host: the uuid of the `async_status` pseudo-task its polls run as.
+    poll_tasks: HashMap<(TaskId, String), String>,
 }
 
 impl EventTree {
@@ -148,6 +150,7 @@ impl EventTree {
             stats: BTreeMap::new(),
             host_order: Vec::new(),
             style,
+            poll_tasks: HashMap::new(),
         }
     }
 
@@ -384,6 +387,75 @@ impl EventTree {
         self.emit_for(id, ev);
     }
 
+    /// A polled async job on a host: `runner_on_async_poll` while it runs, then
+    /// `runner_on_async_ok`/`runner_on_async_failed` (before the host's result).
+    pub fn host_async(
+        &mut self,
+        id: TaskId,
+        host: &str,
+        event: crate::executor::ansible::AsyncEvent,
+        result: &Map<String, Value>,
+    ) {
+        use crate::executor::ansible::AsyncEvent;
+        let Some(block) = self.tasks.iter().find(|b| b.id == id) else {
+            return;
+        };
+        let name = match event {
+            AsyncEvent::Poll => "runner_on_async_poll",
+            AsyncEvent::Ok => "runner_on_async_ok",
+            AsyncEvent::Failed => "runner_on_async_failed",
+        };
+        let res = if block.info.no_log {
+            censored()
+        } else {
+            let mut r = result.clone();
+            strip_internal_keys(&mut r);
+            r
+        };
+        let mut res = res;
+        // As TaskResult.clean_copy, as for the host's result.
+        res.remove("failed");
+        res.remove("skipped");
+        let stdout = display::async_line(&self.style, name, host, &res);
+        let mut d = self.task_data(block);
+        let mut parent = block.uuid.clone();
+        if event == AsyncEvent::Poll {
+            // Polls run as TaskExecutor's pseudo-task `async_status`, one per task and host.
+            let pseudo = self
+                .poll_tasks
+                .entry((id, host.to_string()))
+                .or_insert_with(|| uuid::Uuid::new_v4().to_string())
+                .clone();
+            d.insert("task".into(), json!("async_status"));
+            d.insert("task_uuid".into(), json!(pseudo));
+            d.insert("task_action".into(), json!("async_status"));
+            d.insert(
+                "resolved_action".into(),
+                json!("ansible.builtin.async_status"),
+            );
+            d.insert("task_args".into(), json!(""));
+            parent = pseudo;
+        }
+        d.insert("host".into(), json!(host));
+        d.insert(
+            "jid".into(),
+            result.get("ansible_job_id").cloned().unwrap_or(Value::Null),
+        );
+        d.insert(
+            "res".into(),
+            Value::Object(crate::executor::truncate_result(res)),
+        );
+        let ev = Event {
+            event: name,
+            uuid: uuid::Uuid::new_v4().to_string(),
+            parent_uuid: Some(parent),
+            trailing_newlines: 1,
+            stdout,
+            event_data: d,
+        };
+        self.emit_for(id, ev);
+    }
+
     fn count(&mut self, host: &str, status: HostStatus, ignored: bool, changed: bool) {
         if !self.stats.contains_key(host) {
             self.host_order.push(host.to_string());
@@ -516,6 +588,19 @@ impl crate::executor::Progress for TaskProgress {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .host_result(self.task, host, &o);
+    }
+    fn host_async(
+        &self,
+        host: &str,
+        event: crate::executor::ansible::AsyncEvent,
+        result: &Map<String, Value>,
+    ) {
+        let mut r = result.clone();
+        crate::sandbox::bridge::scrub_map(&mut r, &self.scrub);
+        self.tree
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .host_async(self.task, host, event, &r);
     }
 }
 

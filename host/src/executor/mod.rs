@@ -35,6 +35,8 @@ pub struct CallOptions {
     pub become_user: Option<String>,
     /// `no_log`: Ansible modules censor their own results and logs (`_ansible_no_log`).
     pub no_log: bool,
+    /// `async`/`poll`: run in the background on the host, as Ansible's async does.
+    pub asynchronous: Option<ansible::Async>,
 }
 
 /// Receives per-host progress of a call, in the order things happen.
@@ -43,6 +45,10 @@ pub trait Progress: Send + Sync {
     fn host_start(&self, host: &str);
     /// A host finished.
     fn host_done(&self, host: &str, outcome: &HostOutcome);
+    /// A polled async job on a host is still running, or has ended (before `host_done`).
+    fn host_async(&self, host: &str, event: ansible::AsyncEvent, result: &Map<String, Value>) {
+        let _ = (host, event, result);
+    }
 }
 
 /// Job-wide settings the engine needs.
@@ -245,7 +251,9 @@ impl Executor {
             tasks.push(tokio::spawn(async move {
                 let _permit = me.forks.acquire().await;
                 progress.host_start(&host);
-                let outcome = me.run_one(&host, &module, &args, &opts).await;
+                let outcome = me
+                    .run_one(&host, &module, &args, &opts, progress.as_ref())
+                    .await;
                 progress.host_done(&host, &outcome);
                 (host, outcome)
             }));
@@ -272,6 +280,7 @@ impl Executor {
         module: &str,
         args: &Map<String, Value>,
         opts: &CallOptions,
+        progress: &dyn Progress,
     ) -> HostOutcome {
         let started = start_now();
         let conn = match self.connection_for(host) {
@@ -310,6 +319,9 @@ impl Executor {
             b.user = u.clone();
         }
         let vars = || self.template_vars(host);
+        let on_async = |event: ansible::AsyncEvent, result: &Map<String, Value>| {
+            progress.host_async(host, event, result)
+        };
         let ctx = modules::ModuleCtx {
             conn: &conn,
             host,
@@ -320,6 +332,8 @@ impl Executor {
             local: &self.settings.local_files,
             no_log: opts.no_log,
             ansible: &self.ansible,
+            asynchronous: opts.asynchronous,
+            on_async: &on_async,
         };
         let result = match modules::run(module, args, &ctx).await {
             Ok(r) => r,

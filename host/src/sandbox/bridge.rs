@@ -130,6 +130,15 @@ impl Bridge {
                 .get("no_log")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            // Ansible's `async`/`poll` (poll defaults to DEFAULT_POLL_INTERVAL, 15 s).
+            asynchronous: options
+                .get("async")
+                .and_then(Value::as_u64)
+                .filter(|&limit| limit > 0)
+                .map(|limit| crate::executor::ansible::Async {
+                    limit,
+                    poll: options.get("poll").and_then(Value::as_u64).unwrap_or(15),
+                }),
         };
         let name = options
             .get("name")

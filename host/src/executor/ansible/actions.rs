@@ -16,6 +16,8 @@ pub enum Port {
     Service,
     /// `ansible.builtin.unarchive` (archives already on the host: `remote_src`).
     Unarchive,
+    /// `ansible.builtin.async_status` (the async dir expanded on the host, the action's shape).
+    AsyncStatus,
 }
 
 /// The port for `module`, if it names one.
@@ -28,6 +30,7 @@ pub fn port(module: &str) -> Option<Port> {
         "package" => Some(Port::Package),
         "service" => Some(Port::Service),
         "unarchive" => Some(Port::Unarchive),
+        "async_status" => Some(Port::AsyncStatus),
         _ => None,
     }
 }
@@ -50,6 +53,7 @@ impl Port {
             Port::Package => package(am, args, ctx).await,
             Port::Service => service(am, args, ctx).await,
             Port::Unarchive => unarchive(am, args, ctx).await,
+            Port::AsyncStatus => am.async_status_action(args, ctx).await,
         }
     }
 }

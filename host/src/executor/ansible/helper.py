@@ -10,6 +10,11 @@
 #   {"op": "parse", "stdout", "stderr", "rc", "interpreter", "profile"} -> Ansible's result dict
 #   {"op": "has", "module"}                      -> whether module_loader has it
 #   {"op": "action_error", "kind": "fail"|"skip", "msg"} -> an action plugin's failure result
+#   {"op": "mkdtemp"}                            -> the command that makes Ansible's remote temp dir
+#   {"op": "async_build", <build's fields>, "async_val", "tmpdir"} -> files to upload, the command
+#                                                   that starts async_wrapper, the async dir
+#   {"op": "async_status", "jid", "mode", "async_dir", "module_result"} -> the action's result
+#   {"op": "async_dir"}                          -> where async jobs keep their status (unexpanded)
 # Every answer is one line: {"ok": true, ...} or {"ok": false, "msg": "..."}.
 import base64
 import difflib
@@ -188,7 +193,16 @@ def op_hello(req):
     }
 
 
+def _shell_as_command(req):
+    """The shell action runs the command module with `_uses_shell` (shell has no module code)."""
+    found = plugin_loader.module_loader.find_plugin_with_context(req["module"], collection_list=[])
+    if getattr(found, "resolved", False) and found.resolved_fqcn == "ansible.builtin.shell":
+        req = dict(req, module="ansible.legacy.command", args=dict(req.get("args") or {}, _uses_shell=True))
+    return req
+
+
 def op_build(req):
+    req = _shell_as_command(req)
     module = req["module"]
     found = plugin_loader.module_loader.find_plugin_with_context(module, collection_list=[])
     if not found.resolved:
@@ -328,7 +342,113 @@ def _jsonable(o):
     return str(o)
 
 
-OPS = {"hello": op_hello, "build": op_build, "parse": op_parse, "has": op_has, "action_error": op_action_error}
+class _Launched(Exception):
+    """Stops `_execute_module` where it would run the command on the host."""
+
+
+def op_mkdtemp(req):
+    """The command Ansible's `_make_tmp_path` runs to make the remote temp dir."""
+    import random
+    import time
+
+    basefile = "ansible-tmp-%s-%s-%s" % (time.time(), os.getpid(), random.randint(0, 2**48))
+    remote_tmp = CONN._shell.get_option("remote_tmp")
+    return {"command": CONN._shell.mkdtemp(basefile, False, 0o700, remote_tmp), "basefile": basefile}
+
+
+def op_async_build(req):
+    """What Ansible's `_execute_module(wrap_async=True)` does before running anything: the files
+    it uploads into the temp dir (the AnsiballZ module, `async_wrapper`) and the command that
+    starts async_wrapper, recorded from ansible-core's own code for this version."""
+    req = _shell_as_command(req)
+    module = req["module"]
+    found = plugin_loader.module_loader.find_plugin_with_context(module, collection_list=[])
+    if not found.resolved:
+        return op_build(req)  # the same "not found" answers
+    action = _action(module, req.get("check_mode"), req.get("diff"), req.get("no_log"))
+    action._task.async_val = int(req["async_val"])
+    display.verbosity = int(req.get("verbosity") or 0)
+    files, launch = [], {}
+
+    def transfer(remote_path, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        files.append({"path": remote_path, "data": base64.b64encode(data).decode()})
+        return remote_path
+
+    def low_level(cmd, sudoable=True, in_data=None, **_kw):
+        launch["command"] = cmd
+        raise _Launched()
+
+    configure = action._configure_module
+    built = []
+
+    def configure_once(*a, **k):
+        r = configure(*a, **k)
+        built.append(r)
+        return r
+
+    action._configure_module = configure_once
+    action._transfer_data = transfer
+    action._fixup_perms2 = lambda *a, **k: None
+    action._low_level_execute_command = low_level
+    CONN._shell.tmpdir = req["tmpdir"]
+    try:
+        action._execute_module(
+            module_name=module, module_args=dict(req.get("args") or {}), task_vars=_task_vars(req), wrap_async=True
+        )
+    except _Launched:
+        pass
+    finally:
+        CONN._shell.tmpdir = None
+    if "command" not in launch or not built:
+        return {"ok": False, "msg": f"ansible-core did not start {module} asynchronously"}
+    bits = built[0][0]
+    return {
+        "profile": getattr(bits, "serialization_profile", None),
+        "resolved": found.resolved_fqcn,
+        "action_plugin": _action_plugin(found.resolved_fqcn),
+        "files": files,
+        "command": launch["command"],
+        "interpreter": (action._used_interpreter or "#!")[2:].strip(),
+        "async_dir": action.get_shell_option("async_dir", default="~/.ansible_async"),
+    }
+
+
+def op_async_status(req):
+    """ansible-core's own async_status action around a result of the async_status module (run by
+    us), so the shape (2.15's 0/1 against 2.21's booleans, stdout defaults) is this version's."""
+    task = Task()
+    task.action = "ansible.legacy.async_status"
+    task.args = {"jid": req["jid"], "mode": req.get("mode") or "status"}
+    task.check_mode = bool(req.get("check_mode"))
+    task.async_val = 0
+    task.environment = []
+    templar = Templar(loader=LOADER) if Templar else None
+    action = plugin_loader.action_loader.get(
+        "ansible.legacy.async_status", task=task, connection=CONN, play_context=PC, loader=LOADER,
+        templar=templar, shared_loader_obj=plugin_loader,
+    )
+    action._get_async_dir = lambda: req["async_dir"]
+    action._execute_module = lambda *a, **k: dict(req["module_result"])
+    return {"result": _plain(action.run(task_vars={}))}
+
+
+def op_async_dir(req):
+    return {"async_dir": CONN._shell.get_option("async_dir") or "~/.ansible_async"}
+
+
+OPS = {
+    "hello": op_hello,
+    "async_dir": op_async_dir,
+    "async_status": op_async_status,
+    "build": op_build,
+    "parse": op_parse,
+    "has": op_has,
+    "action_error": op_action_error,
+    "mkdtemp": op_mkdtemp,
+    "async_build": op_async_build,
+}
 
 
 def main():

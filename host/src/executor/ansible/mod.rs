@@ -8,9 +8,11 @@
 //! and result parsing exactly what it reports (junk around the JSON, MODULE FAILURE shapes).
 
 mod actions;
+mod async_job;
 mod helper;
 mod resident;
 
+pub use async_job::{Async, AsyncEvent};
 pub use helper::{HelperSpawn, find_python};
 
 use super::connection::Unreachable;
@@ -276,39 +278,27 @@ impl AnsibleModules {
                 &built.payload,
             )
             .await?;
-        let parsed = helper
-            .request(json!({
-                "op": "parse", "module": built.resolved,
-                "stdout": String::from_utf8_lossy(&out.stdout),
-                "stderr": String::from_utf8_lossy(&out.stderr),
-                "rc": out.rc, "interpreter": built.interpreter, "profile": built.profile,
-                "no_log": ctx.no_log,
-            }))
-            .await;
-        let mut parsed = match parsed {
-            Ok(p) => p,
+        let (mut result, parse_warnings) = match self
+            .parse(
+                &helper,
+                &built.resolved,
+                &out,
+                &built.interpreter,
+                &built.profile,
+                ctx.no_log,
+            )
+            .await
+        {
+            Ok(r) => r,
             Err(msg) => return Ok(failed(msg)),
         };
-        let mut result = match parsed.remove("result") {
-            Some(Value::Object(r)) => r,
-            _ => return Ok(failed("the module helper returned no result")),
-        };
-        // Internal to the action (module JSON or not); Ansible's callbacks never see it.
-        result.remove("_ansible_parsed");
         // The normal action's "hack to keep --verbose from showing all the setup module result".
         if built.resolved == "ansible.builtin.setup" {
             result.insert("_ansible_verbose_override".into(), json!(true));
         }
         let mut warnings = built.warnings.clone();
-        warnings.extend(strings(parsed.get("warnings")));
-        if !warnings.is_empty() {
-            let list = result
-                .entry("warnings")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(a) = list {
-                a.extend(warnings.into_iter().map(Value::String));
-            }
-        }
+        warnings.extend(parse_warnings);
+        add_warnings(&mut result, warnings);
         if discovered {
             let facts = result
                 .entry("ansible_facts")
@@ -318,6 +308,35 @@ impl AnsibleModules {
             }
         }
         Ok(result)
+    }
+
+    /// A module's output as the EE's ansible-core reports it (`_parse_returned_data` and
+    /// TaskExecutor's defaults), with the parser's own warnings.
+    async fn parse(
+        &self,
+        helper: &Helper,
+        resolved: &str,
+        out: &super::connection::CommandOutput,
+        interpreter: &str,
+        profile: &Value,
+        no_log: bool,
+    ) -> Result<(Map<String, Value>, Vec<String>), String> {
+        let mut parsed = helper
+            .request(json!({
+                "op": "parse", "module": resolved,
+                "stdout": String::from_utf8_lossy(&out.stdout),
+                "stderr": String::from_utf8_lossy(&out.stderr),
+                "rc": out.rc, "interpreter": interpreter, "profile": profile,
+                "no_log": no_log,
+            }))
+            .await?;
+        let mut result = match parsed.remove("result") {
+            Some(Value::Object(r)) => r,
+            _ => return Err("the module helper returned no result".into()),
+        };
+        // Internal to the action (module JSON or not); Ansible's callbacks never see it.
+        result.remove("_ansible_parsed");
+        Ok((result, strings(parsed.get("warnings"))))
     }
 
     /// Whether the EE's ansible-core can run modules for this job (starts the helper).
@@ -401,6 +420,19 @@ impl AnsibleModules {
             }
             None => Ok(Err(format!("setup did not report {fact}"))),
         }
+    }
+}
+
+/// Append warnings to a result's `warnings` list (created if absent).
+fn add_warnings(result: &mut Map<String, Value>, warnings: Vec<String>) {
+    if warnings.is_empty() {
+        return;
+    }
+    let list = result
+        .entry("warnings")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(a) = list {
+        a.extend(warnings.into_iter().map(Value::String));
     }
 }
 

@@ -142,6 +142,10 @@ pub struct ModuleCtx<'a> {
     pub no_log: bool,
     /// Every other Ansible module, through the EE's ansible-core.
     pub ansible: &'a super::ansible::AnsibleModules,
+    /// Ansible's `async`/`poll` for this call (run in the background by async_wrapper).
+    pub asynchronous: Option<super::ansible::Async>,
+    /// Told when a polled async job is still running and when it ends.
+    pub on_async: &'a (dyn Fn(super::ansible::AsyncEvent, &Map<String, Value>) + Sync),
 }
 
 impl ModuleCtx<'_> {
@@ -188,6 +192,10 @@ pub async fn run(
 ) -> Result<Map<String, Value>, Unreachable> {
     let mut args = args.clone();
     args.retain(|k, _| !k.starts_with("_ansible"));
+    // Any module, native or not, goes to the background as Ansible's async does it.
+    if let Some(opts) = ctx.asynchronous {
+        return ctx.ansible.run_async(module, &args, ctx, opts).await;
+    }
     let Some(name) = canonical(module).filter(|n| !forced_real(n)) else {
         return ctx.ansible.run(module, &args, ctx, None).await;
     };

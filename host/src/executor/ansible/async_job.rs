@@ -146,12 +146,7 @@ impl AnsibleModules {
         // As _execute_module with wrap_async: "for backwards compat".
         result.insert("changed".into(), json!(true));
         if discovered {
-            let facts = result
-                .entry("ansible_facts")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(f) = facts {
-                f.insert("discovered_interpreter_python".into(), json!(interpreter));
-            }
+            super::note_discovered(&mut result, &interpreter);
         }
         let failed_start = result.get("failed").and_then(Value::as_bool) == Some(true)
             || result.get("skipped").and_then(Value::as_bool) == Some(true);

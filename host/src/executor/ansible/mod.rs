@@ -300,12 +300,7 @@ impl AnsibleModules {
         warnings.extend(parse_warnings);
         add_warnings(&mut result, warnings);
         if discovered {
-            let facts = result
-                .entry("ansible_facts")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(f) = facts {
-                f.insert("discovered_interpreter_python".into(), json!(interpreter));
-            }
+            note_discovered(&mut result, &interpreter);
         }
         Ok(result)
     }
@@ -420,6 +415,16 @@ impl AnsibleModules {
             }
             None => Ok(Err(format!("setup did not report {fact}"))),
         }
+    }
+}
+
+/// Report a discovered interpreter as Ansible does, in the first result that needed it.
+fn note_discovered(result: &mut Map<String, Value>, interpreter: &str) {
+    let facts = result
+        .entry("ansible_facts")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(f) = facts {
+        f.insert("discovered_interpreter_python".into(), json!(interpreter));
     }
 }
 

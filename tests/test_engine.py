@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, GUEST, make_stream, make_zip, run_worker, worker_env
+from conftest import BIN, GUEST, VENV_BIN, make_stream, make_zip, run_worker, worker_env
 from testbed import Testbed, free_port
 
 VENV_BIN = Path(sys.executable).parent
@@ -442,11 +442,16 @@ def test_su_and_doas_become_with_password(become_user, tmp_path, method):
         inv = f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_become_method={method} ansible_become_user={target}\n"
         prompts = {"SSH password:\\s*?$": pw, "BECOME password.*:\\s*?$": become_pw}
         p = f"/tmp/ftl2-{method}-{uuid.uuid4().hex[:6]}"
-        calls = [(h.name, "command", {"cmd": "id -un"}), (h.name, "copy", {"content": "line1\nline2\n", "dest": p})]
-        results, res = engine_calls(tmp_path / "a", inv, calls, kwargs={"passwords": prompts},
+        # getent: an Ansible module, whose ~170 KB payload must reach the become user's Python
+        # through su/doas's terminal (never the command line: over Linux's 128 KiB limit).
+        calls = [(h.name, "command", {"cmd": "id -un"}), (h.name, "copy", {"content": "line1\nline2\n", "dest": p}),
+                 (h.name, "getent", {"database": "passwd", "key": "root"})]
+        ansible_env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+        results, res = engine_calls(tmp_path / "a", inv, calls, kwargs={"passwords": prompts, "envvars": ansible_env},
                                     cmdline=f"-u {name} --ask-pass --become --ask-become-pass")
         assert results[0][0]["output"]["stdout"] == expected, results
         assert results[1][0]["status"] == "changed", results[1]
+        assert results[2][0]["output"]["ansible_facts"]["getent_passwd"]["root"][4] == "/root", results[2]
         assert Path(p).read_text() == "line1\nline2\n"
         assert Path(p).owner() == expected
         assert become_pw.encode() not in res.stdout

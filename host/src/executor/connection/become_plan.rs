@@ -11,8 +11,23 @@ pub(super) struct Plan {
     pub(super) password: Option<String>,
     pub(super) method: String,
     /// su and doas read passwords from a terminal only: run them in a PTY; the command's stdin
-    /// then travels inside the command line (base64), since a PTY would mangle it.
+    /// then travels through it as base64 lines (a PTY would mangle raw bytes).
     pub(super) pty: bool,
+}
+
+/// What to type into the terminal after become succeeded, for the command's stdin `data`:
+/// base64 in short lines (far below the terminal's line limit), then ^D, which ends
+/// `base64 -d`'s input as end-of-file.
+pub(super) fn pty_feed(data: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let enc = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(enc.len() + enc.len() / 76 + 4);
+    for line in enc.as_bytes().chunks(76) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(0x04);
+    out
 }
 
 impl Plan {
@@ -32,14 +47,14 @@ impl Plan {
         let prompt = format!("[ftl2-become-password-{token}]:");
         let pty = matches!(b.method.as_str(), "su" | "doas") && b.password.is_some();
         let inner = match (pty, stdin) {
-            (true, Some(data)) => {
-                use base64::Engine;
-                let enc = base64::engine::general_purpose::STANDARD.encode(data);
-                format!(
-                    "echo {marker}; printf %s {enc} | base64 -d | /bin/sh -c {}",
-                    crate::executor::modules::quote(cmdline)
-                )
-            }
+            // Through a terminal, input is read line by line: the data comes after the marker
+            // as base64 lines ending with ^D (see `pty_feed`), into a file the command reads.
+            // Never in the command line: payloads are over Linux's 128 KiB argument limit.
+            (true, Some(_)) => format!(
+                "echo {marker}; t=$(mktemp) || exit 1; base64 -d > \"$t\" || exit 1; \
+                 /bin/sh -c {} < \"$t\"; rc=$?; rm -f \"$t\"; exit $rc",
+                crate::executor::modules::quote(cmdline)
+            ),
             (true, None) => format!(
                 "echo {marker}; exec /bin/sh -c {} </dev/null",
                 crate::executor::modules::quote(cmdline)

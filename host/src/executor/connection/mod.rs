@@ -262,8 +262,15 @@ impl Running {
                 }
             }
             Running::LocalPty { master, .. } => {
-                // A password line: far below the terminal's buffer, so this never blocks.
-                let _ = std::io::Write::write_all(master, data);
+                // Input beyond the terminal's buffer blocks until the command reads it: off the
+                // async threads.
+                if let Ok(mut m) = master.try_clone() {
+                    let data = data.to_vec();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        std::io::Write::write_all(&mut m, &data)
+                    })
+                    .await;
+                }
             }
             Running::Ssh { channel, .. } => {
                 let _ = channel.data(data).await;
@@ -320,7 +327,11 @@ async fn drive(
     let mut out = CommandOutput::default();
     let mut became = plan.marker.is_none();
     let mut answered = false;
-    let stdin = if plan.pty { None } else { stdin };
+    let (stdin, typed) = if plan.pty {
+        (None, stdin.map(become_plan::pty_feed))
+    } else {
+        (stdin, None)
+    };
     if became {
         running.feed_and_close(stdin).await;
     }
@@ -358,6 +369,8 @@ async fn drive(
                     became = true;
                     if !plan.pty {
                         running.feed_and_close(stdin).await;
+                    } else if let Some(data) = &typed {
+                        running.write(data).await;
                     }
                 }
             }

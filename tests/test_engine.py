@@ -416,6 +416,32 @@ def test_ssh_handshake_timeout_is_unreachable(testbed, tmp_path):
         srv.close()
 
 
+def test_sudo_with_requiretty_runs_in_a_terminal(become_user, tmp_path):
+    """A sudoers `requiretty` refuses sudo without a terminal before running anything: the
+    command runs again through one (with its input typed there), as Ansible's -tt does."""
+    name, pw = become_user
+    rule = Path(f"/etc/sudoers.d/{name}")
+    rule.write_text(f"Defaults:{name} requiretty\n{name} ALL=(ALL) ALL\n")
+    tb = Testbed(tmp_path / "pw", 1, password_auth=True).start()
+    try:
+        h = tb.hosts[0]
+        inv = f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port}\n"
+        prompts = {"SSH password:\\s*?$": pw, "BECOME password.*:\\s*?$": pw}
+        calls = [(h.name, "command", {"cmd": "id -un"}),
+                 (h.name, "command", {"cmd": "cat", "stdin": "typed\nthrough the terminal"}),
+                 (h.name, "getent", {"database": "passwd", "key": "root"})]
+        ansible_env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+        results, res = engine_calls(tmp_path / "a", inv, calls, kwargs={"passwords": prompts, "envvars": ansible_env},
+                                    cmdline=f"-u {name} --ask-pass --become --ask-become-pass")
+        assert results[0][0]["output"]["stdout"] == "root", results
+        assert results[1][0]["output"]["stdout"] == "typed\nthrough the terminal", results[1]
+        assert results[2][0]["output"]["ansible_facts"]["getent_passwd"]["root"][4] == "/root", results[2]
+        assert pw.encode() not in res.stdout
+    finally:
+        rule.write_text(f"{name} ALL=(ALL) ALL\n")
+        tb.stop()
+
+
 def su_or_doas_target(method, name, pw):
     """Who `name` becomes with `method`, with which password: (target, password)."""
     if method == "su":

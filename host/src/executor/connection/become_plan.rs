@@ -15,6 +15,11 @@ pub(super) struct Plan {
     pub(super) pty: bool,
 }
 
+/// Whether sudo refused because its sudoers want a terminal (`Defaults requiretty`).
+pub(super) fn wants_terminal(stderr: &[u8]) -> bool {
+    String::from_utf8_lossy(stderr).contains("you must have a tty to run sudo")
+}
+
 /// What to type into the terminal after become succeeded, for the command's stdin `data`:
 /// base64 in short lines (far below the terminal's line limit), then ^D, which ends
 /// `base64 -d`'s input as end-of-file.
@@ -32,6 +37,15 @@ pub(super) fn pty_feed(data: &[u8]) -> Vec<u8> {
 
 impl Plan {
     pub(super) fn new(cmdline: &str, via: Option<&Become>, stdin: Option<&[u8]>) -> Plan {
+        Plan::build(cmdline, via, stdin, false)
+    }
+
+    /// The same through a terminal, for a sudo configured with `requiretty`.
+    pub(super) fn in_terminal(cmdline: &str, via: Option<&Become>, stdin: Option<&[u8]>) -> Plan {
+        Plan::build(cmdline, via, stdin, true)
+    }
+
+    fn build(cmdline: &str, via: Option<&Become>, stdin: Option<&[u8]>, terminal: bool) -> Plan {
         let Some(b) = via else {
             return Plan {
                 command: cmdline.to_string(),
@@ -45,7 +59,7 @@ impl Plan {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let marker = format!("BECOME-SUCCESS-{token}");
         let prompt = format!("[ftl2-become-password-{token}]:");
-        let pty = matches!(b.method.as_str(), "su" | "doas") && b.password.is_some();
+        let pty = terminal || (matches!(b.method.as_str(), "su" | "doas") && b.password.is_some());
         let inner = match (pty, stdin) {
             // Through a terminal, input is read line by line: the data comes after the marker
             // as base64 lines ending with ^D (see `pty_feed`), into a file the command reads.

@@ -97,10 +97,47 @@ impl Connection {
     ) -> Result<CommandOutput, Unreachable> {
         let plan = Plan::new(cmdline, via, stdin);
         let fut = async {
+            let out = self.exec_with(&plan, cmdline, stdin, via, true).await?;
+            // sudo with `requiretty` refuses before running anything: again, in a terminal.
+            if out.rc != 0
+                && via.is_some_and(|b| b.method.is_empty() || b.method == "sudo")
+                && become_plan::wants_terminal(&out.stderr)
+            {
+                let plan = Plan::in_terminal(cmdline, via, stdin);
+                return self.exec_with(&plan, cmdline, stdin, via, false).await;
+            }
+            Ok(out)
+        };
+        match timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => Ok(CommandOutput {
+                    rc: -1,
+                    stdout: Vec::new(),
+                    stderr: format!("command timed out after {} s", t.as_secs()).into_bytes(),
+                }),
+            },
+            None => fut.await,
+        }
+    }
+
+    /// Run `cmdline` as `plan` says; with `shell`, plain and sudo commands over SSH go through
+    /// a persistent remote shell instead.
+    async fn exec_with(
+        &self,
+        plan: &Plan,
+        cmdline: &str,
+        stdin: Option<&[u8]>,
+        via: Option<&Become>,
+        shell: bool,
+    ) -> Result<CommandOutput, Unreachable> {
+        {
             // Over SSH, plain commands go through a persistent remote shell: a new SSH session
             // per command costs the target sshd a fork and a login (~80 ms here); a line to an
             // open shell costs a fork of sh.
-            if let Connection::Ssh(s) = self {
+            if let Connection::Ssh(s) = self
+                && shell
+            {
                 match via {
                     None => {
                         if let Some(out) = s.run_in_shell(cmdline, stdin).await? {
@@ -122,18 +159,7 @@ impl Connection {
                 Connection::Local(l) => l.start(&plan.command)?,
                 Connection::Ssh(s) => s.start(&plan.command, plan.pty).await?,
             };
-            drive(&mut running, stdin, &plan).await
-        };
-        match timeout {
-            Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(r) => r,
-                Err(_) => Ok(CommandOutput {
-                    rc: -1,
-                    stdout: Vec::new(),
-                    stderr: format!("command timed out after {} s", t.as_secs()).into_bytes(),
-                }),
-            },
-            None => fut.await,
+            drive(&mut running, stdin, plan).await
         }
     }
 

@@ -19,6 +19,7 @@ pub mod fallback;
 pub mod inventory;
 pub mod job;
 pub mod job_run;
+pub mod limits;
 pub mod log;
 pub mod outcome;
 pub mod play;

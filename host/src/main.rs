@@ -8,6 +8,7 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         logln!("panic: {info}");
     }));
+    ftl2_runner::limits::raise_nofile();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let code = match std::panic::catch_unwind(|| cli::main(argv)) {
         Ok(code) => code,

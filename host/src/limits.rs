@@ -1,0 +1,53 @@
+//! Process limits. A job holds one descriptor per connected host, and containers commonly start
+//! with a soft `RLIMIT_NOFILE` of 1,024 under a much higher hard limit: like Go's runtime and
+//! many servers, we raise the soft limit to the hard one at start, so a large inventory is not
+//! cut short by a default nobody chose.
+
+/// Raise the soft descriptor limit to the hard limit (capped by the kernel's `nr_open`); the
+/// soft limit now in force, which is the job's descriptor budget.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    let mut want = lim.rlim_max;
+    if want == libc::RLIM_INFINITY
+        && let Some(nr_open) = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        want = nr_open as libc::rlim_t;
+    }
+    if want > lim.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard one
+        // is always allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = want;
+        }
+    }
+    lim.rlim_cur as u64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_soft_limit_ends_at_the_hard_limit() {
+        let budget = super::raise_nofile();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(lim.rlim_cur as u64, budget);
+        assert!(lim.rlim_max == libc::RLIM_INFINITY || lim.rlim_cur == lim.rlim_max);
+    }
+}

@@ -1,0 +1,41 @@
+"""Process limits: a job over more hosts than the soft descriptor limit allows at once still
+reaches every host (the worker raises its soft RLIMIT_NOFILE to the hard limit at start, as
+containers often start at a soft 1,024 under a far higher hard limit)."""
+
+import resource
+import subprocess
+
+from conftest import BIN, WorkerResult, make_stream, make_zip, worker_env
+from testbed import Testbed
+
+HOSTS = 80
+SOFT = 64  # below what HOSTS connections need
+
+
+def test_a_low_soft_descriptor_limit_does_not_make_hosts_unreachable(tmp_path):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert hard == resource.RLIM_INFINITY or hard > 4 * HOSTS, f"the hard limit here ({hard}) is too low to test"
+    tb = Testbed(tmp_path / "tb", HOSTS).start()
+    try:
+        sdir = tmp_path / "scripts"
+        sdir.mkdir()
+        (sdir / "main.py").write_text(
+            "async def run(inventory_path, extravars, runner):\n"
+            "    async with runner.automation(fail_fast=False) as ftl:\n"
+            "        await ftl.run_on('all', 'ping')\n"
+            "        await ftl.run_on('all', 'command', cmd='true')\n"
+            "    return 0\n")
+        entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, tb.ini_inventory().encode())]
+        stream = make_stream({"ident": "limits", "inventory": "inventory/hosts",
+                              "envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False"}}, make_zip(entries))
+        proc = subprocess.run([str(BIN), "worker", f"--private-data-dir={tmp_path / 'runner'}"], input=stream,
+                              capture_output=True, env=worker_env(FTL2_SCRIPT=sdir / "main.py"), timeout=300,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (SOFT, hard)))
+        res = WorkerResult(proc.returncode, proc.stdout, proc.stderr)
+        assert proc.stderr == b""
+        unreachable = [e["event_data"]["res"].get("msg") for e in res.events if e["event"] == "runner_on_unreachable"]
+        assert not unreachable, unreachable[:3]
+        assert sum(e["event"] == "runner_on_ok" for e in res.events) == 2 * HOSTS
+        assert res.final_status == "successful"
+    finally:
+        tb.stop()

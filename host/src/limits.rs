@@ -20,7 +20,7 @@ pub fn raise_nofile() -> u64 {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
     {
-        want = nr_open as libc::rlim_t;
+        want = nr_open;
     }
     if want > lim.rlim_cur {
         let raised = libc::rlimit {
@@ -33,7 +33,7 @@ pub fn raise_nofile() -> u64 {
             lim.rlim_cur = want;
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 #[cfg(test)]
@@ -47,7 +47,7 @@ mod tests {
         };
         // SAFETY: as above.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        assert_eq!(lim.rlim_cur as u64, budget);
+        assert_eq!(lim.rlim_cur, budget);
         assert!(lim.rlim_max == libc::RLIM_INFINITY || lim.rlim_cur == lim.rlim_max);
     }
 }

@@ -56,6 +56,8 @@ def worker_env(**extra):
         "LANG": "C.UTF-8",
         "FTL2_GUEST": str(GUEST),
     }
+    if os.environ.get("FTL2_LOG_FILE"):  # to debug a test: the worker's diagnostics log
+        env["FTL2_LOG_FILE"] = os.environ["FTL2_LOG_FILE"]
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -312,6 +312,18 @@ def test_password_login_and_sudo_become_with_password(become_user, tmp_path):
                                     cmdline=f"-u {name} --ask-pass --become --ask-become-pass")
         assert results[0][0]["output"]["stdout"] == "root", results
         assert pw.encode() not in res.stdout
+        # Ansible modules too: the host's resident module runner starts through sudo (answering
+        # its prompt) and runs each module as root, and so does async_wrapper.
+        ansible_env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+        probe = [(h.name, "getent", {"database": "passwd", "key": "root"}),
+                 (h.name, "shell", {"cmd": "id -un; ps -o user= -p $PPID", "_async": 10, "_poll": 1}),
+                 (h.name, "getent", {"database": "shadow", "key": "root"})]
+        results, res = engine_calls(tmp_path / "m", inv, probe, kwargs={"passwords": prompts, "envvars": ansible_env},
+                                    cmdline=f"-u {name} --ask-pass --become --ask-become-pass")
+        assert results[0][0]["status"] == "ok", results[0]
+        assert results[1][0]["output"]["stdout_lines"][0] == "root", results[1]
+        assert results[2][0]["status"] == "ok", results[2]  # only root may read shadow
+        assert pw.encode() not in res.stdout
         # Without become: the login user.
         results, _ = engine_calls(tmp_path / "b", inv, calls, kwargs={"passwords": prompts},
                                   cmdline=f"-u {name} --ask-pass")

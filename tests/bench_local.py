@@ -1,0 +1,71 @@
+"""Benchmark: 200 sequential `command` calls on the controller itself (the local connection),
+one job each (not a test).
+
+    $FTL2_VENV/bin/python tests/bench_local.py [--calls 200] [--runs 3]
+
+ftl2-runner: a job through the worker whose script awaits `command` on localhost N times.
+FTL2 0.4.7 (Python >= 3.13 venv, see .ci/run): the same loop with its own `automation()`.
+Both measured in the same run; the ratio is what to read, not the absolute times.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_engine import FTL2_VENV, measure  # noqa: E402
+from conftest import BIN, make_stream, make_zip, worker_env  # noqa: E402
+
+OURS = """
+async def run(inventory_path, extravars, runner):
+    async with runner.automation() as ftl:
+        for _ in range({n}):
+            await ftl.run_on("localhost", "command", cmd="true")
+    return 0
+"""
+
+FTL2 = """
+import asyncio
+from ftl2 import automation
+
+async def main():
+    async with automation(quiet=True) as ftl:
+        for _ in range({n}):
+            await ftl.run_on("localhost", "command", cmd="true")
+
+asyncio.run(main())
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    ftl2_py = FTL2_VENV / "bin" / "python"
+    assert ftl2_py.is_file(), f"FTL2 0.4.7 is not installed at {FTL2_VENV} (run .ci/run)"
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        sdir = tmp / "scripts"
+        sdir.mkdir()
+        (sdir / "main.py").write_text(OURS.format(n=args.calls))
+        (tmp / "ftl2_local.py").write_text(FTL2.format(n=args.calls))
+        inv = "localhost ansible_connection=local\n"
+        ours, theirs = [], []
+        for i in range(args.runs):
+            stream = make_stream({"ident": "local", "inventory": "inventory/hosts"},
+                                 make_zip([("inventory/", 0o755, b""), ("inventory/hosts", 0o644, inv.encode())]))
+            ours.append(measure([str(BIN), "worker", f"--private-data-dir={tmp / f'w{i}'}", "--delete"],
+                                stream, worker_env(FTL2_SCRIPT=sdir / "main.py")))
+            theirs.append(measure([str(ftl2_py), str(tmp / "ftl2_local.py")], env=dict(os.environ), cwd=tmp))
+        assert all(r[2] == 0 for r in ours + theirs), (ours, theirs)
+        w, wf = statistics.median(r[0] for r in ours), statistics.median(r[0] for r in theirs)
+        print(f"{args.calls} sequential local command calls: ftl2-runner {w:.2f} s, FTL2 0.4.7 {wf:.2f} s "
+              f"({wf / w:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()

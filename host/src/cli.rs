@@ -48,7 +48,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Any other option goes to the job as ansible-playbook would take it: --check, --diff, -l LIMIT, -f FORKS, -u USER, -b, --private-key FILE, -e VARS, -v..."
+    after_help = "ansible-playbook options honoured: -C/--check, -D/--diff, -l/--limit LIMIT, -f/--forks FORKS, -u/--user USER, -b/--become, --become-method METHOD, --become-user USER, -k/--ask-pass, -K/--ask-become-pass, --private-key FILE, -e/--extra-vars VARS, -T/--timeout SECONDS, -c/--connection TYPE, -v. Any other option is refused, with the reason (--tags, --syntax-check, --list-hosts, ... do not apply to a script yet)."
 )]
 struct PlayCli {
     /// The script (`async def run(inventory_path, extravars, runner)`)

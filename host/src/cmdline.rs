@@ -57,6 +57,19 @@ pub struct CmdlineOptions {
     pub ignored: Vec<String>,
 }
 
+/// An option the job was given but cannot honour, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unhonoured {
+    /// The option as given (with its value).
+    pub option: String,
+    /// Why it cannot be honoured.
+    pub why: &'static str,
+    /// Ignoring it would run more than asked (tags, `--start-at-task`): never just a warning.
+    pub runs_more: bool,
+    /// Not an option ansible-playbook or ansible has at all (a typo).
+    pub unknown: bool,
+}
+
 /// Flags that take no value, by every spelling.
 const FLAGS: &[&str] = &[
     "-C",
@@ -192,6 +205,80 @@ impl CmdlineOptions {
         Ok(o)
     }
 
+    /// Every option given that the job cannot honour, in the order given.
+    pub fn unhonoured(&self) -> Vec<Unhonoured> {
+        let mut out = Vec::new();
+        let mut more = |option: String, why: &'static str| {
+            out.push(Unhonoured {
+                option,
+                why,
+                runs_more: true,
+                unknown: false,
+            })
+        };
+        const TAGS: &str =
+            "ftl2-runner does not select script calls by tag; the whole script would run";
+        if !self.tags.is_empty() {
+            more(format!("--tags {}", self.tags.join(",")), TAGS);
+        }
+        if !self.skip_tags.is_empty() {
+            more(format!("--skip-tags {}", self.skip_tags.join(",")), TAGS);
+        }
+        if let Some(t) = &self.start_at_task {
+            more(
+                format!("--start-at-task {t}"),
+                "a script has no tasks to start at; the whole script would run",
+            );
+        }
+        for given in &self.ignored {
+            let name = given.split([' ', '=']).next().unwrap_or(given);
+            let (why, unknown) = match name {
+                "--list-hosts" | "--list-tasks" | "--list-tags" | "--syntax-check" | "--step" => (
+                    "it does not apply to a script, which ftl2-runner would run",
+                    false,
+                ),
+                "--flush-cache" => ("scripts do not read Ansible's fact cache", false),
+                "--force-handlers" => ("scripts have no handlers", false),
+                "-o" | "--one-line" => ("ftl2-runner prints ad hoc results in full", false),
+                "-i" | "--inventory" | "--inventory-file" => {
+                    ("the job's inventory comes with the job", false)
+                }
+                "-M" | "--module-path" => (
+                    "modules come from the EE's ansible-core and collections",
+                    false,
+                ),
+                "--ssh-common-args" | "--ssh-extra-args" | "--scp-extra-args"
+                | "--sftp-extra-args" => {
+                    ("ftl2-runner's SSH client takes no OpenSSH arguments", false)
+                }
+                "--become-password-file" | "--connection-password-file" => {
+                    ("passwords come from the job's credentials", false)
+                }
+                "-P" | "--poll" | "-B" | "--background" => (
+                    "ad hoc commands run in the foreground (scripts have _async/_poll)",
+                    false,
+                ),
+                "--playbook-dir" => ("there is no playbook directory", false),
+                _ => ("ftl2-runner does not know this option", true),
+            };
+            out.push(Unhonoured {
+                option: given.clone(),
+                why,
+                runs_more: false,
+                unknown,
+            });
+        }
+        if self.vault {
+            out.push(Unhonoured {
+                option: "--vault-id / --ask-vault-pass".into(),
+                why: "scripts get secrets from the job's credentials, not from vaults",
+                runs_more: false,
+                unknown: false,
+            });
+        }
+        out
+    }
+
     fn flag(&mut self, name: &str) {
         match name {
             "-C" | "--check" => self.check = true,
@@ -250,6 +337,31 @@ mod tests {
                 .unwrap()
                 .verbosity,
             1
+        );
+    }
+
+    #[test]
+    fn options_we_cannot_honour_are_listed_with_the_reason() {
+        let o = CmdlineOptions::parse("--chek -t web --syntax-check -C --vault-id x").unwrap();
+        let u = o.unhonoured();
+        let names: Vec<&str> = u.iter().map(|x| x.option.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "--tags web",
+                "--chek",
+                "--syntax-check",
+                "--vault-id / --ask-vault-pass"
+            ]
+        );
+        assert!(u[0].runs_more && !u[0].unknown);
+        assert!(u[1].unknown && !u[1].runs_more);
+        assert!(!u[2].unknown && u[2].why.contains("does not apply to a script"));
+        assert!(
+            CmdlineOptions::parse("-C -D -u root -b -vv -l web -f 5")
+                .unwrap()
+                .unhonoured()
+                .is_empty()
         );
     }
 

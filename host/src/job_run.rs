@@ -45,6 +45,32 @@ pub async fn run(
         job.display_style(false),
     )));
 
+    // Options AWX sent that a script job cannot honour: said in the job output; those whose
+    // loss would run more than asked (tags, --start-at-task) stop the job before it starts.
+    let unhonoured = job.cmdline.unhonoured();
+    let refused: Vec<String> = unhonoured
+        .iter()
+        .filter(|u| u.runs_more)
+        .map(|u| format!("{}: {}", u.option, u.why))
+        .collect();
+    if !refused.is_empty() {
+        return fail_early(
+            writer,
+            format!(
+                "ERROR! ftl2-runner cannot honour these options, so nothing was run:\n{}",
+                refused.join("\n")
+            ),
+        );
+    }
+    for u in &unhonoured {
+        tree.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .warning(&format!(
+                "ftl2-runner does not honour {}: {}",
+                u.option, u.why
+            ));
+    }
+
     // Never expose the private data dir (env/ holds the credentials) through the script's dir.
     let script_dir = path
         .parent()

@@ -11,6 +11,9 @@ use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The usage line printed with an option error, as argparse prints it.
+const USAGE: &str = "usage: ftl2-runner play [-h] [-i INVENTORY] SCRIPT [ansible-playbook options]";
+
 /// What `play` was asked to do, in ansible-playbook's terms.
 #[derive(Debug, Clone, Default)]
 pub struct PlayArgs {
@@ -70,6 +73,32 @@ async fn run_async(args: PlayArgs) -> i32 {
                     .unwrap_or_else(|_| PathBuf::from(f))
                     .display()
             );
+        }
+    }
+    // ansible-playbook refuses options it does not have; so do we, and those we cannot honour.
+    match crate::cmdline::CmdlineOptions::parse_words(&options) {
+        Err(e) => {
+            eprintln!("{USAGE}\nftl2-runner play: error: {e:#}");
+            return 2;
+        }
+        Ok(o) => {
+            let unhonoured = o.unhonoured();
+            let unknown: Vec<&str> = unhonoured
+                .iter()
+                .filter(|u| u.unknown)
+                .map(|u| u.option.as_str())
+                .collect();
+            if !unknown.is_empty() {
+                eprintln!(
+                    "{USAGE}\nftl2-runner play: error: unrecognized arguments: {}",
+                    unknown.join(" ")
+                );
+                return 2;
+            }
+            if let Some(u) = unhonoured.first() {
+                eprintln!("{USAGE}\nftl2-runner play: error: {}: {}", u.option, u.why);
+                return 2;
+            }
         }
     }
     let mut kwargs = Map::new();

@@ -1,0 +1,85 @@
+"""Options a script job cannot honour are never silently dropped: `play` refuses them as
+ansible-playbook refuses unknown options (rc 2, usage error, nothing run), and in worker mode
+AWX's job output says so; tags and --start-at-task, whose loss would run more than asked, stop the
+job before anything runs."""
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, make_stream, make_zip, run_worker, worker_env
+
+SCRIPT = """
+async def run(inventory_path, extravars, runner):
+    async with runner.automation() as ftl:
+        await ftl.run_on("localhost", "command", cmd="touch {mark}")
+    return 0
+"""
+
+
+def script(tmp_path):
+    mark = Path(f"/tmp/ftl2-options-{uuid.uuid4().hex[:8]}")
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "main.py").write_text(SCRIPT.format(mark=mark))
+    (tmp_path / "inv").write_text("localhost ansible_connection=local\n")
+    return sdir / "main.py", mark
+
+
+@pytest.mark.parametrize("option,message", [
+    (["--chek"], "unrecognized arguments: --chek"),
+    (["--frobnicate", "-C"], "unrecognized arguments: --frobnicate"),
+    (["--syntax-check"], "--syntax-check: it does not apply to a script"),
+    (["--list-hosts"], "--list-hosts: it does not apply to a script"),
+    (["--tags", "web"], "--tags web: ftl2-runner does not select script calls by tag"),
+    (["--start-at-task", "x"], "--start-at-task x: a script has no tasks to start at"),
+])
+def test_play_refuses_options_it_cannot_honour_and_runs_nothing(tmp_path, option, message):
+    main, mark = script(tmp_path)
+    p = subprocess.run([str(BIN), "play", str(main), "-i", str(tmp_path / "inv"), *option],
+                       capture_output=True, text=True, env=worker_env(), timeout=60)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stderr.startswith("usage: ftl2-runner play"), p.stderr
+    assert message in p.stderr, p.stderr
+    assert p.stdout == ""
+    assert not mark.exists()
+
+
+def test_play_runs_with_the_options_it_honours(tmp_path):
+    main, mark = script(tmp_path)
+    p = subprocess.run([str(BIN), "play", str(main), "-i", str(tmp_path / "inv"), "-C", "-D", "-v", "-f", "2"],
+                       capture_output=True, text=True, env=worker_env(), timeout=60)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert not mark.exists(), "--check ran the command for real"
+
+
+def worker(tmp_path, cmdline):
+    main, mark = script(tmp_path)
+    entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, b"localhost ansible_connection=local\n"),
+               ("env/cmdline", 0o600, cmdline.encode())]
+    res = run_worker(make_stream({"ident": "opt", "inventory": "inventory/hosts"}, make_zip(entries)),
+                     tmp_path / "runner", env=worker_env(FTL2_SCRIPT=main))
+    return res, mark
+
+
+def test_worker_says_which_awx_options_it_does_not_honour(tmp_path):
+    res, mark = worker(tmp_path, "--vault-id prod@prompt --force-handlers -v")
+    out = res.stdout.decode()
+    assert "[WARNING]: ftl2-runner does not honour --vault-id / --ask-vault-pass: scripts get secrets" in out
+    assert "[WARNING]: ftl2-runner does not honour --force-handlers: scripts have no handlers" in out
+    assert res.final_status == "successful"
+    assert mark.exists()
+    mark.unlink()
+
+
+def test_worker_refuses_job_tags_before_anything_runs(tmp_path):
+    res, mark = worker(tmp_path, "--tags web --skip-tags db")
+    out = res.stdout.decode()
+    assert res.final_status == "failed"
+    assert "ftl2-runner cannot honour these options, so nothing was run" in out
+    assert "--tags web: ftl2-runner does not select script calls by tag" in out
+    assert "--skip-tags db" in out
+    assert not mark.exists()
+    assert not any(e["event"] == "runner_on_start" for e in res.events)

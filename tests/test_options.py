@@ -83,3 +83,16 @@ def test_worker_refuses_job_tags_before_anything_runs(tmp_path):
     assert "--skip-tags db" in out
     assert not mark.exists()
     assert not any(e["event"] == "runner_on_start" for e in res.events)
+
+
+def test_adhoc_says_which_options_it_does_not_honour(tmp_path):
+    entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, b"localhost ansible_connection=local\n"),
+               ("env/cmdline", 0o600, b"-o -B 30 -P 5 all")]
+    stream = make_stream({"ident": "adhoc", "inventory": "inventory/hosts", "module": "command",
+                          "module_args": "echo hi"}, make_zip(entries))
+    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=""))
+    out = res.stdout.decode()
+    assert "[WARNING]: ftl2-runner does not honour -o: ftl2-runner prints ad hoc results in full" in out
+    assert "[WARNING]: ftl2-runner does not honour -B 30: ad hoc commands run in the foreground" in out
+    assert "[WARNING]: ftl2-runner does not honour -P 5" in out
+    assert res.final_status == "successful"

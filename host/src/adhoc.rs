@@ -78,6 +78,14 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
         "__adhoc_playbook__",
         job.display_style(true),
     )));
+    for u in job.cmdline.unhonoured() {
+        tree.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .warning(&format!(
+                "ftl2-runner does not honour {}: {}",
+                u.option, u.why
+            ));
+    }
     let hosts = match executor.list_hosts(&pattern) {
         Ok(h) => h,
         Err(e) => {

@@ -18,6 +18,8 @@ pub enum Port {
     Unarchive,
     /// `ansible.builtin.async_status` (the async dir expanded on the host, the action's shape).
     AsyncStatus,
+    /// `ansible.builtin.copy` of one file or `content` (see `copy_action.rs`).
+    Copy,
 }
 
 /// The port for `module`, if it names one.
@@ -31,6 +33,7 @@ pub fn port(module: &str) -> Option<Port> {
         "service" => Some(Port::Service),
         "unarchive" => Some(Port::Unarchive),
         "async_status" => Some(Port::AsyncStatus),
+        "copy" => Some(Port::Copy),
         _ => None,
     }
 }
@@ -54,6 +57,7 @@ impl Port {
             Port::Service => service(am, args, ctx).await,
             Port::Unarchive => unarchive(am, args, ctx).await,
             Port::AsyncStatus => am.async_status_action(args, ctx).await,
+            Port::Copy => am.copy_action(args, ctx).await,
         }
     }
 }

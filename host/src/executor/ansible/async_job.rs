@@ -48,37 +48,13 @@ impl AnsibleModules {
             }
         };
         let (interpreter, discovered) = self.interpreter(ctx, &helper).await?;
-        // The remote temp dir, made as Ansible's _make_tmp_path makes it (as the become user
-        // here, so the files need no permission fix-ups for it).
-        let mk = match helper.request(json!({"op": "mkdtemp"})).await {
-            Ok(m) => m,
-            Err(msg) => return Ok(failed(msg)),
+        let tmpdir = match self.make_tmpdir(&helper, ctx).await? {
+            Ok(d) => d,
+            Err(failure) => return Ok(failure),
         };
         let text = |m: &Map<String, Value>, k: &str| {
             m.get(k).and_then(Value::as_str).unwrap_or("").to_string()
         };
-        let (mkdir, basefile) = (text(&mk, "command"), text(&mk, "basefile"));
-        let out = ctx.sh(&mkdir, None).await?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let tmpdir = stdout
-            .trim()
-            .split_once(&format!("{basefile}="))
-            .map(|(_, p)| p.lines().last().unwrap_or("").trim().to_string())
-            .unwrap_or_default();
-        if out.rc != 0 || !tmpdir.starts_with('/') {
-            return Ok(failed(format!(
-                "Failed to create temporary directory. In some cases, you may have been able to \
-                 authenticate and did not have permissions on the target directory. Consider \
-                 changing the remote tmp path in ansible.cfg to a path rooted in \"/tmp\". Failed \
-                 command was: {mkdir}, exited with result {}{}",
-                out.rc,
-                if stdout.trim().is_empty() {
-                    String::new()
-                } else {
-                    format!(", stdout output: {}", stdout.trim())
-                }
-            )));
-        }
         let req = json!({
             "op": "async_build", "module": module, "args": args, "interpreter": interpreter,
             "check_mode": ctx.check_mode, "diff": ctx.diff, "no_log": ctx.no_log,
@@ -88,7 +64,7 @@ impl AnsibleModules {
         let plan = match helper.request(req).await {
             Ok(p) => p,
             Err(msg) => {
-                let _ = ctx.sh(&format!("rm -rf {}", quote(&tmpdir)), None).await;
+                super::remote_tmp::remove(ctx, &tmpdir).await?;
                 return Ok(failed(msg));
             }
         };
@@ -96,7 +72,7 @@ impl AnsibleModules {
         if let Some(action) = plan.get("action_plugin").and_then(Value::as_str)
             && !action_is_plain(action, args)
         {
-            let _ = ctx.sh(&format!("rm -rf {}", quote(&tmpdir)), None).await;
+            super::remote_tmp::remove(ctx, &tmpdir).await?;
             return Ok(failed(format!(
                 "{resolved} needs Ansible's controller-side action plugin {action} for these \
                  arguments, which ftl2-runner does not run asynchronously; nothing was changed on \
@@ -115,15 +91,9 @@ impl AnsibleModules {
             let data = base64::engine::general_purpose::STANDARD
                 .decode(f.get("data").and_then(Value::as_str).unwrap_or(""))
                 .unwrap_or_default();
-            let put = ctx
-                .sh(&format!("cat > {}", quote(path)), Some(&data))
-                .await?;
-            if put.rc != 0 {
-                let _ = ctx.sh(&format!("rm -rf {}", quote(&tmpdir)), None).await;
-                return Ok(failed(format!(
-                    "failed to transfer {path} to the host: {}",
-                    String::from_utf8_lossy(&put.stderr).trim()
-                )));
+            if let Err(why) = super::remote_tmp::put(ctx, path, &data).await? {
+                super::remote_tmp::remove(ctx, &tmpdir).await?;
+                return Ok(failed(why));
             }
             paths.push(quote(path));
         }

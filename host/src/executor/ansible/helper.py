@@ -15,6 +15,8 @@
 #                                                   that starts async_wrapper, the async dir
 #   {"op": "async_status", "jid", "mode", "async_dir", "module_result"} -> the action's result
 #   {"op": "async_dir"}                          -> where async jobs keep their status (unexpanded)
+#   {"op": "copy_args", "args"}                  -> the copy action's args for the copy/file modules
+#   {"op": "copy_finish", "args", "result", "no_log"} -> the copy action's result, finished
 # Every answer is one line: {"ok": true, ...} or {"ok": false, "msg": "..."}.
 import base64
 import difflib
@@ -434,12 +436,71 @@ def op_async_status(req):
     return {"result": _plain(action.run(task_vars={}))}
 
 
+def _copy_action(req):
+    task = Task()
+    task.action = "ansible.legacy.copy"
+    task.args = dict(req.get("args") or {})
+    task.check_mode = bool(req.get("check_mode"))
+    task.diff = bool(req.get("diff"))
+    task.no_log = bool(req.get("no_log"))
+    task.async_val = 0
+    task.environment = []
+    PC.no_log = bool(req.get("no_log"))
+    templar = Templar(loader=LOADER) if Templar else None
+    return plugin_loader.action_loader.get(
+        "ansible.legacy.copy", task=task, connection=CONN, play_context=PC, loader=LOADER,
+        templar=templar, shared_loader_obj=plugin_loader,
+    )
+
+
+def op_copy_args(req):
+    """The copy action's own argument splits: what goes to the copy module (`_create_remote_copy_
+    args`) and to the file module (`_create_remote_file_args`) in this version."""
+    import importlib
+
+    import random
+    import string
+
+    copy_action = importlib.import_module(type(_copy_action(req)).__module__)
+    args = dict(req.get("args") or {})
+    # How this version names the uploaded file (2.15: `source`; later `.source` + the
+    # destination's suffix) and the local file it writes `content` to (its name becomes
+    # `_original_basename`): read from the plugin's own code, not assumed from a version number.
+    copy_file = inspect.getsource(copy_action.ActionModule._copy_file)
+    content_file = inspect.getsource(copy_action.ActionModule._create_content_tempfile)
+    prefix = "." if "prefix='.'" in content_file or 'prefix="."' in content_file else "tmp"
+    name = prefix + "".join(random.choice(string.ascii_lowercase + string.digits + "_") for _ in range(8))
+    return {
+        "copy_args": copy_action._create_remote_copy_args(args),
+        "file_args": copy_action._create_remote_file_args(args),
+        "tmp_source": ".source" if "'.source'" in copy_file else "source",
+        "suffix": "suffix" in copy_file,
+        "content_file": os.path.join(C.DEFAULT_LOCAL_TMP, name),
+    }
+
+
+def op_copy_finish(req):
+    """The copy action's last touches on its result (`_ensure_invocation`), then TaskExecutor's."""
+    action = _copy_action(req)
+    result = dict(req.get("result") or {})
+    if len(inspect.signature(action._ensure_invocation).parameters) >= 2:
+        result = action._ensure_invocation(result, {})
+    else:
+        result = action._ensure_invocation(result)
+    result = _plain(result)
+    if remove_internal_keys is not None:  # <= 2.19: TaskExecutor's mark, which callbacks show
+        result["_ansible_no_log"] = bool(req.get("no_log") or result.get("_ansible_no_log"))
+    return {"result": _task_defaults(result)}
+
+
 def op_async_dir(req):
     return {"async_dir": CONN._shell.get_option("async_dir") or "~/.ansible_async"}
 
 
 OPS = {
     "hello": op_hello,
+    "copy_args": op_copy_args,
+    "copy_finish": op_copy_finish,
     "async_dir": op_async_dir,
     "async_status": op_async_status,
     "build": op_build,

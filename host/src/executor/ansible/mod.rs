@@ -9,7 +9,9 @@
 
 mod actions;
 mod async_job;
+mod copy_action;
 mod helper;
+mod remote_tmp;
 mod resident;
 
 pub use async_job::{Async, AsyncEvent};

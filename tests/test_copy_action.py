@@ -36,31 +36,33 @@ def testbed(tmp_path_factory):
     tb.stop()
 
 
-def clean(res, d, src):
+def clean(res, d, files):
     text = json.dumps(normalise(res, d, "\0"))
-    text = text.replace(src, "<src>")
+    text = text.replace(files, "<files>")
+    # The rendered template's local temp file: <local tmp>/tmpXXXXXXXX/t.j2.
+    text = re.sub(r"/[^\"]*/\.ansible/tmp/ansible-local-\w+/tmp\w+/", "<local-tmp>/", text)
     text = re.sub(r"/[^\"]*/\.ansible/tmp/ansible-tmp-[^\"/]+/\.?source(\.\w+)?", "<tmp-src>", text)
     text = re.sub(r"/[^\"]*/\.ansible/tmp/ansible-local-\w+/(\.|tmp)\w+", "<content-file>", text)
     text = re.sub(r"\"_original_basename\": \"(\.|tmp)\w{8}\"", "\"_original_basename\": \"<content-file>\"", text)
     return json.loads(text)
 
 
-@pytest.mark.parametrize("core,cmdline", [("newest", None), ("newest", "--check --diff"), ("2.15", None)])
-def test_copy_action_matches_ansible_playbook(testbed, tmp_path, core, cmdline):
+def side_by_side(testbed, tmp_path, core, cmdline, make_tasks):
+    """Run make_tasks(dir, files dir) through a script and through ansible-playbook; the files
+    (motd.txt, t.j2) are the same in both; return both lists of (event, res) and the two dirs."""
     import ansible_runner
 
     ours_dir, theirs_dir = f"/tmp/ftl2-copy-o{uuid.uuid4().hex[:6]}", f"/tmp/ftl2-copy-a{uuid.uuid4().hex[:6]}"
     for d in (ours_dir, theirs_dir):
         Path(d).mkdir()
     inv = testbed.ini_inventory()
-    sdir = tmp_path / "scripts"
-    sdir.mkdir()
-    (sdir / "motd.txt").write_text("message of the day\n")
-    our_src = str(sdir / "motd.txt")
-    their_src = str(tmp_path / "motd.txt")
-    shutil.copy(our_src, their_src)
+    sdir, adir = tmp_path / "scripts", tmp_path / "files"
+    for d in (sdir, adir):
+        d.mkdir()
+        (d / "motd.txt").write_text("message of the day\n")
+        (d / "t.j2").write_text("name={{ inventory_hostname }}\n{% for i in [1, 2] %}\nitem {{ i }}\n{% endfor %}\n")
     try:
-        calls = [(m, a) for m, a in tasks(ours_dir, our_src)]
+        calls = make_tasks(ours_dir, sdir)
         (sdir / "main.py").write_text(
             "import json\n"
             f"CALLS = json.loads({json.dumps(json.dumps(calls))})\n"
@@ -80,18 +82,51 @@ def test_copy_action_matches_ansible_playbook(testbed, tmp_path, core, cmdline):
         pdd = tmp_path / "ans"
         (pdd / "project").mkdir(parents=True)
         play = [{"hosts": "all", "gather_facts": False,
-                 "tasks": [{m: a, "ignore_errors": True} for m, a in tasks(theirs_dir, their_src)]}]
+                 "tasks": [{m: a, "ignore_errors": True} for m, a in make_tasks(theirs_dir, adir)]}]
         (pdd / "project" / "site.yml").write_text(yaml.safe_dump(play))
         r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True, inventory=inv,
                                          envvars=env_for(core), cmdline=cmdline)
         theirs = [(e["event"], e["event_data"]["res"]) for e in r.events if e["event"] in RESULTS]
-        assert len(ours) == len(theirs) == 5, res.stdout[-3000:]
+        assert len(ours) == len(theirs) == len(calls), res.stdout[-3000:]
         for i, ((oe, o), (te, t)) in enumerate(zip(ours, theirs)):
-            o, t = clean(o, ours_dir, our_src), clean(t, theirs_dir, their_src)
+            o, t = clean(o, ours_dir, str(sdir)), clean(t, theirs_dir, str(adir))
             assert (oe, o) == (te, t), f"step {i}: ours {oe} {json.dumps(o)[:1500]}\ntheirs {te} {json.dumps(t)[:1500]}"
-        if not cmdline:
-            assert Path(f"{ours_dir}/a.conf").read_text() == "hello\n"
-            assert oct(Path(f"{ours_dir}/sub").stat().st_mode & 0o777) == "0o750"
+        return ours_dir
     finally:
         for d in (ours_dir, theirs_dir):
             shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("core,cmdline", [("newest", None), ("newest", "--check --diff"), ("2.15", None)])
+def test_copy_action_matches_ansible_playbook(testbed, tmp_path, core, cmdline):
+    side_by_side(testbed, tmp_path, core, cmdline, lambda d, files: tasks(d, str(files / "motd.txt")))
+
+
+def template_tasks(d: str, files: Path):
+    t = str(files / "t.j2")
+    return [
+        ("template", {"src": t, "dest": f"{d}/t.conf", "validate": "grep -q name= %s", "mode": "0600"}),
+        ("template", {"src": t, "dest": f"{d}/t.conf", "validate": "grep -q name= %s", "mode": "0600"}),
+        ("template", {"src": t, "dest": f"{d}/bad.conf", "validate": "grep -q nothere %s"}),
+        ("template", {"src": t, "dest": f"{d}/sub/", "validate": "test -s %s", "follow": True}),
+    ]
+
+
+@pytest.mark.parametrize("core,cmdline", [("newest", None), ("newest", "--check --diff"), ("2.15", None)])
+def test_template_action_matches_ansible_playbook(testbed, tmp_path, core, cmdline):
+    side_by_side(testbed, tmp_path, core, cmdline, template_tasks)
+
+
+def test_template_rendering_options_we_do_not_have_are_refused(testbed, tmp_path):
+    from test_engine import engine_calls
+
+    d = Path(f"/tmp/ftl2-tpl-{uuid.uuid4().hex[:6]}")
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "t.j2").write_text("x\n")
+    calls = [("node0", "template", {"src": str(sdir / "t.j2"), "dest": str(d), "newline_sequence": "\r\n"})]
+    results, _ = engine_calls(tmp_path, testbed.ini_inventory(), calls, kwargs={"envvars": env_for("newest")})
+    out = results[0][0]
+    assert out["status"] == "failed", out
+    assert "does not support newline_sequence" in out["output"]["msg"], out
+    assert not d.exists()

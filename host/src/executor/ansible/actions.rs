@@ -20,6 +20,8 @@ pub enum Port {
     AsyncStatus,
     /// `ansible.builtin.copy` of one file or `content` (see `copy_action.rs`).
     Copy,
+    /// `ansible.builtin.template`: rendered here, then the copy action.
+    Template,
 }
 
 /// The port for `module`, if it names one.
@@ -34,6 +36,7 @@ pub fn port(module: &str) -> Option<Port> {
         "unarchive" => Some(Port::Unarchive),
         "async_status" => Some(Port::AsyncStatus),
         "copy" => Some(Port::Copy),
+        "template" => Some(Port::Template),
         _ => None,
     }
 }
@@ -58,6 +61,7 @@ impl Port {
             Port::Unarchive => unarchive(am, args, ctx).await,
             Port::AsyncStatus => am.async_status_action(args, ctx).await,
             Port::Copy => am.copy_action(args, ctx).await,
+            Port::Template => am.template_action(args, ctx).await,
         }
     }
 }

@@ -14,6 +14,31 @@ use serde_json::{Map, Value, json};
 /// Largest file Ansible diffs (`MAX_FILE_SIZE_FOR_DIFF`'s default).
 const MAX_DIFF: u64 = 104_448;
 
+/// The template action's rendering options, with the value our renderer always uses (None: we
+/// support none but the default, which is not given).
+const TEMPLATE_RENDERING: &[(&str, Option<Value>)] = &[
+    ("newline_sequence", None),
+    ("block_start_string", None),
+    ("block_end_string", None),
+    ("variable_start_string", None),
+    ("variable_end_string", None),
+    ("comment_start_string", None),
+    ("comment_end_string", None),
+    ("trim_blocks", Some(Value::Bool(true))),
+    ("lstrip_blocks", Some(Value::Bool(false))),
+    ("output_encoding", None),
+];
+
+/// A template rendered here, handed to the copy steps as the plugin hands its temp file.
+#[derive(Default)]
+struct Rendered {
+    data: Vec<u8>,
+    /// Where the plugin would have written it (shown as the source).
+    path: String,
+    /// The template's file name.
+    basename: String,
+}
+
 impl AnsibleModules {
     /// Run `copy` as its action plugin does, for one file.
     pub(super) async fn copy_action(
@@ -21,8 +46,107 @@ impl AnsibleModules {
         args: &Map<String, Value>,
         ctx: &ModuleCtx<'_>,
     ) -> Result<Map<String, Value>, Unreachable> {
-        let result = self.copy_steps(args, ctx).await?;
-        // The plugin's _ensure_invocation and TaskExecutor's defaults, as this version has them.
+        let result = self.copy_steps(args, ctx, None).await?;
+        Ok(self.copy_finish(args, result, ctx).await)
+    }
+
+    /// Run `template` as its action plugin does: render (natively), then the copy action on the
+    /// rendered file, with the template-only options taken out.
+    pub(super) async fn template_action(
+        &self,
+        args: &Map<String, Value>,
+        ctx: &ModuleCtx<'_>,
+    ) -> Result<Map<String, Value>, Unreachable> {
+        for (opt, default) in TEMPLATE_RENDERING {
+            if let Some(v) = args.get(*opt).filter(|v| !v.is_null())
+                && Some(v) != default.as_ref()
+            {
+                return Ok(failed(format!(
+                    "ftl2-runner's template renderer does not support {opt}={v}; nothing was \
+                     changed on the host"
+                )));
+            }
+        }
+        let text = |k: &str| args.get(k).and_then(Value::as_str).map(String::from);
+        let (Some(src), Some(dest)) = (text("src"), text("dest")) else {
+            return Ok(self
+                .action_error("fail", "src and dest are required", ctx)
+                .await);
+        };
+        let local = match ctx.local.readable(&src) {
+            Ok(p) => p,
+            Err(e) => return Ok(failed(format!("Could not find or access '{src}': {e}"))),
+        };
+        let source = match std::fs::read_to_string(&local) {
+            Ok(s) => s,
+            Err(e) => return Ok(failed(format!("Could not read template '{src}': {e}"))),
+        };
+        let rendered = match crate::executor::modules::render_template(&source, &local, ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(failed(format!(
+                    "AnsibleError: template error while templating string: {e}"
+                )));
+            }
+        };
+        let basename = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        use std::os::unix::fs::PermissionsExt;
+        let mut new_args = args.clone();
+        for (opt, _) in TEMPLATE_RENDERING {
+            new_args.remove(*opt);
+        }
+        let mode = match text("mode").as_deref() {
+            Some("preserve") => std::fs::metadata(&local)
+                .map(|m| json!(format!("0{:03o}", m.permissions().mode() & 0o7777)))
+                .unwrap_or(Value::Null),
+            _ => args.get("mode").cloned().unwrap_or(Value::Null),
+        };
+        new_args.insert("mode".into(), mode);
+        // The plugin writes the rendered text to `<local tmp>/tmpXXXXXXXX/<template name>`.
+        let local_tmp = match self.helper().await {
+            Ok(h) => h
+                .request(json!({"op": "copy_args", "args": {}}))
+                .await
+                .ok()
+                .and_then(|m| {
+                    m.get("content_file")
+                        .and_then(Value::as_str)
+                        .and_then(|f| f.rsplit_once('/').map(|(d, _)| d.to_string()))
+                })
+                .unwrap_or_default(),
+            Err(e) => return Ok(failed(e)),
+        };
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let result_file = format!("{local_tmp}/tmp{}/{basename}", &id[..8]);
+        new_args.insert("src".into(), json!(result_file));
+        new_args.insert("dest".into(), json!(dest));
+        new_args.insert(
+            "follow".into(),
+            json!(
+                args.get("follow")
+                    .and_then(crate::boolean::ansible_bool)
+                    .unwrap_or(false)
+            ),
+        );
+        let rendered = Rendered {
+            data: rendered.into_bytes(),
+            path: result_file,
+            basename,
+        };
+        let result = self.copy_steps(&new_args, ctx, Some(rendered)).await?;
+        Ok(self.copy_finish(&new_args, result, ctx).await)
+    }
+
+    /// The copy plugin's _ensure_invocation and TaskExecutor's defaults, as this version has them.
+    async fn copy_finish(
+        &self,
+        args: &Map<String, Value>,
+        result: Map<String, Value>,
+        ctx: &ModuleCtx<'_>,
+    ) -> Map<String, Value> {
         let finished = match self.helper().await {
             Ok(h) => h
                 .request(json!({
@@ -37,13 +161,14 @@ impl AnsibleModules {
                 }),
             Err(_) => None,
         };
-        Ok(finished.unwrap_or(result))
+        finished.unwrap_or(result)
     }
 
     async fn copy_steps(
         &self,
         args: &Map<String, Value>,
         ctx: &ModuleCtx<'_>,
+        rendered: Option<Rendered>,
     ) -> Result<Map<String, Value>, Unreachable> {
         for internal in ["_original_basename", "_diff_peek"] {
             if args.get(internal).is_some_and(|v| !v.is_null()) {
@@ -86,6 +211,10 @@ impl AnsibleModules {
         }
         // The bytes to copy, where they come from (for the result and the diff), their name.
         let (data, source, source_rel, local_mode) = match (content, &src) {
+            _ if rendered.is_some() => {
+                let r = rendered.unwrap_or_default();
+                (r.data, r.path, r.basename, None)
+            }
             (Some(c), _) => {
                 let data = match c {
                     Value::String(s) => s.clone().into_bytes(),

@@ -120,3 +120,76 @@ def test_a_runner_killed_under_a_module_fails_that_task_and_the_job_goes_on(test
     assert [e for e, _ in ours] == ["runner_on_unreachable", "runner_on_ok"], res.stdout[-3000:]
     assert "lost the resident module runner" in ours[0][1]["msg"], ours[0]
     assert res.final_status == "failed"
+
+
+def test_a_canceled_job_leaves_no_module_running_on_the_controller(tmp_path):
+    """The local connection's resident runner and the module it is running end with the job
+    (SIGTERM, as AWX cancels), and the runner removes its work dir."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import BIN, VENV_BIN, make_stream, make_zip, read_until, worker_env
+
+    mark = f"/nonexistent-ftl2-{os.getpid()}-{time.monotonic_ns()}"
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "main.py").write_text(textwrap.dedent(f"""
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                await ftl.run_on("localhost", "getent", database="passwd", key="root")
+                print("started", flush=True)
+                await ftl.run_on("localhost", "wait_for", path="{mark}", timeout=60)
+            return 0
+    """))
+    entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, b"localhost ansible_connection=local\n")]
+    stream = make_stream({"ident": "cancel", "inventory": "inventory/hosts",
+                          "envvars": {"PATH": f"{VENV_BIN}:{os.environ['PATH']}"}}, make_zip(entries))
+    before = set(Path("/tmp").glob("ftl2-resident-*"))
+    proc = subprocess.Popen([str(BIN), "worker", f"--private-data-dir={tmp_path / 'runner'}"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=worker_env(FTL2_SCRIPT=sdir / "main.py"))
+    proc.stdin.write(stream)
+    proc.stdin.close()
+    read_until(proc.stdout, b"started")
+
+    def below(pid):
+        """Pids of every process below pid, from /proc."""
+        parent = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    pass
+        found, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            kids = [c for c, pp in parent.items() if pp == p]
+            found += kids
+            todo += kids
+        return found
+
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    # The resident runner and its forked child (the module): two Pythons below the worker.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pythons = [p for p in below(proc.pid) if b"sys.stdin.buffer.read" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        if len(pythons) >= 2:
+            break
+        time.sleep(0.2)
+    assert len(pythons) >= 2, "the module never started"
+    time.sleep(2)  # well into its wait
+    everything = below(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    proc.stdout.read()
+    proc.wait(timeout=20)
+    time.sleep(0.5)
+    assert [p for p in everything if alive(p)] == [], "processes outlived the job"
+    assert set(Path("/tmp").glob("ftl2-resident-*")) <= before, "the runner left its work dir"

@@ -55,8 +55,7 @@ pub async fn delegate(
     let zip = crate::artifacts::zip_dir(pdd, false)?;
     // Whatever the original runner leaves behind (its ansible-playbook runs in a session of its
     // own and may be orphaned) is reparented to us, not to init, so a cancel can end it.
-    // SAFETY: prctl(2) with PR_SET_CHILD_SUBREAPER only changes this process's own attribute.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    crate::processes::adopt_orphans();
     let mut child = tokio::process::Command::new(runner)
         .arg("worker")
         .arg(format!("--private-data-dir={}", pdd.display()))
@@ -123,7 +122,7 @@ pub async fn delegate(
                 // The original runner answers SIGTERM with its own `canceled` status and eof.
                 canceled = true;
                 if let Some(pid) = child.id() {
-                    family_groups = process_groups_below(pid);
+                    family_groups = crate::processes::groups_below(pid);
                     logln!("canceling the original runner (pid {pid}); its process groups: {family_groups:?}");
                     // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
                     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
@@ -135,10 +134,10 @@ pub async fn delegate(
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     if canceled {
         // Orphans of the runner are now our children (subreaper): their groups too.
-        family_groups.extend(process_groups_below(std::process::id()));
+        family_groups.extend(crate::processes::groups_below(std::process::id()));
         family_groups.sort_unstable();
         family_groups.dedup();
-        end_groups(&family_groups).await;
+        crate::processes::end_groups(&family_groups).await;
     }
     let status = status
         .map_err(|_| anyhow!("the original runner did not exit after closing its stream"))?
@@ -150,78 +149,6 @@ pub async fn delegate(
         ));
     }
     Ok(status.code().unwrap_or(crate::outcome::RC_CANCELED))
-}
-
-/// The process groups of every process below `pid` (from /proc), other than our own group.
-fn process_groups_below(pid: u32) -> Vec<i32> {
-    let mut parent_of: Vec<(u32, u32)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(p) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parens.
-            if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat"))
-                && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
-                && let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok())
-            {
-                parent_of.push((p, ppid));
-            }
-        }
-    }
-    let mut below = vec![pid];
-    let mut i = 0;
-    while i < below.len() {
-        let parent = below[i];
-        below.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    // SAFETY: getpgid(2) only reads; a pid that is gone answers -1.
-    let ours = unsafe { libc::getpgid(0) };
-    let mut groups: Vec<i32> = below[1..]
-        .iter()
-        .map(|p| unsafe { libc::getpgid(*p as i32) })
-        .filter(|g| *g > 1 && *g != ours)
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    groups
-}
-
-/// End what is left of the original runner's process groups: SIGTERM, then SIGKILL after a
-/// grace period, so a canceled job leaves nothing running on the execution node.
-async fn end_groups(groups: &[i32]) {
-    // SAFETY: killpg(2) on groups that were below our child; signal 0 only probes.
-    let alive = |g: i32| unsafe { libc::killpg(g, 0) } == 0;
-    let left: Vec<i32> = groups.iter().copied().filter(|g| alive(*g)).collect();
-    if left.is_empty() {
-        return;
-    }
-    logln!("ending process groups the original runner left behind: {left:?}");
-    for g in &left {
-        unsafe { libc::killpg(*g, libc::SIGTERM) };
-    }
-    for _ in 0..20 {
-        if !left.iter().any(|g| alive(*g)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for g in left.iter().filter(|g| alive(**g)) {
-        unsafe { libc::killpg(*g, libc::SIGKILL) };
-    }
-    // Reap the orphans we adopted, so none stays a zombie while the worker finishes.
-    // SAFETY: waitpid(2) on any child, without blocking.
-    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
 }
 
 /// Fill `buf` as far as the reader allows (short only at the end).

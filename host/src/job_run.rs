@@ -34,6 +34,9 @@ pub async fn run(
         ScriptChoice::Missing(why) => return fail_early(writer, format!("ftl2-runner: {why}")),
         ScriptChoice::Found { path, source } => (path.clone(), source.clone()),
     };
+    // What modules start on the controller (the local connection's processes, its resident
+    // module runner, their orphans) stays below us and is ended with the job.
+    crate::processes::adopt_orphans();
     let playbook_name = job.playbook.clone().unwrap_or_else(|| {
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -203,6 +206,7 @@ pub async fn run(
         ),
     };
     drop(scratch);
+    crate::processes::end_all_below_us().await;
     crate::logln!(
         "timing: instantiate {:.3} ms, run {:.3} ms; script ended: {end:?}",
         timings.instantiate.as_secs_f64() * 1e3,

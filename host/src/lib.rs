@@ -23,6 +23,7 @@ pub mod limits;
 pub mod log;
 pub mod outcome;
 pub mod play;
+pub mod processes;
 pub mod pyjson;
 pub mod sandbox;
 pub mod script;

@@ -73,21 +73,9 @@ impl AnsibleModules {
                 .action_error("fail", "src and dest are required", ctx)
                 .await);
         };
-        let local = match ctx.local.readable(&src) {
-            Ok(p) => p,
-            Err(e) => return Ok(failed(format!("Could not find or access '{src}': {e}"))),
-        };
-        let source = match std::fs::read_to_string(&local) {
-            Ok(s) => s,
-            Err(e) => return Ok(failed(format!("Could not read template '{src}': {e}"))),
-        };
-        let rendered = match crate::executor::modules::render_template(&source, &local, ctx) {
+        let (local, rendered) = match crate::executor::modules::render_file(&src, ctx) {
             Ok(r) => r,
-            Err(e) => {
-                return Ok(failed(format!(
-                    "AnsibleError: template error while templating string: {e}"
-                )));
-            }
+            Err(msg) => return Ok(failed(msg)),
         };
         let basename = local
             .file_name()

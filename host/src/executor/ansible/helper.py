@@ -513,6 +513,10 @@ OPS = {
 
 
 def main():
+    import signal
+
+    # Ended with the job: exit normally, so ansible-core's atexit removes its local temp dir.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _out.write(json.dumps({"ok": True, "ready": True}) + "\n")
     _out.flush()
     for line in sys.stdin:

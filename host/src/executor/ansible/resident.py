@@ -29,6 +29,10 @@ def main():
     import tempfile
     import zipfile
 
+    import signal
+
+    # Ended by the worker (a canceled job): clean up like at EOF; children get the default back.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     proto_in = os.dup(0)
     proto_out = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -167,6 +171,7 @@ def main():
     def child(payload):
         """Run the payload as `python` with the payload on stdin would: a fresh __main__ (no
         __file__), argv [''], the interpreter's own sys.path; exit as that interpreter exits."""
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.close(proto_in)
         os.close(proto_out)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC

@@ -279,21 +279,9 @@ pub async fn template(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResu
     let (Some(src), Some(dest)) = (str_arg(args, "src"), str_arg(args, "dest")) else {
         return Ok(failed("missing required arguments: src, dest"));
     };
-    let local = match ctx.local.readable(&src) {
-        Ok(p) => p,
-        Err(e) => return Ok(failed(format!("Could not find or access '{src}': {e}"))),
-    };
-    let source = match std::fs::read_to_string(&local) {
-        Ok(s) => s,
-        Err(e) => return Ok(failed(format!("Could not read template '{src}': {e}"))),
-    };
-    let rendered = match render_template(&source, &local, ctx) {
+    let (local, rendered) = match render_file(&src, ctx) {
         Ok(r) => r,
-        Err(e) => {
-            return Ok(failed(format!(
-                "AnsibleError: template error while templating string: {e}"
-            )));
-        }
+        Err(msg) => return Ok(failed(msg)),
     };
     let name = local
         .file_name()
@@ -307,6 +295,20 @@ pub async fn template(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResu
         Some(&local.to_string_lossy()),
     )
     .await
+}
+
+/// Find the template `src` the script may read and render it: its local path and the text, or
+/// the failure message.
+pub fn render_file(src: &str, ctx: &ModuleCtx<'_>) -> Result<(PathBuf, String), String> {
+    let local = ctx
+        .local
+        .readable(src)
+        .map_err(|e| format!("Could not find or access '{src}': {e}"))?;
+    let source = std::fs::read_to_string(&local)
+        .map_err(|e| format!("Could not read template '{src}': {e}"))?;
+    let rendered = render_template(&source, &local, ctx)
+        .map_err(|e| format!("AnsibleError: template error while templating string: {e}"))?;
+    Ok((local, rendered))
 }
 
 /// Render with minijinja, Jinja2-compatible, plus the Ansible filters templates use most.

@@ -26,7 +26,7 @@ use super::login::Become;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 
-pub use copy::render_template;
+pub use copy::render_file;
 pub use files::checksum_bytes;
 
 /// Where modules may read and write files on the controller (the EE) itself: `copy src=`,

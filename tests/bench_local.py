@@ -20,21 +20,23 @@ from bench_engine import FTL2_VENV, measure  # noqa: E402
 from conftest import BIN, make_stream, make_zip, worker_env  # noqa: E402
 
 OURS = """
+MODULE, ARGS = {module!r}, {args!r}
 async def run(inventory_path, extravars, runner):
     async with runner.automation() as ftl:
         for _ in range({n}):
-            await ftl.run_on("localhost", "command", cmd="true")
+            await ftl.run_on("localhost", MODULE, **ARGS)
     return 0
 """
 
 FTL2 = """
 import asyncio
+MODULE, ARGS = {module!r}, {args!r}
 from ftl2 import automation
 
 async def main():
     async with automation(quiet=True) as ftl:
         for _ in range({n}):
-            await ftl.run_on("localhost", "command", cmd="true")
+            await ftl.run_on("localhost", MODULE, **ARGS)
 
 asyncio.run(main())
 """
@@ -44,6 +46,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--module", default="command", help="command (cmd=true) or ping: without a process")
     args = ap.parse_args()
     ftl2_py = FTL2_VENV / "bin" / "python"
     assert ftl2_py.is_file(), f"FTL2 0.4.7 is not installed at {FTL2_VENV} (run .ci/run)"
@@ -51,8 +54,9 @@ def main():
         tmp = Path(d)
         sdir = tmp / "scripts"
         sdir.mkdir()
-        (sdir / "main.py").write_text(OURS.format(n=args.calls))
-        (tmp / "ftl2_local.py").write_text(FTL2.format(n=args.calls))
+        margs = {"cmd": "true"} if args.module == "command" else {}
+        (sdir / "main.py").write_text(OURS.format(n=args.calls, module=args.module, args=margs))
+        (tmp / "ftl2_local.py").write_text(FTL2.format(n=args.calls, module=args.module, args=margs))
         inv = "localhost ansible_connection=local\n"
         ours, theirs = [], []
         for i in range(args.runs):
@@ -63,7 +67,7 @@ def main():
             theirs.append(measure([str(ftl2_py), str(tmp / "ftl2_local.py")], env=dict(os.environ), cwd=tmp))
         assert all(r[2] == 0 for r in ours + theirs), (ours, theirs)
         w, wf = statistics.median(r[0] for r in ours), statistics.median(r[0] for r in theirs)
-        print(f"{args.calls} sequential local command calls: ftl2-runner {w:.2f} s, FTL2 0.4.7 {wf:.2f} s "
+        print(f"{args.calls} sequential local {args.module} calls: ftl2-runner {w:.2f} s, FTL2 0.4.7 {wf:.2f} s "
               f"({wf / w:.1f}x)")
 
 

@@ -424,3 +424,45 @@ def test_no_log_and_module_secrets_never_reach_the_stream(testbed, http_root, tm
     assert events[1]["event_data"]["res"]["invocation"]["module_args"]["url_password"] == \
         "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
     assert secret.encode() not in res.stdout
+
+
+DEPRECATING = '''
+from ansible.module_utils.basic import AnsibleModule
+def main():
+    m = AnsibleModule(argument_spec=dict(x=dict(type="str")))
+    m.deprecate("The dep module's x option is old", version="9.0.0", collection_name="ftl2test.iso")
+    m.warn("a plain warning")
+    m.exit_json(changed=False)
+main()
+'''
+
+
+@pytest.mark.parametrize("core", ["newest", "2.19", "2.15"])
+def test_module_deprecations_are_shown_as_ansible_playbook_shows_them(testbed, tmp_path, core):
+    """A module's deprecation is printed by the EE's own ansible-core code: 2.15's wrapped
+    `[DEPRECATION WARNING]: ... Deprecation warnings can be disabled ...`, 2.21's one-line form
+    after its once-per-run hint; then the host line."""
+    import ansible_runner
+
+    coll = tmp_path / "coll"
+    mod = coll / "ansible_collections" / "ftl2test" / "iso" / "plugins" / "modules"
+    mod.mkdir(parents=True)
+    (mod / "dep.py").write_text(DEPRECATING)
+    env = env_for(core)
+    env["ANSIBLE_COLLECTIONS_PATH"] = ":".join(filter(None, [str(coll), env.get("ANSIBLE_COLLECTIONS_PATH")]))
+    env["ANSIBLE_FORCE_COLOR"] = "True"
+    steps = [("ftl2test.iso.dep", {"x": "y"})]
+    _, res = engine_calls(tmp_path / "o", testbed.ini_inventory(), [("node0", m, a) for m, a in steps],
+                          kwargs={"envvars": env})
+    ours = next(e for e in res.events if e["event"] == "runner_on_ok")
+    pdd = tmp_path / "a"
+    (pdd / "project").mkdir(parents=True)
+    (pdd / "project" / "site.yml").write_text(yaml.safe_dump(
+        [{"hosts": "all", "gather_facts": False, "tasks": [{"name": "dep", steps[0][0]: steps[0][1]}]}]))
+    r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True,
+                                     inventory=testbed.ini_inventory(), envvars=env)
+    theirs = next(e for e in r.events if e["event"] == "runner_on_ok")
+    assert "[DEPRECATION WARNING]: The dep module's x option is old" in ours["stdout"], ours["stdout"]
+    assert ours["stdout"] == theirs["stdout"], (ours["stdout"], theirs["stdout"])
+    assert "_ftl2_deprecation_lines" not in json.dumps(ours["event_data"]["res"])
+    assert normalise(ours["event_data"]["res"], "\0", "\0") == normalise(theirs["event_data"]["res"], "\0", "\0")

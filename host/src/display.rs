@@ -152,6 +152,29 @@ pub fn host_line(
     )
 }
 
+/// How many bytes of a host's text are its warnings (where deprecations go).
+pub fn warnings_len(style: &Style, res: &Map<String, Value>) -> usize {
+    result_warnings(style, res).len()
+}
+
+/// The lines ansible-core printed for a module's deprecations ([text, SGR colour] pairs from the
+/// helper), as they go into the host's text.
+pub fn deprecation_text(style: &Style, lines: &[Value]) -> String {
+    let mut out = String::new();
+    for line in lines {
+        let text = line.get(0).and_then(Value::as_str).unwrap_or("");
+        let color = line.get(1).and_then(Value::as_str).unwrap_or("");
+        let text = text.trim_end_matches('\n').replace('\n', "\r\n");
+        if color.is_empty() {
+            out.push_str(&text);
+        } else {
+            out.push_str(&style.paint(&text, color));
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// The warnings a module returned, shown before its host line as ansible-playbook shows them.
 fn result_warnings(style: &Style, res: &Map<String, Value>) -> String {
     let Some(Value::Array(list)) = res.get("warnings") else {

@@ -122,6 +122,10 @@ pub struct HostStats {
     pub rescued: u64,
 }
 
+/// The result key that carries, from the module helper to the tree, the lines the EE's
+/// ansible-core prints for a module's deprecations ([text, colour] pairs); never in events.
+pub const DEPRECATION_LINES: &str = "_ftl2_deprecation_lines";
+
 /// Writes the job's task tree to the worker stream.
 pub struct EventTree {
     writer: Arc<StreamWriter>,
@@ -302,6 +306,9 @@ impl EventTree {
 
     /// A host finished the task: exactly one of `runner_on_ok|failed|skipped|unreachable`.
     pub fn host_result(&mut self, id: TaskId, host: &str, outcome: &HostOutcome) {
+        let mut outcome = std::borrow::Cow::Borrowed(outcome);
+        let deprecations = outcome.to_mut().result.remove(DEPRECATION_LINES);
+        let outcome = outcome.as_ref();
         let Some(block) = self.tasks.iter().find(|b| b.id == id) else {
             return;
         };
@@ -324,7 +331,7 @@ impl EventTree {
         {
             facts.remove("ansible_env");
         }
-        let (event, stdout) = display::host_line(
+        let (event, mut stdout) = display::host_line(
             &self.style,
             outcome.status,
             host,
@@ -332,6 +339,12 @@ impl EventTree {
             &res,
             ignore,
         );
+        if let Some(Value::Array(lines)) = &deprecations {
+            // After the module's warnings, before the host line, as the callback prints them.
+            let text = display::deprecation_text(&self.style, lines);
+            let at = display::warnings_len(&self.style, &res);
+            stdout.insert_str(at.min(stdout.len()), &text);
+        }
         let mut d = self.task_data(block);
         d.insert("host".into(), json!(host));
         d.insert("remote_addr".into(), json!(outcome.remote_addr));

@@ -208,6 +208,7 @@ impl Bridge {
                 .into_iter()
                 .map(|(host, o)| {
                     let mut res = o.result;
+                    res.remove(crate::tree::DEPRECATION_LINES); // display only
                     scrub_map(&mut res, &scrub);
                     json!({"host": host, "status": o.status.as_str(), "result": res})
                 })

@@ -64,6 +64,7 @@ def _collect_deprecation(self, msg, *args, **kwargs):
     WARNINGS.append("DEPRECATION: " + str(msg))
 
 
+_REAL_WARNING, _REAL_DEPRECATED, _REAL_DISPLAY = Display.warning, Display.deprecated, Display.display
 Display.warning = _collect_warning
 Display.deprecated = _collect_deprecation
 display = Display()
@@ -248,6 +249,38 @@ def op_has(req):
     return {"has": bool(plugin_loader.module_loader.has_plugin(req["module"]))}
 
 
+def _deprecation_lines(deprecations):
+    """What this version's callback prints for a result's deprecations (its own Display code,
+    output captured): [(text, SGR colour)]. 2.19+ also says once per job how to turn them off."""
+    lines = []
+
+    def capture(self, msg, color=None, *args, **kwargs):
+        try:
+            from ansible.utils.color import parsecolor
+
+            code = parsecolor(color) if color else ""
+        except Exception:  # noqa: BLE001
+            code = ""
+        lines.append([str(msg), code])
+
+    saved = (Display.warning, Display.deprecated, Display.display)
+    Display.warning, Display.deprecated, Display.display = _REAL_WARNING, _REAL_DEPRECATED, capture
+    try:
+        for d in deprecations or []:
+            if isinstance(d, dict):
+                if hasattr(display, "_deprecated"):  # 2.19+, from a plain result
+                    display.deprecated(**{k: v for k, v in d.items() if k in ("msg", "version", "date", "collection_name")})
+                else:
+                    display.deprecated(**d)
+            else:
+                display._deprecated(d)
+    except Exception:  # noqa: BLE001 - a deprecation we cannot format is not worth a failed task
+        pass
+    finally:
+        Display.warning, Display.deprecated, Display.display = saved
+    return lines
+
+
 def op_parse(req):
     action = _action(req.get("module", "x"), False, False, False)
     action._used_interpreter = "#!" + req["interpreter"] if req.get("interpreter") else None
@@ -257,8 +290,13 @@ def op_parse(req):
     else:
         parsed = action._parse_returned_data(res)
     if hasattr(parsed, "as_result_dict"):  # 2.21+: a result object that cleans itself
+        shown = _deprecation_lines(getattr(parsed, "deprecations", None))
         parsed.remove_internal_keys()
-        return {"result": _task_defaults(_plain(parsed.as_result_dict(for_round_trip=True)))}
+        return {
+            "result": _task_defaults(_plain(parsed.as_result_dict(for_round_trip=True))),
+            "deprecation_lines": shown,
+        }
+    shown = _deprecation_lines((parsed or {}).get("deprecations") if isinstance(parsed, dict) else None)
     data = _plain(parsed)
     data.pop("_ansible_suppress_tmpdir_delete", None)
     if "results" in data and (not isinstance(data["results"], list)):
@@ -270,7 +308,7 @@ def op_parse(req):
             data[f"{std}_lines"] = (data.get(std) or "").splitlines()
     # TaskExecutor marks every result; these versions' callbacks show the mark.
     data["_ansible_no_log"] = bool(req.get("no_log") or data.get("_ansible_no_log"))
-    return {"result": _task_defaults(data)}
+    return {"result": _task_defaults(data), "deprecation_lines": shown}
 
 
 def _plain(data):

@@ -333,6 +333,12 @@ impl AnsibleModules {
         };
         // Internal to the action (module JSON or not); Ansible's callbacks never see it.
         result.remove("_ansible_parsed");
+        // How this version's callback shows the module's deprecations (the tree prints them).
+        if let Some(Value::Array(lines)) = parsed.remove("deprecation_lines")
+            && !lines.is_empty()
+        {
+            result.insert(crate::tree::DEPRECATION_LINES.into(), Value::Array(lines));
+        }
         Ok((result, strings(parsed.get("warnings"))))
     }
 

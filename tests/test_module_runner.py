@@ -61,7 +61,8 @@ def probe(tmp_path):
     (mod / "probe.py").write_text(PROBE)
     out = Path(f"/tmp/ftl2-probe-{uuid.uuid4().hex[:8]}")
     out.mkdir()
-    return {"ANSIBLE_COLLECTIONS_PATH": str(coll)}, out
+    yield {"ANSIBLE_COLLECTIONS_PATH": str(coll)}, out
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def steps(out: Path, marks, **extra):

@@ -32,7 +32,6 @@ def script(tmp_path):
     (["--chek"], "unrecognized arguments: --chek"),
     (["--frobnicate", "-C"], "unrecognized arguments: --frobnicate"),
     (["--syntax-check"], "--syntax-check: it does not apply to a script"),
-    (["--list-hosts"], "--list-hosts: it does not apply to a script"),
     (["--tags", "web"], "--tags web: ftl2-runner does not select script calls by tag"),
     (["--start-at-task", "x"], "--start-at-task x: a script has no tasks to start at"),
 ])
@@ -96,3 +95,26 @@ def test_adhoc_says_which_options_it_does_not_honour(tmp_path):
     assert "[WARNING]: ftl2-runner does not honour -B 30: ad hoc commands run in the foreground" in out
     assert "[WARNING]: ftl2-runner does not honour -P 5" in out
     assert res.final_status == "successful"
+
+
+def test_play_list_hosts_lists_what_inventory_and_limit_select_and_runs_nothing(tmp_path):
+    from conftest import VENV_BIN
+
+    main, mark = script(tmp_path)
+    inv = tmp_path / "inv"
+    inv.write_text("localhost ansible_connection=local\n[web]\nw1 ansible_host=127.0.0.1\n"
+                   "w2 ansible_host=127.0.0.1\n[db]\nd1 ansible_host=127.0.0.1\n")
+    play = tmp_path / "site.yml"
+    play.write_text("- hosts: all\n  gather_facts: false\n  tasks: []\n")
+    for limit in ([], ["-l", "web"]):
+        ours = subprocess.run([str(BIN), "play", str(main), "-i", str(inv), "--list-hosts", *limit],
+                              capture_output=True, text=True, env=worker_env(), timeout=60)
+        theirs = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inv), str(play), "--list-hosts", *limit],
+                                capture_output=True, text=True, timeout=120)
+        assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stderr)
+        o, t = ours.stdout.splitlines(), theirs.stdout.splitlines()
+        assert o[1] == f"playbook: {main}" and t[1] == f"playbook: {play}"
+        # The same text but the file name; hosts in inventory order (Ansible's order is its own).
+        assert o[2:6] == t[2:6], (o, t)
+        assert sorted(o[6:]) == sorted(t[6:]), (o, t)
+    assert not mark.exists()

@@ -75,6 +75,9 @@ async fn run_async(args: PlayArgs) -> i32 {
             );
         }
     }
+    // `--list-hosts`: the hosts the inventory and `--limit` select, and nothing run.
+    let list_hosts = options.iter().any(|o| o == "--list-hosts");
+    options.retain(|o| o != "--list-hosts");
     // ansible-playbook refuses options it does not have; so do we, and those we cannot honour.
     match crate::cmdline::CmdlineOptions::parse_words(&options) {
         Err(e) => {
@@ -131,6 +134,9 @@ async fn run_async(args: PlayArgs) -> i32 {
             return 1;
         }
     };
+    if list_hosts {
+        return print_hosts(&job, &script);
+    }
     let writer = StreamWriter::terminal();
     writer.begin_job(
         crate::events::EventContext {
@@ -160,4 +166,35 @@ async fn run_async(args: PlayArgs) -> i32 {
     let outcome = crate::job_run::run(&job, &choice, &writer, stop).await;
     writer.eof();
     outcome.rc
+}
+
+/// ansible-playbook's `--list-hosts` text for the script, as one play over `all`.
+fn print_hosts(job: &JobSettings, script: &std::path::Path) -> i32 {
+    let files = crate::executor::modules::LocalFiles {
+        base: script.parent().map(PathBuf::from).unwrap_or_default(),
+        read_roots: Vec::new(),
+        write_roots: Vec::new(),
+    };
+    let executor = match crate::job_run::engine(job, files) {
+        Ok(e) => e,
+        Err(why) => {
+            eprintln!("{why}");
+            return 1;
+        }
+    };
+    let hosts = match executor.list_hosts("all") {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("ERROR! {e:#}");
+            return 1;
+        }
+    };
+    println!("\nplaybook: {}\n", script.display());
+    println!("  play #1 (all): all\tTAGS: []");
+    println!("    pattern: ['all']");
+    println!("    hosts ({}):", hosts.len());
+    for h in &hosts {
+        println!("      {h}");
+    }
+    0
 }

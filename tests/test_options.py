@@ -3,11 +3,14 @@ ansible-playbook refuses unknown options (rc 2, usage error, nothing run), and i
 AWX's job output says so; tags and --start-at-task, whose loss would run more than asked, stop the
 job before anything runs."""
 
+import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import BIN, make_stream, make_zip, run_worker, worker_env
 
@@ -32,7 +35,6 @@ def script(tmp_path):
     (["--chek"], "unrecognized arguments: --chek"),
     (["--frobnicate", "-C"], "unrecognized arguments: --frobnicate"),
     (["--syntax-check"], "--syntax-check: it does not apply to a script"),
-    (["--tags", "web"], "--tags web: ftl2-runner does not select script calls by tag"),
     (["--start-at-task", "x"], "--start-at-task x: a script has no tasks to start at"),
 ])
 def test_play_refuses_options_it_cannot_honour_and_runs_nothing(tmp_path, option, message):
@@ -73,15 +75,54 @@ def test_worker_says_which_awx_options_it_does_not_honour(tmp_path):
     mark.unlink()
 
 
-def test_worker_refuses_job_tags_before_anything_runs(tmp_path):
-    res, mark = worker(tmp_path, "--tags web --skip-tags db")
+def test_worker_refuses_start_at_task_before_anything_runs(tmp_path):
+    res, mark = worker(tmp_path, "--start-at-task x")
     out = res.stdout.decode()
     assert res.final_status == "failed"
     assert "ftl2-runner cannot honour these options, so nothing was run" in out
-    assert "--tags web: ftl2-runner does not select script calls by tag" in out
-    assert "--skip-tags db" in out
+    assert "--start-at-task x: a script has no tasks to start at" in out
     assert not mark.exists()
     assert not any(e["event"] == "runner_on_start" for e in res.events)
+
+
+# (name, tags) of calls and of the same playbook's tasks.
+TAGGED = [("plain", []), ("web", ["web"]), ("db", ["db"]), ("both", ["web", "db"]), ("always", ["always"]),
+          ("never", ["never"]), ("never-web", ["never", "web"])]
+
+
+@pytest.mark.parametrize("cmdline", ["", "--tags web", "--skip-tags db", "--tags tagged --skip-tags web",
+                                     "--tags untagged", "--skip-tags all", "--tags never,db", "-t all --skip-tags always"])
+def test_tags_select_calls_as_ansible_selects_tasks(tmp_path, cmdline):
+    import ansible_runner
+
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    calls = "\n".join(f"        await ftl.run_on('localhost', 'ping', _name={n!r}, _tags={t!r})" for n, t in TAGGED)
+    (sdir / "main.py").write_text("async def run(inventory_path, extravars, runner):\n"
+                                  "    async with runner.automation() as ftl:\n" + calls + "\n    return 0\n")
+    entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, b"localhost ansible_connection=local\n")]
+    if cmdline:
+        entries.append(("env/cmdline", 0o600, cmdline.encode()))
+    res = run_worker(make_stream({"ident": "tags", "inventory": "inventory/hosts"}, make_zip(entries)),
+                     tmp_path / "runner", env=worker_env(FTL2_SCRIPT=sdir / "main.py"))
+    assert res.final_status == "successful", res.stdout[-2000:]
+    ran = [e["event_data"]["task"] for e in res.events if e["event"] == "runner_on_ok"]
+    skipped = [e["event_data"]["task"] for e in res.events if e["event"] == "runner_on_skipped"]
+    assert sorted(ran + skipped) == sorted(n for n, _ in TAGGED)
+
+    pdd = tmp_path / "ans"
+    (pdd / "project").mkdir(parents=True)
+    tasks = [{"name": n, "ping": None, **({"tags": t} if t else {})} for n, t in TAGGED]
+    (pdd / "project" / "site.yml").write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}]))
+    from conftest import VENV_BIN
+
+    r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True,
+                                     inventory=f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n",
+                                     cmdline=cmdline or None,
+                                     envvars={"PATH": f"{VENV_BIN}:{os.environ['PATH']}"})
+    assert r.status == "successful", r.stdout.read()[-2000:]
+    theirs = [e["event_data"]["task"] for e in r.events if e["event"] == "runner_on_ok"]
+    assert ran == theirs, (cmdline, ran, theirs)
 
 
 def test_adhoc_says_which_options_it_does_not_honour(tmp_path):

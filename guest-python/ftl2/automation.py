@@ -357,10 +357,18 @@ class AutomationContext:
         if task_name is not None:
             options["name"] = str(task_name)
         # Task keywords, as Ansible has them on tasks: _no_log, _ignore_errors, _become,
-        # _become_user, and _async/_poll (run in the background, checked every _poll seconds).
-        for key in ("no_log", "ignore_errors", "become", "become_user", "async", "poll"):
+        # _become_user, _async/_poll (run in the background, checked every _poll seconds) and
+        # _tags (run only when the job's --tags/--skip-tags select it).
+        for key in ("no_log", "ignore_errors", "become", "become_user", "async", "poll", "tags"):
             if f"_{key}" in params:
                 options[key] = params.pop(f"_{key}")
+        if "tags" in options:
+            tags = options["tags"]
+            if isinstance(tags, str):
+                tags = [t.strip() for t in tags.split(",") if t.strip()]
+            if not isinstance(tags, (list, tuple, set)) or not all(isinstance(t, str) for t in tags):
+                raise TypeError(f"_tags must be a tag name or a list of tag names, not {options['tags']!r}")
+            options["tags"] = list(tags)
         for key in ("async", "poll"):
             value = options.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):

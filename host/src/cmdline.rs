@@ -64,7 +64,7 @@ pub struct Unhonoured {
     pub option: String,
     /// Why it cannot be honoured.
     pub why: &'static str,
-    /// Ignoring it would run more than asked (tags, `--start-at-task`): never just a warning.
+    /// Ignoring it would run more than asked (`--start-at-task`): never just a warning.
     pub runs_more: bool,
     /// Not an option ansible-playbook or ansible has at all (a typo).
     pub unknown: bool,
@@ -216,14 +216,6 @@ impl CmdlineOptions {
                 unknown: false,
             })
         };
-        const TAGS: &str =
-            "ftl2-runner does not select script calls by tag; the whole script would run";
-        if !self.tags.is_empty() {
-            more(format!("--tags {}", self.tags.join(",")), TAGS);
-        }
-        if !self.skip_tags.is_empty() {
-            more(format!("--skip-tags {}", self.skip_tags.join(",")), TAGS);
-        }
         if let Some(t) = &self.start_at_task {
             more(
                 format!("--start-at-task {t}"),
@@ -342,13 +334,15 @@ mod tests {
 
     #[test]
     fn options_we_cannot_honour_are_listed_with_the_reason() {
-        let o = CmdlineOptions::parse("--chek -t web --syntax-check -C --vault-id x").unwrap();
+        let o =
+            CmdlineOptions::parse("--start-at-task x --chek -t web --syntax-check -C --vault-id x")
+                .unwrap();
         let u = o.unhonoured();
         let names: Vec<&str> = u.iter().map(|x| x.option.as_str()).collect();
         assert_eq!(
             names,
             [
-                "--tags web",
+                "--start-at-task x",
                 "--chek",
                 "--syntax-check",
                 "--vault-id / --ask-vault-pass"

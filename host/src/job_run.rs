@@ -180,6 +180,7 @@ pub async fn run(
         playbook_name.clone(),
         job.envvars.clone().into_iter().collect(),
         Arc::clone(&stop),
+        crate::tags::Selection::new(&job.cmdline.tags, &job.cmdline.skip_tags),
     );
     let inventory_path = job
         .inventory

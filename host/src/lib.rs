@@ -28,6 +28,7 @@ pub mod pyjson;
 pub mod sandbox;
 pub mod script;
 pub mod secret;
+pub mod tags;
 pub mod transmit;
 pub mod tree;
 pub mod unpack;

@@ -36,6 +36,8 @@ pub struct Bridge {
     pub secrets: BTreeMap<String, String>,
     /// Cancel / timeout requests.
     pub stop: Arc<StopFlag>,
+    /// `--tags`/`--skip-tags`: which of the script's tagged calls run.
+    selection: crate::tags::Selection,
     next_id: u64,
     /// Values of the secrets the script has used so far: scrubbed from every later result too.
     used_secrets: Vec<String>,
@@ -56,6 +58,7 @@ impl Bridge {
         play_name: String,
         secrets: BTreeMap<String, String>,
         stop: Arc<StopFlag>,
+        selection: crate::tags::Selection,
     ) -> Bridge {
         let (done_tx, done_rx) = mpsc::channel();
         Bridge {
@@ -68,6 +71,7 @@ impl Bridge {
             play_name,
             secrets,
             stop,
+            selection,
             next_id: 1,
             used_secrets: Vec::new(),
             done_tx,
@@ -145,6 +149,16 @@ impl Bridge {
             .and_then(Value::as_str)
             .map(String::from)
             .unwrap_or_else(|| module.clone());
+        // `_tags`: run only if the job's --tags/--skip-tags select the call, as Ansible's rules.
+        let call_tags: Vec<String> = match options.get("tags") {
+            Some(Value::String(t)) => vec![t.clone()],
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let selected = self.selection.runs(&call_tags);
         let info = TaskInfo {
             name,
             action: module.clone(),
@@ -177,7 +191,27 @@ impl Bridge {
                 task,
                 scrub: scrub.clone(),
             });
-            let results = if let Some(name) = missing {
+            let results = if !selected {
+                // Not selected by the job's tags: every host reports it skipped, nothing runs.
+                let mut out = Vec::new();
+                for h in &hosts {
+                    progress.host_start(h);
+                    let outcome = HostOutcome {
+                        status: crate::tree::HostStatus::Skipped,
+                        result: crate::executor::modules::obj(serde_json::json!({
+                            "changed": false, "skipped": true,
+                            "skip_reason": "not selected by the job's tags",
+                        })),
+                        start: crate::events::timestamp(),
+                        end: crate::events::timestamp(),
+                        duration: 0.0,
+                        remote_addr: h.clone(),
+                    };
+                    progress.host_done(h, &outcome);
+                    out.push((h.clone(), outcome));
+                }
+                out
+            } else if let Some(name) = missing {
                 let msg = format!(
                     "secret {name} is not available to this job (no credential provides it)"
                 );

@@ -36,15 +36,10 @@ impl Selection {
         let untagged = tags.len() == 1 && tags.contains("untagged");
         let meets = |set: &BTreeSet<String>| set.iter().any(|t| tags.contains(t.as_str()));
         let has = |set: &BTreeSet<String>, t: &str| set.contains(t);
-        let mut run = if tags.contains("always") {
-            true
-        } else if has(&self.only, "all") && !tags.contains("never") {
-            true
-        } else if meets(&self.only) {
-            true
-        } else {
-            has(&self.only, "tagged") && !untagged && !tags.contains("never")
-        };
+        let mut run = tags.contains("always")
+            || (has(&self.only, "all") && !tags.contains("never"))
+            || meets(&self.only)
+            || (has(&self.only, "tagged") && !untagged && !tags.contains("never"));
         if run && !self.skip.is_empty() {
             if has(&self.skip, "all") {
                 if !tags.contains("always") || has(&self.skip, "always") {

@@ -36,6 +36,19 @@ pub fn raise_nofile() -> u64 {
     lim.rlim_cur
 }
 
+/// The soft descriptor limit in force now.
+pub fn current_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    lim.rlim_cur
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -337,6 +337,14 @@ impl Executor {
         };
         let result = match modules::run(module, args, &ctx).await {
             Ok(r) => r,
+            // Out of descriptors on the controller: the job's limit, not the host's fault.
+            Err(u) if u.is_local_limit() => failed_result(format!(
+                "ftl2-runner could not reach {host}: the controller ran out of file descriptors \
+                 ({}; the limit is {}). Raise the execution environment's hard `ulimit -n`, or \
+                 split the job.",
+                u.0,
+                crate::limits::current_nofile()
+            )),
             Err(u) => {
                 conn.reset().await;
                 unreachable_result(u.0)

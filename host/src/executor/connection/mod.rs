@@ -40,6 +40,15 @@ pub struct CommandOutput {
 #[derive(Debug, Clone)]
 pub struct Unreachable(pub String);
 
+impl Unreachable {
+    /// Whether the cause is the controller's own descriptor limit (EMFILE/ENFILE), not the host:
+    /// such a failure must never be reported as the host being unreachable.
+    pub fn is_local_limit(&self) -> bool {
+        // std::io::Error's Display ends with "(os error N)".
+        self.0.contains("(os error 24)") || self.0.contains("(os error 23)")
+    }
+}
+
 impl std::fmt::Display for Unreachable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

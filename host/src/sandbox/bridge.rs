@@ -9,7 +9,7 @@ use super::StopFlag;
 use super::output::OutputSink;
 use crate::executor::modules::obj;
 use crate::executor::{CallOptions, Executor, Progress};
-use crate::tree::{EventTree, HostOutcome, TaskInfo};
+use crate::tree::{EventTree, HostOutcome, HostStatus, TaskInfo};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -193,43 +193,17 @@ impl Bridge {
             });
             let results = if !selected {
                 // Not selected by the job's tags: every host reports it skipped, nothing runs.
-                let mut out = Vec::new();
-                for h in &hosts {
-                    progress.host_start(h);
-                    let outcome = HostOutcome {
-                        status: crate::tree::HostStatus::Skipped,
-                        result: crate::executor::modules::obj(serde_json::json!({
-                            "changed": false, "skipped": true,
-                            "skip_reason": "not selected by the job's tags",
-                        })),
-                        start: crate::events::timestamp(),
-                        end: crate::events::timestamp(),
-                        duration: 0.0,
-                        remote_addr: h.clone(),
-                    };
-                    progress.host_done(h, &outcome);
-                    out.push((h.clone(), outcome));
-                }
-                out
+                let skipped = crate::executor::modules::obj(serde_json::json!({
+                    "changed": false, "skipped": true,
+                    "skip_reason": "not selected by the job's tags",
+                }));
+                without_running(&hosts, progress.as_ref(), HostStatus::Skipped, &skipped)
             } else if let Some(name) = missing {
                 let msg = format!(
                     "secret {name} is not available to this job (no credential provides it)"
                 );
-                let mut out = Vec::new();
-                for h in &hosts {
-                    progress.host_start(h);
-                    let outcome = HostOutcome {
-                        status: crate::tree::HostStatus::Failed,
-                        result: crate::executor::modules::failed(msg.clone()),
-                        start: crate::events::timestamp(),
-                        end: crate::events::timestamp(),
-                        duration: 0.0,
-                        remote_addr: h.clone(),
-                    };
-                    progress.host_done(h, &outcome);
-                    out.push((h.clone(), outcome));
-                }
-                out
+                let failed = crate::executor::modules::failed(msg);
+                without_running(&hosts, progress.as_ref(), HostStatus::Failed, &failed)
             } else {
                 executor
                     .run(&hosts, &module, &real_args, &opts, Arc::clone(&progress))
@@ -352,6 +326,30 @@ fn replace_markers(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
         Value::Array(a) => a.iter_mut().for_each(|x| replace_markers(x, f)),
         _ => {}
     }
+}
+
+/// Every host's outcome for a call that does not run (not selected, or refused before it could).
+fn without_running(
+    hosts: &[String],
+    progress: &dyn Progress,
+    status: HostStatus,
+    result: &Map<String, Value>,
+) -> Vec<(String, HostOutcome)> {
+    let mut out = Vec::new();
+    for h in hosts {
+        progress.host_start(h);
+        let outcome = HostOutcome {
+            status,
+            result: result.clone(),
+            start: crate::events::timestamp(),
+            end: crate::events::timestamp(),
+            duration: 0.0,
+            remote_addr: h.clone(),
+        };
+        progress.host_done(h, &outcome);
+        out.push((h.clone(), outcome));
+    }
+    out
 }
 
 /// [`scrub_value`] over every value of a result.

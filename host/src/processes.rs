@@ -12,29 +12,40 @@ pub fn adopt_orphans() {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
 
-/// End every process below us: SIGTERM, then SIGKILL after a grace period; then reap them.
+/// End every process below us: SIGTERM, then SIGKILL after a grace period. They are not reaped
+/// here: some are children tokio still owns (and will wait for), and reaping those would let
+/// their pids be reused under it; the exited ones are zombies only until the worker exits.
 pub async fn end_all_below_us() {
     let pids = below(std::process::id());
     if pids.is_empty() {
         return;
     }
     logln!("ending processes the job left behind: {pids:?}");
-    // SAFETY: kill(2) on processes below us; signal 0 only probes.
-    let alive = |p: u32| unsafe { libc::kill(p as i32, 0) } == 0;
     for p in &pids {
+        // SAFETY: kill(2) on a process below us.
         unsafe { libc::kill(*p as i32, libc::SIGTERM) };
     }
     for _ in 0..20 {
-        reap();
-        if !pids.iter().any(|p| alive(*p)) {
+        if !pids.iter().any(|p| running(*p)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for p in pids.iter().filter(|p| alive(**p)) {
+    for p in pids.iter().filter(|p| running(**p)) {
+        // SAFETY: as above.
         unsafe { libc::kill(*p as i32, libc::SIGKILL) };
     }
-    reap();
+}
+
+/// Whether `pid` exists and has not exited (a zombie has).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next().map(|st| st != "Z"))
+        })
+        .unwrap_or(false)
 }
 
 /// Reap exited children we adopted, so none stays a zombie.

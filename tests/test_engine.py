@@ -156,6 +156,9 @@ def test_native_modules_match_ansible_over_ssh(testbed, tmp_path):
             assert ours[0] == theirs[0] and ours[1]["stdout_lines"] == theirs[1]["stdout_lines"]
             continue
         compare(ours, theirs)
+        if module == "file":  # which key names the path (touch and links say `dest`)
+            assert [k in ours[1] for k in ("path", "dest")] == [k in theirs[1] for k in ("path", "dest")], \
+                (args, ours[1], theirs[1])
     # Both left the same files behind.
     listing = lambda p: subprocess.run(f"cd {p} && find . \\( -type l -printf '%p %y %l\\n' \\) -o -printf '%p %y %m %s\\n' | sed 's/-ours/-X/; s/-ans/-X/' | sort", shell=True,
                                        capture_output=True, text=True).stdout

@@ -457,6 +457,12 @@ pub async fn file(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
             }),
         );
     }
+    // The file module reports touch, link and hard as `dest` (other states as `path`).
+    if matches!(state.as_str(), "touch" | "link" | "hard")
+        && let Some(p) = result.remove("path")
+    {
+        result.insert("dest".into(), p);
+    }
     result.insert("changed".into(), json!(changed));
     let after = if state == "touch" {
         "file".to_string()

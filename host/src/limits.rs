@@ -6,14 +6,9 @@
 /// Raise the soft descriptor limit to the hard limit (capped by the kernel's `nr_open`); the
 /// soft limit now in force, which is the job's descriptor budget.
 pub fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    let Some(mut lim) = nofile() else {
         return 0;
-    }
+    };
     let mut want = lim.rlim_max;
     if want == libc::RLIM_INFINITY
         && let Some(nr_open) = std::fs::read_to_string("/proc/sys/fs/nr_open")
@@ -38,15 +33,17 @@ pub fn raise_nofile() -> u64 {
 
 /// The soft descriptor limit in force now.
 pub fn current_nofile() -> u64 {
+    nofile().map_or(0, |l| l.rlim_cur)
+}
+
+/// The descriptor limits in force (soft and hard).
+fn nofile() -> Option<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 0;
-    }
-    lim.rlim_cur
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
 }
 
 #[cfg(test)]
@@ -54,12 +51,7 @@ mod tests {
     #[test]
     fn the_soft_limit_ends_at_the_hard_limit() {
         let budget = super::raise_nofile();
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let lim = super::nofile().expect("getrlimit");
         assert_eq!(lim.rlim_cur, budget);
         assert!(lim.rlim_max == libc::RLIM_INFINITY || lim.rlim_cur == lim.rlim_max);
     }

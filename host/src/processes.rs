@@ -16,36 +16,46 @@ pub fn adopt_orphans() {
 /// here: some are children tokio still owns (and will wait for), and reaping those would let
 /// their pids be reused under it; the exited ones are zombies only until the worker exits.
 pub async fn end_all_below_us() {
-    let pids = below(std::process::id());
+    let pids: Vec<i32> = below(std::process::id())
+        .into_iter()
+        .map(|p| p as i32)
+        .collect();
     if pids.is_empty() {
         return;
     }
     logln!("ending processes the job left behind: {pids:?}");
-    for p in &pids {
-        // SAFETY: kill(2) on a process below us.
-        unsafe { libc::kill(*p as i32, libc::SIGTERM) };
+    // SAFETY: kill(2) on processes below us.
+    terminate(
+        &pids,
+        |p, sig| unsafe { libc::kill(p, sig) },
+        |p| proc_stat(p as u32).is_some_and(|(state, _)| state != "Z"),
+    )
+    .await;
+}
+
+/// SIGTERM each of `targets`, give them two seconds to go, then SIGKILL those still `alive`.
+async fn terminate(targets: &[i32], send: impl Fn(i32, i32) -> i32, alive: impl Fn(i32) -> bool) {
+    for t in targets {
+        send(*t, libc::SIGTERM);
     }
     for _ in 0..20 {
-        if !pids.iter().any(|p| running(*p)) {
+        if !targets.iter().any(|t| alive(*t)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for p in pids.iter().filter(|p| running(**p)) {
-        // SAFETY: as above.
-        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+    for t in targets.iter().filter(|t| alive(**t)) {
+        send(*t, libc::SIGKILL);
     }
 }
 
-/// Whether `pid` exists and has not exited (a zombie has).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next().map(|st| st != "Z"))
-        })
-        .unwrap_or(false)
+/// The state letter and parent pid of `pid`, from `/proc/<pid>/stat` ("pid (comm) state ppid
+/// ..."; comm may hold spaces and parentheses).
+fn proc_stat(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.to_string();
+    Some((state, fields.next()?.parse().ok()?))
 }
 
 /// Reap exited children we adopted, so none stays a zombie.
@@ -74,17 +84,8 @@ pub fn below(pid: u32) -> Vec<u32> {
     let mut parent_of: Vec<(u32, u32)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(p) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parens.
-            if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat"))
-                && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
-                && let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok())
+            if let Some(p) = entry.file_name().to_str().and_then(|n| n.parse().ok())
+                && let Some((_, ppid)) = proc_stat(p)
             {
                 parent_of.push((p, ppid));
             }
@@ -116,17 +117,7 @@ pub async fn end_groups(groups: &[i32]) {
         return;
     }
     logln!("ending process groups left behind: {left:?}");
-    for g in &left {
-        unsafe { libc::killpg(*g, libc::SIGTERM) };
-    }
-    for _ in 0..20 {
-        if !left.iter().any(|g| alive(*g)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for g in left.iter().filter(|g| alive(**g)) {
-        unsafe { libc::killpg(*g, libc::SIGKILL) };
-    }
+    // SAFETY: killpg(2) on groups that were below our child.
+    terminate(&left, |g, sig| unsafe { libc::killpg(g, sig) }, alive).await;
     reap();
 }

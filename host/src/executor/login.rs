@@ -54,6 +54,13 @@ pub struct Become {
     pub flags: Option<String>,
 }
 
+impl Become {
+    /// Whether this is sudo (the default when no method is given).
+    pub fn is_sudo(&self) -> bool {
+        self.method.is_empty() || self.method == "sudo"
+    }
+}
+
 /// Everything needed to reach one host.
 #[derive(Debug, Clone)]
 pub struct HostAccess {

@@ -142,6 +142,9 @@ impl AnsibleModules {
         let Some(jid) = started.get("ansible_job_id").and_then(Value::as_str) else {
             return Ok(Err("No job id was returned by the async task".into()));
         };
+        // Expanded on the host once, not on every status check.
+        let async_dir = super::remote_tmp::expand_user(ctx, async_dir).await?;
+        let async_dir = async_dir.as_str();
         let mut time_left = opts.limit as i64;
         let mut status = Map::new();
         while time_left > 0 {
@@ -176,25 +179,18 @@ impl AnsibleModules {
         Ok(Ok(status))
     }
 
-    /// Ansible's `async_status` action: the module, given the async dir expanded on the host
-    /// (for the become user), inside the version's own action result.
+    /// Ansible's `async_status` action: the module, given the async dir (already expanded on the
+    /// host, for the become user), inside the version's own action result.
     pub(super) async fn async_status(
         &self,
         jid: &str,
         mode: &str,
-        async_dir: &str,
+        dir: &str,
         ctx: &ModuleCtx<'_>,
     ) -> Result<Result<Map<String, Value>, String>, Unreachable> {
         let helper = match self.helper().await {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
-        };
-        let dir = match async_dir.strip_prefix('~') {
-            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
-                let home = ctx.sh("echo ~", None).await?;
-                format!("{}{rest}", String::from_utf8_lossy(&home.stdout).trim())
-            }
-            _ => async_dir.to_string(),
         };
         let args = obj(json!({"jid": jid, "mode": mode, "_async_dir": dir}));
         let module_result = self
@@ -243,6 +239,7 @@ impl AnsibleModules {
                 .unwrap_or_else(|| "~/.ansible_async".into()),
             Err(e) => return Ok(failed(e)),
         };
+        let dir = super::remote_tmp::expand_user(ctx, &dir).await?;
         Ok(self
             .async_status(jid, mode, &dir, ctx)
             .await?

@@ -81,15 +81,12 @@ impl AnsibleModules {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        use std::os::unix::fs::PermissionsExt;
         let mut new_args = args.clone();
         for (opt, _) in TEMPLATE_RENDERING {
             new_args.remove(*opt);
         }
         let mode = match text("mode").as_deref() {
-            Some("preserve") => std::fs::metadata(&local)
-                .map(|m| json!(format!("0{:03o}", m.permissions().mode() & 0o7777)))
-                .unwrap_or(Value::Null),
+            Some("preserve") => local_mode(&local).map(Value::String).unwrap_or(Value::Null),
             _ => args.get("mode").cloned().unwrap_or(Value::Null),
         };
         new_args.insert("mode".into(), mode);
@@ -231,10 +228,7 @@ impl AnsibleModules {
                     Ok(d) => d,
                     Err(e) => return Ok(failed(format!("could not find src={s}, {e}"))),
                 };
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(&path)
-                    .ok()
-                    .map(|m| format!("0{:03o}", m.permissions().mode() & 0o7777));
+                let mode = local_mode(&path);
                 let rel = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -275,7 +269,7 @@ impl AnsibleModules {
         } else {
             (source, source_rel)
         };
-        let dest = self.expand_user(&dest, ctx).await?;
+        let dest = remote_tmp::expand_user(ctx, &dest).await?;
         let force = flag("force", true);
         let follow = flag("follow", false);
         let mut dest_file = if dest.ends_with('/') {
@@ -509,25 +503,11 @@ impl AnsibleModules {
         }
         Ok(diff)
     }
+}
 
-    /// `_remote_expand_user`: a leading `~` or `~user` expanded on the host (for the become
-    /// user when the call becomes).
-    async fn expand_user(&self, path: &str, ctx: &ModuleCtx<'_>) -> Result<String, Unreachable> {
-        let Some(rest) = path.strip_prefix('~') else {
-            return Ok(path.to_string());
-        };
-        let (user, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if !user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Ok(path.to_string());
-        }
-        let out = ctx.sh(&format!("echo ~{user}"), None).await?;
-        let home = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if out.rc != 0 || !home.starts_with('/') {
-            return Ok(path.to_string());
-        }
-        Ok(format!("{home}{tail}"))
-    }
+/// A controller file's mode as the plugins give it for `mode: preserve` (`0644`).
+fn local_mode(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    Some(format!("0{:03o}", mode & 0o7777))
 }

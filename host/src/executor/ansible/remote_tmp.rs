@@ -1,7 +1,7 @@
 //! Ansible's remote temp dir, for the actions that need files on the host (async, copy): made
 //! with the `mkdtemp` command of the EE's ansible-core (its `remote_tmp`, its naming), as the
 //! become user when the call becomes (so the files need no permission fix-ups for it), filled
-//! through the command's stdin, and removed afterwards.
+//! through the command's stdin, and removed afterwards; and `~` in remote paths, expanded there.
 
 use super::AnsibleModules;
 use super::helper::Helper;
@@ -70,4 +70,25 @@ pub(super) async fn put(
 pub(super) async fn remove(ctx: &ModuleCtx<'_>, tmpdir: &str) -> Result<(), Unreachable> {
     ctx.sh(&format!("rm -f -r {}", quote(tmpdir)), None).await?;
     Ok(())
+}
+
+/// `_remote_expand_user`: a leading `~` or `~user` expanded on the host (for the become user
+/// when the call becomes); anything else, or a failed expansion, as given.
+pub(super) async fn expand_user(ctx: &ModuleCtx<'_>, path: &str) -> Result<String, Unreachable> {
+    let Some(rest) = path.strip_prefix('~') else {
+        return Ok(path.to_string());
+    };
+    let (user, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if !user
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Ok(path.to_string());
+    }
+    let out = ctx.sh(&format!("echo ~{user}"), None).await?;
+    let home = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.rc != 0 || !home.starts_with('/') {
+        return Ok(path.to_string());
+    }
+    Ok(format!("{home}{tail}"))
 }

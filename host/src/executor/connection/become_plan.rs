@@ -103,7 +103,7 @@ impl Plan {
         Plan {
             command,
             marker: Some(marker),
-            prompt: Some(if b.method == "sudo" || b.method.is_empty() {
+            prompt: Some(if b.is_sudo() {
                 prompt
             } else {
                 "assword".into()

@@ -109,7 +109,7 @@ impl Connection {
             let out = self.exec_with(&plan, cmdline, stdin, via, true).await?;
             // sudo with `requiretty` refuses before running anything: again, in a terminal.
             if out.rc != 0
-                && via.is_some_and(|b| b.method.is_empty() || b.method == "sudo")
+                && via.is_some_and(Become::is_sudo)
                 && become_plan::wants_terminal(&out.stderr)
             {
                 let plan = Plan::in_terminal(cmdline, via, stdin);
@@ -155,7 +155,7 @@ impl Connection {
                     }
                     // sudo needs no terminal: it goes through the shell too, when we can tell in
                     // advance whether it will ask for a password (see `sudo_in_shell`).
-                    Some(b) if b.method.is_empty() || b.method == "sudo" => {
+                    Some(b) if b.is_sudo() => {
                         if let Some(out) = s.sudo_in_shell(cmdline, stdin, b).await? {
                             return Ok(out);
                         }

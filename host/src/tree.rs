@@ -306,9 +306,8 @@ impl EventTree {
 
     /// A host finished the task: exactly one of `runner_on_ok|failed|skipped|unreachable`.
     pub fn host_result(&mut self, id: TaskId, host: &str, outcome: &HostOutcome) {
-        let mut outcome = std::borrow::Cow::Borrowed(outcome);
-        let deprecations = outcome.to_mut().result.remove(DEPRECATION_LINES);
-        let outcome = outcome.as_ref();
+        // Display-only: printed below, never part of the event's result.
+        let deprecations = outcome.result.get(DEPRECATION_LINES).cloned();
         let Some(block) = self.tasks.iter().find(|b| b.id == id) else {
             return;
         };
@@ -653,7 +652,9 @@ fn strip_internal_keys(m: &mut Map<String, Value>) {
         "_ansible_no_log",
         "_ansible_verbose_override",
     ];
-    m.retain(|k, _| !k.starts_with("_ansible_") || KEEP.contains(&k.as_str()));
+    m.retain(|k, _| {
+        (!k.starts_with("_ansible_") || KEEP.contains(&k.as_str())) && k != DEPRECATION_LINES
+    });
     for v in m.values_mut() {
         strip_value(v);
     }

@@ -4,7 +4,7 @@
 use crate::executor::modules::LocalFiles;
 use crate::executor::{CallOptions, Progress};
 use crate::job::{JobSettings, KeyValueError};
-use crate::job_run::{engine, fail_early, hosts_outcome};
+use crate::job_run::{engine, fail_early, hosts_outcome, warn_unhonoured};
 use crate::outcome::{Outcome, RC_CANCELED};
 use crate::sandbox::{StopFlag, StopReason};
 use crate::tree::{EventTree, TaskInfo, TaskProgress};
@@ -78,14 +78,7 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
         "__adhoc_playbook__",
         job.display_style(true),
     )));
-    for u in job.cmdline.unhonoured() {
-        tree.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .warning(&format!(
-                "ftl2-runner does not honour {}: {}",
-                u.option, u.why
-            ));
-    }
+    warn_unhonoured(&tree, &job.cmdline.unhonoured());
     let hosts = match executor.list_hosts(&pattern) {
         Ok(h) => h,
         Err(e) => {

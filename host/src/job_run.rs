@@ -49,7 +49,7 @@ pub async fn run(
     )));
 
     // Options AWX sent that a script job cannot honour: said in the job output; those whose
-    // loss would run more than asked (tags, --start-at-task) stop the job before it starts.
+    // loss would run more than asked (--start-at-task) stop the job before it starts.
     let unhonoured = job.cmdline.unhonoured();
     let refused: Vec<String> = unhonoured
         .iter()
@@ -65,14 +65,7 @@ pub async fn run(
             ),
         );
     }
-    for u in &unhonoured {
-        tree.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .warning(&format!(
-                "ftl2-runner does not honour {}: {}",
-                u.option, u.why
-            ));
-    }
+    warn_unhonoured(&tree, &unhonoured);
 
     // Never expose the private data dir (env/ holds the credentials) through the script's dir.
     let script_dir = path
@@ -259,6 +252,17 @@ pub fn engine(job: &JobSettings, local_files: LocalFiles) -> Result<Arc<Executor
             verbosity: job.cmdline.verbosity,
         },
     )))
+}
+
+/// Say in the job output each option the job was given but cannot honour, and why.
+pub fn warn_unhonoured(tree: &Mutex<EventTree>, unhonoured: &[crate::cmdline::Unhonoured]) {
+    let mut t = tree.lock().unwrap_or_else(|e| e.into_inner());
+    for u in unhonoured {
+        t.warning(&format!(
+            "ftl2-runner does not honour {}: {}",
+            u.option, u.why
+        ));
+    }
 }
 
 /// The job's AWX machine credential and login options, from what AWX sent (kwargs passwords,

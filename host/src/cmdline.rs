@@ -208,19 +208,13 @@ impl CmdlineOptions {
     /// Every option given that the job cannot honour, in the order given.
     pub fn unhonoured(&self) -> Vec<Unhonoured> {
         let mut out = Vec::new();
-        let mut more = |option: String, why: &'static str| {
+        if let Some(t) = &self.start_at_task {
             out.push(Unhonoured {
-                option,
-                why,
+                option: format!("--start-at-task {t}"),
+                why: "a script has no tasks to start at; the whole script would run",
                 runs_more: true,
                 unknown: false,
-            })
-        };
-        if let Some(t) = &self.start_at_task {
-            more(
-                format!("--start-at-task {t}"),
-                "a script has no tasks to start at; the whole script would run",
-            );
+            });
         }
         for given in &self.ignored {
             let name = given.split([' ', '=']).next().unwrap_or(given);

@@ -91,17 +91,36 @@ def _connection():
 PC, CONN = _connection()
 
 
-def _action(module, check_mode, diff, no_log):
+def _task(action, args, check_mode, diff, no_log):
+    """A task as TaskExecutor hands it to an action (no async, no environment)."""
     task = Task()
-    task.action = module
-    task.args = {}
+    task.action = action
+    task.args = dict(args or {})
     task.check_mode = bool(check_mode)
     task.diff = bool(diff)
     task.no_log = bool(no_log)
     task.async_val = 0
     task.environment = []
-    templar = Templar(loader=LOADER) if Templar else None
-    return _Action(task, CONN, PC, LOADER, templar, plugin_loader)
+    return task
+
+
+def _templar():
+    return Templar(loader=LOADER) if Templar else None
+
+
+def _action(module, check_mode, diff, no_log):
+    task = _task(module, {}, check_mode, diff, no_log)
+    return _Action(task, CONN, PC, LOADER, _templar(), plugin_loader)
+
+
+def _real_action(name, req, args):
+    """ansible-core's own action plugin `name` for a task with `args` and the request's options."""
+    task = _task(name, args, req.get("check_mode"), req.get("diff"), req.get("no_log"))
+    PC.no_log = task.no_log
+    return plugin_loader.action_loader.get(
+        name, task=task, connection=CONN, play_context=PC, loader=LOADER, templar=_templar(),
+        shared_loader_obj=plugin_loader,
+    )
 
 
 def _task_vars(req):
@@ -458,37 +477,15 @@ def op_async_build(req):
 def op_async_status(req):
     """ansible-core's own async_status action around a result of the async_status module (run by
     us), so the shape (2.15's 0/1 against 2.21's booleans, stdout defaults) is this version's."""
-    task = Task()
-    task.action = "ansible.legacy.async_status"
-    task.args = {"jid": req["jid"], "mode": req.get("mode") or "status"}
-    task.check_mode = bool(req.get("check_mode"))
-    task.async_val = 0
-    task.environment = []
-    templar = Templar(loader=LOADER) if Templar else None
-    action = plugin_loader.action_loader.get(
-        "ansible.legacy.async_status", task=task, connection=CONN, play_context=PC, loader=LOADER,
-        templar=templar, shared_loader_obj=plugin_loader,
-    )
+    args = {"jid": req["jid"], "mode": req.get("mode") or "status"}
+    action = _real_action("ansible.legacy.async_status", req, args)
     action._get_async_dir = lambda: req["async_dir"]
     action._execute_module = lambda *a, **k: dict(req["module_result"])
     return {"result": _plain(action.run(task_vars={}))}
 
 
 def _copy_action(req):
-    task = Task()
-    task.action = "ansible.legacy.copy"
-    task.args = dict(req.get("args") or {})
-    task.check_mode = bool(req.get("check_mode"))
-    task.diff = bool(req.get("diff"))
-    task.no_log = bool(req.get("no_log"))
-    task.async_val = 0
-    task.environment = []
-    PC.no_log = bool(req.get("no_log"))
-    templar = Templar(loader=LOADER) if Templar else None
-    return plugin_loader.action_loader.get(
-        "ansible.legacy.copy", task=task, connection=CONN, play_context=PC, loader=LOADER,
-        templar=templar, shared_loader_obj=plugin_loader,
-    )
+    return _real_action("ansible.legacy.copy", req, req.get("args"))
 
 
 def op_copy_args(req):

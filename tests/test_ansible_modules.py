@@ -191,14 +191,19 @@ def env_for(core: str) -> dict:
 
 
 def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Path, extra_env=None,
-                             core="newest", become=False):
-    """Run the steps as one playbook through real ansible-runner; [(event, res)] in order."""
+                             core="newest", become=False, files=()):
+    """Run the steps as one playbook through real ansible-runner; [(event, res)] in order.
+    `files` [(name, text or bytes)] go next to the playbook (where a script's files are)."""
     import ansible_runner
 
     tasks = [{"name": f"step {i}", m: a, "ignore_errors": True, **({"become": True} if become else {})}
              for i, (m, a, *_) in enumerate(steps)]
     pdd = tmp / "ans-pdd"
     (pdd / "project").mkdir(parents=True)
+    for name, content in files:
+        f = pdd / "project" / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(content) if isinstance(content, bytes) else f.write_text(content)
     (pdd / "project" / "site.yml").write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}]))
     (pdd / "inventory").mkdir()
     (pdd / "inventory" / "hosts").write_text(inventory)
@@ -209,9 +214,9 @@ def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Pa
 
 
 def our_results(tmp: Path, inventory: str, steps, cmdline: str | None, core="newest", become=False,
-                extra_env=None):
+                extra_env=None, files=()):
     calls = [("node0", m, {**a, **({"_become": True} if become else {})}) for m, a, *_ in steps]
-    _, res = engine_calls(tmp, inventory, calls, cmdline=cmdline,
+    _, res = engine_calls(tmp, inventory, calls, cmdline=cmdline, extra_files=files,
                           kwargs={"envvars": {**env_for(core), **(extra_env or {})}})
     assert res.final_status in ("successful", "failed"), res.stdout[-3000:]
     return [(e["event"], e["event_data"].get("res", {})) for e in res.events if e["event"] in RESULT_EVENTS], res

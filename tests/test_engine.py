@@ -37,7 +37,11 @@ def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, 
     sdir = tmp_path / "scripts"
     sdir.mkdir(parents=True, exist_ok=True)
     for name, content in extra_files:
-        (sdir / name).write_text(content)
+        (sdir / name).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            (sdir / name).write_bytes(content)
+        else:
+            (sdir / name).write_text(content)
     (sdir / "main.py").write_text(textwrap.dedent(f"""
         import json
         CALLS = json.loads({json.dumps(json.dumps(calls))})

@@ -22,6 +22,9 @@ pub enum Port {
     Copy,
     /// `ansible.builtin.template`: rendered here, then the copy action.
     Template,
+    /// An action plugin with no module code of its own (`script`, `reboot`): ansible-core's own,
+    /// run through the bridge (see `action_bridge.rs`).
+    Bridged(&'static str),
 }
 
 /// The port for `module`, if it names one.
@@ -37,6 +40,8 @@ pub fn port(module: &str) -> Option<Port> {
         "async_status" => Some(Port::AsyncStatus),
         "copy" => Some(Port::Copy),
         "template" => Some(Port::Template),
+        "script" => Some(Port::Bridged("ansible.builtin.script")),
+        "reboot" => Some(Port::Bridged("ansible.builtin.reboot")),
         _ => None,
     }
 }
@@ -52,13 +57,15 @@ impl Port {
     pub async fn run(
         &self,
         am: &AnsibleModules,
+        module: &str,
         args: &Map<String, Value>,
         ctx: &ModuleCtx<'_>,
     ) -> Result<Map<String, Value>, Unreachable> {
         match self {
             Port::Package => package(am, args, ctx).await,
             Port::Service => service(am, args, ctx).await,
-            Port::Unarchive => unarchive(am, args, ctx).await,
+            Port::Unarchive => unarchive(am, module, args, ctx).await,
+            Port::Bridged(plugin) => am.bridged_action(plugin, module, args, ctx).await,
             Port::AsyncStatus => am.async_status_action(args, ctx).await,
             Port::Copy => am.copy_action(args, ctx).await,
             Port::Template => am.template_action(args, ctx).await,
@@ -169,14 +176,24 @@ async fn service(
     Ok(res)
 }
 
-/// The unarchive plugin's checks before it runs the module (`creates`, `dest` a directory);
-/// archives on the controller (`remote_src` false) would be copied over by it, which we refuse.
+/// The unarchive plugin's checks before it runs the module (`creates`, `dest` a directory), for
+/// archives already on the host; an archive on the controller goes through the plugin itself.
 async fn unarchive(
     am: &AnsibleModules,
+    module: &str,
     args: &Map<String, Value>,
     ctx: &ModuleCtx<'_>,
 ) -> Result<Map<String, Value>, Unreachable> {
     use crate::executor::modules::{bool_arg, quote, str_arg};
+    let on_controller = match args.get("copy") {
+        Some(copy) => crate::boolean::ansible_bool(copy) != Some(false),
+        None => !bool_arg(args, "remote_src", false),
+    };
+    if on_controller {
+        return am
+            .bridged_action("ansible.builtin.unarchive", module, args, ctx)
+            .await;
+    }
     let mut args = args.clone();
     if let Some(copy) = args.remove("copy") {
         if args.contains_key("remote_src") {
@@ -196,13 +213,6 @@ async fn unarchive(
             .action_error("fail", "src (or content) and dest are required", ctx)
             .await);
     };
-    if !bool_arg(&args, "remote_src", false) {
-        return Ok(failed(
-            "unarchive of an archive on the controller (remote_src=false) is not supported by \
-             ftl2-runner: put the archive on the host (copy, get_url) and use remote_src=true; \
-             nothing was changed on the host",
-        ));
-    }
     // `~` expands on the host, as the plugin's _remote_expand_user does.
     let expand = |p: &str| match p.strip_prefix("~/") {
         Some(rest) => format!("~/{}", quote(rest)),

@@ -17,13 +17,26 @@
 #   {"op": "async_dir"}                          -> where async jobs keep their status (unexpanded)
 #   {"op": "copy_args", "args"}                  -> the copy action's args for the copy/file modules
 #   {"op": "copy_finish", "args", "result", "no_log"} -> the copy action's result, finished
-# Every answer is one line: {"ok": true, ...} or {"ok": false, "msg": "..."}.
+#   {"op": "action_run", "action", "args", "connection", "staging", <options>} -> the result of
+#                                                   ansible-core's own action plugin, run in a
+#                                                   thread; everything it does on the host or with
+#                                                   controller files is asked of the Rust host:
+#       {"call": N, "for": id, "what": "exec", "cmd", "in_data", "tty"} -> {"rc", "stdout", "stderr"}
+#       {"call": N, "for": id, "what": "put", "path", "data"}           -> {}
+#       {"call": N, "for": id, "what": "module", "module", "args"}      -> {"result"}
+#       {"call": N, "for": id, "what": "find", "kind", "path"}          -> {"path"} | {"searched"}
+#       {"call": N, "for": id, "what": "reset"}                         -> {}
+#     answered by {"reply": N, ...} lines ({"unreachable": msg} when the host is gone, {"error"}).
+# Every request carries an "id", echoed in its answer: {"ok": true, ...} or {"ok": false, "msg"}.
 import base64
 import difflib
 import inspect
+import itertools
 import json
 import os
+import queue
 import sys
+import threading
 import traceback
 
 _out = sys.stdout
@@ -53,15 +66,29 @@ try:  # <= 2.19; 2.21 parses into a UnifiedTaskResult that cleans itself
 except ImportError:
     remove_internal_keys = None
 
-WARNINGS = []
+_THREAD = threading.local()
+_WRITE = threading.Lock()
+
+
+def _warnings():
+    """The warnings of the request this thread serves."""
+    if not hasattr(_THREAD, "warnings"):
+        _THREAD.warnings = []
+    return _THREAD.warnings
+
+
+def _send(obj):
+    with _WRITE:
+        _out.write(json.dumps(obj, default=_jsonable) + "\n")
+        _out.flush()
 
 
 def _collect_warning(self, msg, *args, **kwargs):
-    WARNINGS.append(str(msg))
+    _warnings().append(str(msg))
 
 
 def _collect_deprecation(self, msg, *args, **kwargs):
-    WARNINGS.append("DEPRECATION: " + str(msg))
+    _warnings().append("DEPRECATION: " + str(msg))
 
 
 _REAL_WARNING, _REAL_DEPRECATED, _REAL_DISPLAY = Display.warning, Display.deprecated, Display.display
@@ -240,7 +267,12 @@ def op_build(req):
     display.verbosity = int(req.get("verbosity") or 0)
     args = dict(req.get("args") or {})
     tv = _task_vars(req)
-    action._update_module_args(module, args, tv)
+    # An action plugin's own module call may tolerate options this version's module lacks.
+    if args.pop("_ansible_ignore_unknown_opts", False) and \
+            "ignore_unknown_opts" in inspect.signature(action._update_module_args).parameters:
+        action._update_module_args(module, args, tv, ignore_unknown_opts=True)
+    else:
+        action._update_module_args(module, args, tv)
     built = action._configure_module(module_name=module, module_args=args, task_vars=tv)
     if isinstance(built, tuple) and len(built) == 4:  # ansible-core <= 2.18
         style, shebang, data, _path = built
@@ -320,7 +352,7 @@ def op_parse(req):
     data.pop("_ansible_suppress_tmpdir_delete", None)
     if "results" in data and (not isinstance(data["results"], list)):
         data["ansible_module_results"] = data.pop("results")
-        WARNINGS.append("Found internal 'results' key in module return, renamed to 'ansible_module_results'.")
+        _warnings().append("Found internal 'results' key in module return, renamed to 'ansible_module_results'.")
     remove_internal_keys(data)
     for std in ("stdout", "stderr"):
         if std in data and f"{std}_lines" not in data:
@@ -350,13 +382,22 @@ def op_action_error(req):
     try:  # raised, as the plugin raises it (the result tells a raised error by its traceback)
         raise (AnsibleActionSkip if req.get("kind") == "skip" else AnsibleActionFail)(req["msg"])
     except (AnsibleActionFail, AnsibleActionSkip) as e:
-        exc = e
+        return {"result": _raised_result(e, req.get("no_log"))}
+
+
+def _raised_result(exc, no_log):
+    """What TaskExecutor of this version makes of an exception an action raised."""
+    from ansible.errors import AnsibleActionSkip
+
     try:  # 2.19+: TaskExecutor wraps what the action raised in an AnsibleTaskError
         from ansible.errors import AnsibleTaskError
     except ImportError:
-        data = _plain(dict(exc.result))
-        data["_ansible_no_log"] = bool(req.get("no_log"))
-        return {"result": _task_defaults(data)}
+        if hasattr(exc, "result"):
+            data = _plain(dict(exc.result))
+        else:  # any other AnsibleError: TaskExecutor's own failure
+            data = {"failed": True, "msg": str(exc)}
+        data["_ansible_no_log"] = bool(no_log)
+        return _task_defaults(data)
     try:
         raise AnsibleTaskError() from exc
     except AnsibleTaskError as atex:
@@ -367,16 +408,51 @@ def op_action_error(req):
         from ansible._internal._errors import _error_utils
 
         data = _plain(_error_utils.result_dict_from_exception(wrapped, accept_result_contribution=True))
-        data["_ansible_no_log"] = bool(req.get("no_log"))
-        return {"result": _task_defaults(data)}
+        data["_ansible_no_log"] = bool(no_log)
+        return _task_defaults(data)
+    try:  # create_from_action_exception without recording into a live TaskContext
+        utr = UnifiedTaskResult._create_from_exception(wrapped, accept_result_contribution=True,
+                                                       source_is_module=False)
+    except Exception:  # noqa: BLE001 - should the private part change: the shape it gives
+        if isinstance(exc, AnsibleActionSkip):
+            return _task_defaults({"skipped": True, "msg": str(exc)})
+        return _task_defaults({"failed": True, "msg": str(exc), "exception": "(traceback unavailable)"})
+    return _task_defaults(_plain(utr.as_result_dict(for_round_trip=True)))
+
+
+def _finished_action_result(result, no_log):
+    """What TaskExecutor of this version makes of the dict an action returned."""
     try:
-        utr = UnifiedTaskResult.create_from_action_exception(wrapped, accept_result_contribution=True)
-    except Exception:  # noqa: BLE001 - it wants a live TaskContext; the shape it gives is this
-        data = {"failed": True, "msg": req["msg"], "exception": "(traceback unavailable)"}
-        if req.get("kind") == "skip":
-            data = {"skipped": True, "msg": req["msg"]}
-        return {"result": _task_defaults(data)}
-    return {"result": _task_defaults(_plain(utr.as_result_dict(for_round_trip=True)))}
+        from ansible._internal._task import UnifiedTaskResult  # 2.21+
+    except ImportError:
+        UnifiedTaskResult = None
+    if UnifiedTaskResult is not None:
+        utr = UnifiedTaskResult.from_action_result_dict(dict(result or {}))
+        utr.remove_internal_keys()
+        return _task_defaults(_plain(utr.as_result_dict(for_round_trip=True)))
+    result = dict(result or {})
+    try:  # 2.19: a failed result is raised as a captured error and turned back into a result
+        from ansible._internal._errors import _captured, _error_utils
+        from ansible.errors import AnsibleTaskError
+    except ImportError:
+        pass
+    else:
+        try:
+            _captured.AnsibleActionCapturedError.maybe_raise_on_result(result)
+        except Exception as ex:  # noqa: BLE001 - as TaskExecutor._execute catches it
+            try:
+                raise AnsibleTaskError() from ex
+            except AnsibleTaskError as atex:
+                result = _error_utils.result_dict_from_exception(atex, accept_result_contribution=True)
+                result.setdefault("changed", False)
+    data = _plain(result)
+    for std in ("stdout", "stderr"):
+        if std in data and f"{std}_lines" not in data:
+            data[f"{std}_lines"] = (data.get(std) or "").splitlines()
+    data.pop("_ansible_suppress_tmpdir_delete", None)
+    if remove_internal_keys is not None:  # <= 2.19: TaskExecutor's mark, which callbacks show
+        data["_ansible_no_log"] = bool(no_log or data.get("_ansible_no_log"))
+    return _task_defaults(data)
 
 
 def _native(data):
@@ -532,6 +608,143 @@ def op_async_dir(req):
     return {"async_dir": CONN._shell.get_option("async_dir") or "~/.ansible_async"}
 
 
+# The action plugins run here (`action_run`): ansible-core's own, reviewed for what they do on the
+# controller. None templates its arguments (no lookup can run), and every controller file they read
+# is one the Rust host staged after checking the script may read it (`find`).
+_BRIDGED = {
+    "ansible.builtin.script",
+    "ansible.builtin.unarchive",
+    "ansible.builtin.assemble",
+    "ansible.builtin.uri",
+    "ansible.builtin.reboot",
+}
+_REPLIES = {}
+_CALL_IDS = itertools.count(1)
+
+
+def _call(rid, what, **fields):
+    """Ask the Rust host to do `what` for request `rid` and wait for its answer."""
+    from ansible.errors import AnsibleConnectionFailure, AnsibleError
+
+    cid = next(_CALL_IDS)
+    box = queue.Queue(maxsize=1)
+    _REPLIES[cid] = box
+    try:
+        _send({"call": cid, "for": rid, "what": what, **fields})
+        answer = box.get()
+    finally:
+        _REPLIES.pop(cid, None)
+    if "unreachable" in answer:
+        raise AnsibleConnectionFailure(answer["unreachable"])
+    if "error" in answer:
+        raise AnsibleError(answer["error"])
+    return answer
+
+
+def _b64(data):
+    if data is None:
+        return None
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    return base64.b64encode(data).decode()
+
+
+def _bridged_connection(rid, req, pc):
+    """A connection plugin of the host's kind whose every touch of the host is a call to Rust."""
+    from ansible.errors import AnsibleError
+
+    conn = plugin_loader.connection_loader.get(req.get("connection") or "ssh", pc)
+    allowed = [os.path.realpath(p) for p in (req.get("staging"), C.DEFAULT_LOCAL_TMP) if p]
+
+    def exec_command(cmd, in_data=None, sudoable=True):
+        tty = False
+        if conn.transport.endswith("ssh") and not in_data and sudoable:
+            try:  # the ssh plugin's own rule for `-tt`
+                tty = bool(conn.get_option("use_tty"))
+            except Exception:  # noqa: BLE001 - its default
+                tty = True
+        ans = _call(rid, "exec", cmd=cmd, in_data=_b64(in_data), tty=tty)
+        return ans["rc"], base64.b64decode(ans["stdout"]), base64.b64decode(ans["stderr"])
+
+    def put_file(in_path, out_path):
+        real = os.path.realpath(in_path)
+        if not any(real == a or real.startswith(a + os.sep) for a in allowed):
+            raise AnsibleError(f"ftl2-runner transfers only files the job staged, not {in_path}")
+        with open(real, "rb") as f:
+            data = f.read()
+        _call(rid, "put", path=out_path, data=_b64(data))
+
+    def fetch_file(in_path, out_path):
+        raise AnsibleError("ftl2-runner does not fetch files for this action")
+
+    conn.exec_command = exec_command
+    conn.put_file = put_file
+    conn.fetch_file = fetch_file
+    conn.reset = lambda: _call(rid, "reset")
+    conn.close = lambda: None
+    return conn
+
+
+def op_action_run(req):
+    """Run ansible-core's own action plugin with the host reached only through the Rust host."""
+    from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
+
+    name = req.get("module") or req["action"]
+    found = plugin_loader.action_loader.find_plugin_with_context(name, collection_list=[])
+    if not getattr(found, "resolved", False) or found.resolved_fqcn not in _BRIDGED:
+        return {"ok": False, "msg": f"ftl2-runner does not run the action plugin of {name}"}
+    rid = req["id"]
+    display.verbosity = int(req.get("verbosity") or 0)
+    pc = PlayContext()
+    pc.check_mode = bool(req.get("check_mode"))
+    pc.diff = bool(req.get("diff"))
+    pc.no_log = bool(req.get("no_log"))
+    conn = _bridged_connection(rid, req, pc)
+    try:  # as a playbook task is loaded (2.15 moves `cmd` of script into `_raw_params` here)
+        task = Task.load({name: dict(req.get("args") or {})}, loader=LOADER)
+    except AnsibleError as e:
+        return {"result": _raised_result(e, req.get("no_log"))}
+    task.check_mode = bool(req.get("check_mode"))
+    task.diff = bool(req.get("diff"))
+    task.no_log = bool(req.get("no_log"))
+    task.async_val = 0
+    task.environment = []
+    action = plugin_loader.action_loader.get(
+        name, task=task, connection=conn, play_context=pc, loader=LOADER, templar=_templar(),
+        shared_loader_obj=plugin_loader,
+    )
+
+    def find_needle(dirname, needle):
+        ans = _call(rid, "find", kind=dirname, path=needle)
+        if "path" in ans:
+            return ans["path"]
+        raise AnsibleFileNotFound(file_name=needle, paths=ans.get("searched") or [])
+
+    def execute_module(module_name=None, module_args=None, tmp=None, task_vars=None, persist_files=False,
+                       delete_remote_tmp=None, wrap_async=False, **_kw):
+        if wrap_async:
+            raise AnsibleError("ftl2-runner runs the modules of action plugins without async")
+        args = dict(task.args if module_args is None else module_args)
+        if _kw.get("ignore_unknown_opts"):
+            args["_ansible_ignore_unknown_opts"] = True
+        return _call(rid, "module", module=module_name or task.action, args=args)["result"]
+
+    action._find_needle = find_needle
+    action._execute_module = execute_module
+    try:
+        result = action.run(task_vars=_task_vars(req))
+    except AnsibleConnectionFailure as e:
+        return {"unreachable": str(e)}
+    except AnsibleError as e:
+        return {"result": _raised_result(e, req.get("no_log"))}
+    finally:
+        try:
+            action.cleanup()
+        except Exception:  # noqa: BLE001 - a temp dir left on an unreachable host
+            pass
+    return {"result": _finished_action_result(result, req.get("no_log"))}
+
+
 OPS = {
     "hello": op_hello,
     "copy_args": op_copy_args,
@@ -544,7 +757,23 @@ OPS = {
     "action_error": op_action_error,
     "mkdtemp": op_mkdtemp,
     "async_build": op_async_build,
+    "action_run": op_action_run,
 }
+
+
+def _serve(req):
+    """One request's answer (with the warnings it raised)."""
+    del _warnings()[:]
+    try:
+        resp = OPS[req["op"]](req)
+        resp.setdefault("ok", True)
+    except Exception as e:  # noqa: BLE001 - every failure is an answer, never a dead helper
+        msg = str(e) or type(e).__name__
+        resp = {"ok": False, "msg": msg, "traceback": traceback.format_exc()}
+    if _warnings():
+        resp["warnings"] = list(_warnings())
+    resp["id"] = req.get("id")
+    _send(resp)
 
 
 def main():
@@ -552,21 +781,20 @@ def main():
 
     # Ended with the job: exit normally, so ansible-core's atexit removes its local temp dir.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    _out.write(json.dumps({"ok": True, "ready": True}) + "\n")
-    _out.flush()
+    _send({"ok": True, "ready": True})
     for line in sys.stdin:
-        del WARNINGS[:]
         try:
             req = json.loads(line)
-            resp = OPS[req["op"]](req)
-            resp.setdefault("ok", True)
-        except Exception as e:  # noqa: BLE001 - every failure is an answer, never a dead helper
-            msg = str(e) or type(e).__name__
-            resp = {"ok": False, "msg": msg, "traceback": traceback.format_exc()}
-        if WARNINGS:
-            resp["warnings"] = list(WARNINGS)
-        _out.write(json.dumps(resp, default=_jsonable) + "\n")
-        _out.flush()
+        except ValueError:
+            continue
+        if "reply" in req:
+            waiting = _REPLIES.get(req["reply"])
+            if waiting is not None:
+                waiting.put(req)
+        elif req.get("op") == "action_run":
+            threading.Thread(target=_serve, args=(req,), daemon=True).start()
+        else:
+            _serve(req)
 
 
 main()

@@ -1,13 +1,20 @@
 //! The module helper process: `helper.py` run by the EE's own Python (the one its ansible-core is
 //! installed in), one per job, started on the first non-native module call. It speaks JSON lines
-//! on stdin/stdout, one request at a time; its stderr is discarded (worker mode must stay silent).
+//! on stdin/stdout; its stderr is discarded (worker mode must stay silent).
+//!
+//! Requests carry an `id` and may be answered out of order: most are answered at once, but an
+//! action plugin run (`action_run`) goes on in a thread of the helper and asks us, through `call`
+//! lines, to do on the host what the plugin wants done there (see `action_bridge.rs`), while
+//! other hosts' requests are served.
 
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// The helper's source, embedded so the binary stays one file.
 const HELPER_PY: &str = include_str!("helper.py");
@@ -28,10 +35,46 @@ pub struct HelperInfo {
 
 /// A running helper.
 pub struct Helper {
-    io: Mutex<(ChildStdin, BufReader<ChildStdout>)>,
+    stdin: Mutex<ChildStdin>,
+    waiting: std::sync::Arc<std::sync::Mutex<Waiting>>,
+    next_id: AtomicU64,
     _child: Child,
+    reader: tokio::task::JoinHandle<()>,
     /// Its answer to `hello`.
     pub info: HelperInfo,
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Who waits for which line from the helper.
+#[derive(Default)]
+struct Waiting {
+    /// Request id -> the one waiting for its answer.
+    answers: HashMap<u64, oneshot::Sender<Map<String, Value>>>,
+    /// Request id -> where the `call` lines of that (action) request go.
+    calls: HashMap<u64, mpsc::UnboundedSender<Map<String, Value>>>,
+    /// Set when the helper's output ended: why.
+    dead: Option<String>,
+}
+
+/// An `action_run` request in progress: the helper's calls to answer, then its answer.
+pub struct Session<'a> {
+    helper: &'a Helper,
+    id: u64,
+    answer: oneshot::Receiver<Map<String, Value>>,
+    calls: mpsc::UnboundedReceiver<Map<String, Value>>,
+}
+
+/// What an action run asks next.
+pub enum Event {
+    /// The plugin wants something done (`what`, and its fields); answer with [`Session::reply`].
+    Call(Map<String, Value>),
+    /// The run is over: its answer, or why it failed.
+    Done(Result<Map<String, Value>, String>),
 }
 
 /// How to start the helper: which Python, in which directory, with which environment.
@@ -84,8 +127,12 @@ impl Helper {
                 first.get("msg").and_then(Value::as_str).unwrap_or("?")
             ));
         }
-        let helper = Helper {
-            io: Mutex::new((stdin, reader)),
+        let waiting = std::sync::Arc::new(std::sync::Mutex::new(Waiting::default()));
+        let mut helper = Helper {
+            stdin: Mutex::new(stdin),
+            reader: tokio::spawn(read_lines(reader, std::sync::Arc::clone(&waiting))),
+            waiting,
+            next_id: AtomicU64::new(1),
             _child: child,
             info: HelperInfo::default(),
         };
@@ -103,34 +150,167 @@ impl Helper {
             python: text("python"),
             interpreter_fallback: strings("interpreter_fallback"),
         };
-        Ok(Helper { info, ..helper })
+        helper.info = info;
+        Ok(helper)
     }
 
     /// Send one request; the answer's fields, or its `msg` when it says `ok: false`.
     pub async fn request(&self, req: Value) -> Result<Map<String, Value>, String> {
-        let mut line = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
-        line.push(b'\n');
-        let mut io = self.io.lock().await;
-        let (stdin, stdout) = &mut *io;
-        let answer = async {
-            stdin.write_all(&line).await.map_err(|e| e.to_string())?;
-            stdin.flush().await.map_err(|e| e.to_string())?;
-            read_answer(stdout).await
-        };
-        let mut m = answer
-            .await
-            .map_err(|e| format!("the Ansible module helper failed: {e}"))?;
-        if m.get("ok").and_then(Value::as_bool) == Some(true) {
-            m.remove("ok");
-            Ok(m)
-        } else {
-            Err(m
-                .get("msg")
-                .and_then(Value::as_str)
-                .unwrap_or("the Ansible module helper gave no reason")
-                .to_string())
+        let (id, rx) = self.send(req, None).await?;
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, rx).await;
+        self.forget(id);
+        match answer {
+            Ok(Ok(m)) => outcome(m),
+            Ok(Err(_)) => Err(self.death()),
+            Err(_) => Err(format!(
+                "the Ansible module helper failed: no answer in {} s",
+                ANSWER_TIMEOUT.as_secs()
+            )),
         }
     }
+
+    /// Start a request that may call back (an action plugin run); follow it with
+    /// [`Session::next`].
+    pub async fn session(&self, req: Value) -> Result<Session<'_>, String> {
+        let (tx, calls) = mpsc::unbounded_channel();
+        let (id, answer) = self.send(req, Some(tx)).await?;
+        Ok(Session {
+            helper: self,
+            id,
+            answer,
+            calls,
+        })
+    }
+
+    async fn send(
+        &self,
+        mut req: Value,
+        calls: Option<mpsc::UnboundedSender<Map<String, Value>>>,
+    ) -> Result<(u64, oneshot::Receiver<Map<String, Value>>), String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        req["id"] = json!(id);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = &w.dead {
+                return Err(format!("the Ansible module helper failed: {why}"));
+            }
+            w.answers.insert(id, tx);
+            if let Some(c) = calls {
+                w.calls.insert(id, c);
+            }
+        }
+        if let Err(e) = self.write(&req).await {
+            self.forget(id);
+            return Err(format!("the Ansible module helper failed: {e}"));
+        }
+        Ok((id, rx))
+    }
+
+    async fn write(&self, line: &Value) -> Result<(), String> {
+        let mut bytes = serde_json::to_vec(line).map_err(|e| e.to_string())?;
+        bytes.push(b'\n');
+        let mut stdin = self.stdin.lock().await;
+        stdin.write_all(&bytes).await.map_err(|e| e.to_string())?;
+        stdin.flush().await.map_err(|e| e.to_string())
+    }
+
+    fn forget(&self, id: u64) {
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        w.answers.remove(&id);
+        w.calls.remove(&id);
+    }
+
+    fn death(&self) -> String {
+        let w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        format!(
+            "the Ansible module helper failed: {}",
+            w.dead.as_deref().unwrap_or("it exited")
+        )
+    }
+}
+
+impl Session<'_> {
+    /// The helper's next call for this run, or the run's end.
+    pub async fn next(&mut self) -> Event {
+        tokio::select! {
+            biased;
+            Some(call) = self.calls.recv() => Event::Call(call),
+            answer = &mut self.answer => Event::Done(match answer {
+                Ok(m) => outcome(m),
+                Err(_) => Err(self.helper.death()),
+            }),
+        }
+    }
+
+    /// Answer the call `call` (its `call` field) with `answer`'s fields.
+    pub async fn reply(&self, call: &Map<String, Value>, mut answer: Map<String, Value>) {
+        answer.insert(
+            "reply".into(),
+            call.get("call").cloned().unwrap_or(Value::Null),
+        );
+        // A helper that died is noticed by `next`.
+        let _ = self.helper.write(&Value::Object(answer)).await;
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.helper.forget(self.id);
+    }
+}
+
+/// An answer's fields, or its `msg` when it says `ok: false`.
+fn outcome(mut m: Map<String, Value>) -> Result<Map<String, Value>, String> {
+    if m.get("ok").and_then(Value::as_bool) == Some(true) {
+        m.remove("ok");
+        m.remove("id");
+        Ok(m)
+    } else {
+        Err(m
+            .get("msg")
+            .and_then(Value::as_str)
+            .unwrap_or("the Ansible module helper gave no reason")
+            .to_string())
+    }
+}
+
+/// Hand each line the helper writes to whoever waits for it, until its output ends.
+async fn read_lines(
+    mut r: BufReader<ChildStdout>,
+    waiting: std::sync::Arc<std::sync::Mutex<Waiting>>,
+) {
+    let why = loop {
+        let mut line = String::new();
+        match r.read_line(&mut line).await {
+            Ok(0) => break "it exited".to_string(),
+            Err(e) => break e.to_string(),
+            Ok(_) => {}
+        }
+        let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&line) else {
+            break format!(
+                "it wrote something that is not an answer: {:?}",
+                line.chars().take(200).collect::<String>()
+            );
+        };
+        let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if m.contains_key("call") {
+            let target = m.get("for").and_then(Value::as_u64).unwrap_or(0);
+            if let Some(tx) = w.calls.get(&target) {
+                let _ = tx.send(m);
+            }
+        } else if let Some(tx) = m
+            .get("id")
+            .and_then(Value::as_u64)
+            .and_then(|id| w.answers.remove(&id))
+        {
+            let _ = tx.send(m);
+        }
+    };
+    let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
+    w.dead = Some(why);
+    w.answers.clear();
+    w.calls.clear();
 }
 
 async fn read_answer(r: &mut BufReader<ChildStdout>) -> Result<Map<String, Value>, String> {

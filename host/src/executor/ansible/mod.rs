@@ -7,6 +7,7 @@
 //! `_ansible_*` parameters exactly what the installed version sends (2.15 through 2.21 differ),
 //! and result parsing exactly what it reports (junk around the JSON, MODULE FAILURE shapes).
 
+mod action_bridge;
 mod actions;
 mod async_job;
 mod copy_action;
@@ -220,7 +221,7 @@ impl AnsibleModules {
             )));
         }
         match actions::port(module) {
-            Some(port) => port.run(self, args, ctx).await,
+            Some(port) => port.run(self, module, args, ctx).await,
             None => {
                 let caller = match instead_of_native {
                     Some(what) => Caller::InsteadOfNative(what),
@@ -258,6 +259,9 @@ impl AnsibleModules {
             && caller != Caller::Port
             && !action_is_plain(action, args)
         {
+            if action_bridge::BRIDGED.contains(&action.as_str()) {
+                return self.bridged_action(action, module, args, ctx).await;
+            }
             let because = match caller {
                 Caller::InsteadOfNative(what) => {
                     format!("ftl2-runner's native {module} module does not handle {what}, and ")

@@ -13,6 +13,8 @@ pub(super) struct Plan {
     /// su and doas read passwords from a terminal only: run them in a PTY; the command's stdin
     /// then travels through it as base64 lines (a PTY would mangle raw bytes).
     pub(super) pty: bool,
+    /// The terminal turns `\n` into `\r\n`, as the terminal of Ansible's `ssh -tt` does.
+    pub(super) crlf: bool,
 }
 
 /// Whether sudo refused because its sudoers want a terminal (`Defaults requiretty`).
@@ -45,6 +47,15 @@ impl Plan {
         Plan::build(cmdline, via, stdin, true)
     }
 
+    /// In a terminal as Ansible's `ssh -tt` gives one (`\r\n` line ends), for commands whose
+    /// output users compare with Ansible's (the `script` action).
+    pub(super) fn like_ssh_tt(cmdline: &str, via: Option<&Become>) -> Plan {
+        Plan {
+            crlf: true,
+            ..Plan::build(cmdline, via, None, true)
+        }
+    }
+
     fn build(cmdline: &str, via: Option<&Become>, stdin: Option<&[u8]>, terminal: bool) -> Plan {
         let Some(b) = via else {
             return Plan {
@@ -53,7 +64,8 @@ impl Plan {
                 prompt: None,
                 password: None,
                 method: String::new(),
-                pty: false,
+                pty: terminal,
+                crlf: false,
             };
         };
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -110,6 +122,7 @@ impl Plan {
             }),
             password: b.password.clone(),
             pty,
+            crlf: false,
             method: if b.method.is_empty() {
                 "sudo".into()
             } else {

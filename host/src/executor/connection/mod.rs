@@ -130,6 +130,17 @@ impl Connection {
         }
     }
 
+    /// Run `cmdline` in a terminal, through `become` when given: its output as a terminal gives
+    /// it (stderr merged into stdout, `\r\n` line ends), as Ansible's `ssh -tt` commands see it.
+    pub async fn exec_in_terminal(
+        &self,
+        cmdline: &str,
+        via: Option<&Become>,
+    ) -> Result<CommandOutput, Unreachable> {
+        let plan = Plan::like_ssh_tt(cmdline, via);
+        self.exec_with(&plan, cmdline, None, via, false).await
+    }
+
     /// Run `cmdline` as `plan` says; with `shell`, plain and sudo commands over SSH go through
     /// a persistent remote shell instead.
     async fn exec_with(
@@ -166,7 +177,7 @@ impl Connection {
             let mut running = match self {
                 Connection::Local(l) if plan.pty => l.start_in_pty(&plan.command)?,
                 Connection::Local(l) => l.start(&plan.command)?,
-                Connection::Ssh(s) => s.start(&plan.command, plan.pty).await?,
+                Connection::Ssh(s) => s.start(&plan.command, plan.pty, plan.crlf).await?,
             };
             drive(&mut running, stdin, plan).await
         }
@@ -395,10 +406,10 @@ async fn drive(
                 {
                     // Everything up to and including the marker line is become's, not the command's.
                     let after = pos + marker.len();
-                    let skip = if out.stdout.get(after) == Some(&b'\n') {
-                        after + 1
-                    } else {
-                        after
+                    let skip = match out.stdout.get(after..after + 2) {
+                        Some(b"\r\n") => after + 2,
+                        _ if out.stdout.get(after) == Some(&b'\n') => after + 1,
+                        _ => after,
                     };
                     out.stdout.drain(..skip);
                     became = true;

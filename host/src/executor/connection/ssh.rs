@@ -492,14 +492,20 @@ impl SshConnection {
         }
     }
 
-    pub(super) async fn start(&self, cmdline: &str, pty: bool) -> Result<Running, Unreachable> {
+    /// Start `cmdline` on a new channel, in a terminal with `pty` (`crlf`: with `\r\n` line ends).
+    pub(super) async fn start(
+        &self,
+        cmdline: &str,
+        pty: bool,
+        crlf: bool,
+    ) -> Result<Running, Unreachable> {
         for attempt in 0..2 {
             let session = self.session().await?;
             match session.channel_open_session().await {
                 Ok(channel) => {
                     if pty {
                         // No echo, so the password never shows up in the output.
-                        let modes = [(russh::Pty::ECHO, 0), (russh::Pty::ONLCR, 0)];
+                        let modes = [(russh::Pty::ECHO, 0), (russh::Pty::ONLCR, u32::from(crlf))];
                         channel
                             .request_pty(true, "dumb", 200, 50, 0, 0, &modes)
                             .await

@@ -33,7 +33,7 @@ impl Connection {
         }
         let running = match self {
             Connection::Local(l) => l.start(&plan.command)?,
-            Connection::Ssh(s) => s.start(&plan.command, false).await?,
+            Connection::Ssh(s) => s.start(&plan.command, false, false).await?,
         };
         let mut stream = Stream {
             running,

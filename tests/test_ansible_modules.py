@@ -152,6 +152,10 @@ def steps_for(p: str, tag: str, web: str, repo: Path, collections=False):
         ("stat", {"path": f"{p}/block.txt", "get_checksum": False, "get_mime": False, "get_attributes": False}),
         ("lineinfile", {"path": f"{p}/block.txt", "line": "x", "regexp": "^x", "search_string": "x"}),
         ("blockinfile", {"path": f"{p}/block.txt", "block": "x", "no_such_option": 1}),
+        # The real command with `cmd` (2.15's task load moves it into `_raw_params`).
+        ("shell", {"cmd": "echo hi", "no_such_option": 1}),
+        # A module whose own sys.excepthook fails the task (2.15's file), as the interpreter calls it.
+        ("file", {"path": f"{p}/missing", "state": "file", "access_time": "preserve"}),
         ("user", {"state": "present"}),
     ]
 

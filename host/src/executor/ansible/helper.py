@@ -242,8 +242,22 @@ def op_hello(req):
     }
 
 
+# Up to 2.18 a playbook task's load moves `cmd` of command, shell and script into `_raw_params`
+# (their modules have no `cmd` then); read from this version's own code.
+_MOVES_CMD = "_ACTION_HAS_CMD" in inspect.getsource(sys.modules[Task.__module__])
+
+
 def _shell_as_command(req):
-    """The shell action runs the command module with `_uses_shell` (shell has no module code)."""
+    """The call's arguments as a playbook task's load leaves them; and the shell action runs the
+    command module with `_uses_shell` (shell has no module code)."""
+    args = req.get("args") or {}
+    if _MOVES_CMD and req["module"] in C._ACTION_HAS_CMD and "cmd" in args:
+        if args.get("_raw_params", "") not in ("", None):
+            raise ValueError("The 'cmd' argument cannot be used when other raw parameters are specified. "
+                             "Please put everything in one or the other place.")
+        args = dict(args)
+        args["_raw_params"] = args.pop("cmd")
+        req = dict(req, args=args)
     found = plugin_loader.module_loader.find_plugin_with_context(req["module"], collection_list=[])
     if getattr(found, "resolved", False) and found.resolved_fqcn == "ansible.builtin.shell":
         req = dict(req, module="ansible.legacy.command", args=dict(req.get("args") or {}, _uses_shell=True))

@@ -194,11 +194,8 @@ def main():
             exec(compile(payload, "<stdin>", "exec"), main_mod.__dict__)
         except SystemExit as e:
             rc = exit_code(e.code)
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            rc = 1
+        except BaseException as e:
+            rc = uncaught(e)
         try:
             if "threading" in sys.modules:
                 sys.modules["threading"]._shutdown()
@@ -213,6 +210,26 @@ def main():
             except BaseException:
                 rc = rc or 120
         os._exit(rc)
+
+    def uncaught(e):
+        """What the interpreter does with an exception nothing caught: `sys.excepthook` (some
+        modules install one that fails the task as JSON), its traceback without our frame."""
+        tb = e.__traceback__
+        if tb is not None and tb.tb_frame.f_code is child.__code__:
+            tb = tb.tb_next
+        try:
+            sys.excepthook(type(e), e, tb)
+            return 1
+        except SystemExit as done:
+            return exit_code(done.code)
+        except BaseException:
+            import traceback
+
+            sys.stderr.write("Error in sys.excepthook:\n")
+            traceback.print_exc()
+            sys.stderr.write("\nOriginal exception was:\n")
+            traceback.print_exception(type(e), e, tb)
+            return 1
 
     def exit_code(code):
         if code is None:

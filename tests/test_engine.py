@@ -29,7 +29,7 @@ def testbed(tmp_path_factory):
 
 
 def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, extra_files=(), user=None,
-                 worker_args=()):
+                 worker_args=(), worker_vars=None):
     """Run `calls` [(target, module, args)] in one job; returns (results per call, WorkerResult).
 
     With `user`, the worker runs as that unprivileged user, from copies of the binary and guest
@@ -57,7 +57,7 @@ def engine_calls(tmp_path, inventory: str, calls, *, cmdline=None, kwargs=None, 
         entries.append(("env/cmdline", 0o600, cmdline.encode()))
     kw = {"ident": "eng", "inventory": "inventory/hosts", "envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False"}}
     kw.update(kwargs or {})
-    env, binary = worker_env(FTL2_SCRIPT=sdir / "main.py"), None
+    env, binary = worker_env(FTL2_SCRIPT=sdir / "main.py", **(worker_vars or {})), None
     if user:
         binary, guest = tmp_path / "ftl2-runner", tmp_path / "guest.cwasm"
         for src, dst in [(BIN, binary), (GUEST, guest)]:

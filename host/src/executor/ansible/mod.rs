@@ -16,6 +16,7 @@ mod remote_tmp;
 mod resident;
 
 pub use async_job::{Async, AsyncEvent};
+
 pub use helper::{HelperSpawn, find_python};
 
 use super::connection::Unreachable;
@@ -51,6 +52,57 @@ enum Caller<'a> {
     Port,
 }
 
+/// What native modules need to know of the EE's ansible-core to report as its modules do.
+#[derive(Debug, Clone, Default)]
+pub struct Core {
+    /// (major, minor), e.g. (2, 19).
+    pub version: (u32, u32),
+    /// The command module's `msg` for a non-zero return code in this version (it changed).
+    pub command_failed_msg: String,
+    /// Whether TaskExecutor marks every result with `_ansible_no_log` (up to 2.19).
+    pub marks_no_log: bool,
+    /// slurp's messages for a missing, unreadable and directory source (2.15 lower-cased them).
+    pub slurp_msgs: [String; 3],
+    /// The quote around `force=yes` in the file module's dangling-link message (2.15: `"`).
+    pub link_quote: char,
+}
+
+impl Core {
+    /// The messages of ansible-core 2.19 and later (for EEs without ansible-core).
+    pub fn default_slurp_msgs() -> [String; 3] {
+        [
+            "File not found: ".into(),
+            "File is not readable: ".into(),
+            "Source is a directory and must be a file: ".into(),
+        ]
+    }
+}
+
+/// Asks the EE's Python for its ansible-core version and reads from that version's own source
+/// what native results must look like (the command module's failure message, the
+/// `_ansible_no_log` mark): one short process (~30 ms), once per job.
+const CORE_PROBE: &str = r#"
+import os, re, ansible, ansible.release as r
+base = os.path.dirname(ansible.__file__)
+def read(*p):
+    try:
+        with open(os.path.join(base, *p)) as f:
+            return f.read()
+    except OSError:
+        return ""
+m = re.search(r"if r\['rc'\] != 0:\s*\n\s*r\['msg'\] = (['\"])(.*?)\1", read("modules", "command.py"))
+print(r.__version__)
+print(m.group(2) if m else "non-zero return code")
+print(int("def remove_internal_keys" in read("vars", "clean.py")))
+slurp = read("modules", "slurp.py")
+for e, default in (("ENOENT", "File not found: "), ("EACCES", "File is not readable: "),
+                   ("EISDIR", "Source is a directory and must be a file: ")):
+    m = re.search(r"errno\." + e + r":\s*\n\s*msg = f?[\"']([^\"'%{]*)", slurp)
+    print(m.group(1) if m else default)
+m = re.search(r"use (\\?[\"'])force=yes", read("modules", "file.py"))
+print(m.group(1)[-1] if m else "'")
+"#;
+
 /// A payload being built or built (or why it cannot be), shared by the hosts that need it.
 type BuildSlot = Shared<Result<Arc<Built>, String>>;
 
@@ -66,6 +118,8 @@ pub struct AnsibleModules {
     facts: Mutex<HashMap<(String, String), String>>,
     /// Per host: the resident runner that runs payloads without a new interpreter each.
     residents: resident::Residents,
+    /// The EE's ansible-core, as native modules need to know it (None: there is none).
+    core: OnceCell<Option<Core>>,
 }
 
 /// Action plugins whose work, for the arguments allowed here, is exactly running their module.
@@ -94,7 +148,51 @@ impl AnsibleModules {
             interpreters: Mutex::new(HashMap::new()),
             facts: Mutex::new(HashMap::new()),
             residents: resident::Residents::default(),
+            core: OnceCell::new(),
         }
+    }
+
+    /// The EE's ansible-core (None without one), probed once per job without starting the
+    /// helper, so jobs of native modules only stay fast.
+    pub async fn core(&self) -> Option<&Core> {
+        self.core
+            .get_or_init(|| async {
+                let python = self.spawn.python.as_ref()?;
+                let mut cmd = tokio::process::Command::new(python);
+                cmd.arg("-c")
+                    .arg(CORE_PROBE)
+                    .envs(self.spawn.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .stdin(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true);
+                // Where the helper runs: the project's ansible.cfg is the job's configuration.
+                if let Some(d) = self.spawn.cwd.as_ref().filter(|d| d.is_dir()) {
+                    cmd.current_dir(d);
+                }
+                let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+                    .await
+                    .ok()?
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let mut lines = text.lines();
+                let mut nums = lines.next()?.trim().split('.').map(|n| n.parse::<u32>());
+                let version = (nums.next()?.ok()?, nums.next()?.ok()?);
+                let command_failed_msg = lines.next()?.to_string();
+                let mut flag = || lines.next().map(|l| l.trim() == "1");
+                let marks_no_log = flag()?;
+                let mut text = || lines.next().map(String::from);
+                let core = Core {
+                    version,
+                    command_failed_msg,
+                    marks_no_log,
+                    slurp_msgs: [text()?, text()?, text()?],
+                    link_quote: text()?.chars().next().unwrap_or('\''),
+                };
+                crate::debugln!("ansible-core {version:?} in the EE (probed for native modules)");
+                out.status.success().then_some(core)
+            })
+            .await
+            .as_ref()
     }
 
     async fn helper(&self) -> Result<Arc<Helper>, String> {

@@ -130,11 +130,12 @@ pub async fn command(
             "start": null, "stderr": "", "stderr_lines": [], "stdout": stdout, "stdout_lines": l,
         }))
     };
+    let shoulda = if ctx.check_mode { "Would" } else { "Did" };
     if let Some(creates) = super::str_arg(&args, "creates")
         && path_exists(ctx, &creates, chdir.as_deref()).await?
     {
         return Ok(skipped_result(
-            format!("Did not run command since '{creates}' exists"),
+            format!("{shoulda} not run command since '{creates}' exists"),
             format!("skipped, since {creates} exists"),
         ));
     }
@@ -142,7 +143,7 @@ pub async fn command(
         && !path_exists(ctx, &removes, chdir.as_deref()).await?
     {
         return Ok(skipped_result(
-            format!("Did not run command since '{removes}' does not exist"),
+            format!("{shoulda} not run command since '{removes}' does not exist"),
             format!("skipped, since {removes} does not exist"),
         ));
     }

@@ -12,10 +12,20 @@ pub async fn slurp(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult 
         return Ok(failed("missing required arguments: src"));
     };
     let q = quote(&src);
-    let out = ctx.sh(&format!("if [ ! -e {q} ]; then echo 'file not found' >&2; exit 2; fi; if [ -d {q} ]; then echo 'source is a directory and must be a file' >&2; exit 3; fi; cat -- {q}"), None).await?;
+    let out = ctx.sh(&format!("if [ ! -e {q} ]; then exit 2; fi; if [ -d {q} ]; then exit 4; fi; if [ ! -r {q} ]; then exit 3; fi; cat -- {q}"), None).await?;
+    if (2..=4).contains(&out.rc) {
+        // slurp's own messages, as the EE's version words them.
+        let msgs = match ctx.ansible.core().await {
+            Some(core) => core.slurp_msgs.clone(),
+            None => crate::executor::ansible::Core::default_slurp_msgs(),
+        };
+        return Ok(failed(format!("{}{src}", msgs[out.rc as usize - 2])));
+    }
     if out.rc != 0 {
-        let why = text(&out.stderr).trim().to_string();
-        return Ok(failed(format!("{why}: {src}")));
+        return Ok(failed(format!(
+            "Unable to slurp file: {}",
+            text(&out.stderr).trim()
+        )));
     }
     Ok(obj(json!({
         "changed": false, "content": base64::engine::general_purpose::STANDARD.encode(&out.stdout),

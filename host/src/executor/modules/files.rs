@@ -301,6 +301,8 @@ pub async fn file(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
         .map(|f| state_word(&f.kind))
         .unwrap_or("absent");
     let mut changed = false;
+    // A symlink (made with force) whose target does not exist.
+    let mut dangling = false;
     match state.as_str() {
         "absent" => {
             if current.is_some() {
@@ -373,20 +375,48 @@ pub async fn file(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
             };
             let force = bool_arg(args, "force", false);
             let hard = state == "hard";
+            if hard {
+                let out = ctx.sh(&format!("test -e {}", quote(&src)), None).await?;
+                if out.rc != 0 {
+                    let mut m = failed("src does not exist");
+                    m.insert("dest".into(), json!(path));
+                    m.insert("src".into(), json!(src));
+                    return Ok(m);
+                }
+            } else {
+                // A relative src is relative to the link's directory (or the directory itself).
+                let base = match &current {
+                    Some(f) if f.kind == Kind::Dir => path.clone(),
+                    _ => std::path::Path::new(&path)
+                        .parent()
+                        .map(|d| d.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                };
+                let absrc = if src.starts_with('/') {
+                    src.clone()
+                } else {
+                    format!("{base}/{src}")
+                };
+                let out = ctx.sh(&format!("test -e {}", quote(&absrc)), None).await?;
+                dangling = out.rc != 0;
+                if dangling && !force {
+                    let q = ctx.ansible.core().await.map_or('\'', |c| c.link_quote);
+                    let mut m = failed(format!(
+                        "src file does not exist, use {q}force=yes{q} if you really want to \
+                         create the link: {absrc}"
+                    ));
+                    m.insert("path".into(), json!(path));
+                    m.insert("src".into(), json!(src));
+                    return Ok(m);
+                }
+            }
             let up_to_date = match &current {
                 Some(f) if !hard && f.kind == Kind::Link => {
                     f.link_target.as_deref() == Some(src.as_str())
                 }
                 Some(f) if hard => {
                     let src_facts = tri!(remote_stat(ctx, &src, false, None).await);
-                    match src_facts {
-                        Some(sf) => sf.inode == f.inode,
-                        None => {
-                            return Ok(failed(format!(
-                                "src file does not exist, use \"force=yes\" if you really want to create the link: {src}"
-                            )));
-                        }
-                    }
+                    src_facts.is_some_and(|sf| sf.inode == f.inode)
                 }
                 Some(f) if f.kind == Kind::Dir && !force => {
                     return Ok(failed(format!(
@@ -425,6 +455,19 @@ pub async fn file(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
                 "value of state must be one of: absent, directory, file, hard, link, touch, got: {other}"
             )));
         }
+    }
+    if dangling && follow {
+        // The file module sets no attributes through a link to nothing, and reports no facts.
+        let mut m = obj(json!({"dest": path, "src": str_arg(args, "src"), "changed": changed}));
+        m.insert(
+            "warnings".into(),
+            json!([
+                "Cannot set fs attributes on a non-existent symlink target. follow should be set \
+                 to False to avoid this."
+            ]),
+        );
+        add_diff(&mut m, ctx, &path, before_state, "link");
+        return Ok(m);
     }
     // Attributes, then the final facts for the result.
     let now = if ctx.check_mode && changed && current.is_none() {

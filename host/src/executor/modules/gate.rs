@@ -5,6 +5,7 @@
 //! silently ignored, and a wrong call fails with Ansible's own message (`Unsupported parameters
 //! for (file) module: mod ...`) before anything changes.
 
+use crate::executor::ansible::Core;
 use serde_json::{Map, Value};
 
 /// A native module's options: the ones it honours, and which of them are booleans.
@@ -166,10 +167,101 @@ pub fn needs_real(module: &str, args: &Map<String, Value>) -> Option<String> {
     None
 }
 
+/// Whether, with ansible-core in the EE, only the real module (or the copy action port, for
+/// copy and template) reports this call as Ansible would. The native ping, command, shell, file
+/// and slurp report what the real modules report (compared side by side in the tests), but for
+/// `invocation` (the module's arguments with every default, which only the module knows; results
+/// carry it up to 2.19) and 2.15 file's `diff`; they stay native, so jobs of these never start
+/// Python on the hosts. stat (mime type, attributes, access checks), lineinfile (its diff list),
+/// copy/template (the uploaded source, md5sum) and file in check mode (each of its states
+/// reports it its own way) go to the real ones. The action plugins without a module (raw,
+/// fetch, wait_for_connection) stay native: those are ports. A copy of a directory stays native
+/// (the copy port takes one file or `content`).
+pub fn real_reports_it(module: &str, copies_a_directory: bool, check_mode: bool) -> bool {
+    match module {
+        "copy" if copies_a_directory => false,
+        "stat" | "lineinfile" | "copy" | "template" => true,
+        "file" => check_mode,
+        _ => false,
+    }
+}
+
+/// A native result as the EE's ansible-core reports it: from 2.19 a failed result carries
+/// TaskExecutor's `exception` summary, a command that exited non-zero says what this version's
+/// command module says, and up to 2.19 every result has TaskExecutor's `_ansible_no_log` mark.
+pub fn as_reported(
+    module: &str,
+    mut result: Map<String, Value>,
+    core: &Core,
+    no_log: bool,
+) -> Map<String, Value> {
+    if core.marks_no_log {
+        result
+            .entry("_ansible_no_log")
+            .or_insert(Value::Bool(no_log));
+    }
+    if result.get("failed").and_then(Value::as_bool) != Some(true) {
+        return result;
+    }
+    if matches!(module, "command" | "shell")
+        && result.get("msg").and_then(Value::as_str) == Some("non-zero return code")
+        && !core.command_failed_msg.is_empty()
+    {
+        result.insert("msg".into(), Value::String(core.command_failed_msg.clone()));
+    }
+    if core.version >= (2, 19) {
+        result
+            .entry("exception")
+            .or_insert_with(|| Value::String("(traceback unavailable)".into()));
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn core(version: (u32, u32)) -> Core {
+        Core {
+            version,
+            command_failed_msg: "The command exited with a non-zero return code.".into(),
+            marks_no_log: version < (2, 20),
+            slurp_msgs: Core::default_slurp_msgs(),
+            link_quote: '\'',
+        }
+    }
+
+    #[test]
+    fn only_what_the_native_code_reports_exactly_stays_native() {
+        for m in ["ping", "command", "shell", "file", "slurp", "raw", "fetch"] {
+            assert!(!real_reports_it(m, false, false), "{m}");
+        }
+        for m in ["stat", "lineinfile", "copy", "template"] {
+            assert!(real_reports_it(m, false, false), "{m}");
+        }
+        assert!(real_reports_it("file", false, true));
+        assert!(!real_reports_it("copy", true, false));
+    }
+
+    #[test]
+    fn native_results_take_this_versions_shape() {
+        let failed = |msg: &str| args(json!({"failed": true, "msg": msg, "rc": 1}));
+        let r = as_reported(
+            "command",
+            failed("non-zero return code"),
+            &core((2, 21)),
+            false,
+        );
+        assert_eq!(r["msg"], "The command exited with a non-zero return code.");
+        assert_eq!(r["exception"], "(traceback unavailable)");
+        assert!(!r.contains_key("_ansible_no_log"));
+        let r = as_reported("raw", failed("x"), &core((2, 15)), true);
+        assert_eq!(r["_ansible_no_log"], true);
+        assert!(!r.contains_key("exception"));
+        let ok = as_reported("ping", args(json!({"ping": "pong"})), &core((2, 21)), false);
+        assert_eq!(Value::Object(ok), json!({"ping": "pong"}));
+    }
 
     fn args(v: Value) -> Map<String, Value> {
         super::super::obj(v)

@@ -215,6 +215,34 @@ pub async fn run(
     if let Some(why) = gate::needs_real(name, &args) {
         return ctx.ansible.run(module, &args, ctx, Some(&why)).await;
     }
+    let core = ctx.ansible.core().await;
+    if core.is_some()
+        && gate::real_reports_it(name, copies_a_directory(name, &args, ctx), ctx.check_mode)
+    {
+        return ctx.ansible.run(module, &args, ctx, None).await;
+    }
+    let result = native(name, &args, ctx).await?;
+    Ok(match core {
+        Some(core) => gate::as_reported(name, result, core, ctx.no_log),
+        None => result,
+    })
+}
+
+/// Whether a copy call copies a directory of the controller (which only the native copy does).
+fn copies_a_directory(name: &str, args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> bool {
+    name == "copy"
+        && !bool_arg(args, "remote_src", false)
+        && str_arg(args, "src")
+            .is_some_and(|s| s.ends_with('/') || ctx.local.readable(&s).is_ok_and(|p| p.is_dir()))
+}
+
+/// Run the native module `name`.
+async fn native(
+    name: &str,
+    args: &Map<String, Value>,
+    ctx: &ModuleCtx<'_>,
+) -> Result<Map<String, Value>, Unreachable> {
+    let args = args.clone();
     match name {
         "ping" => system::ping(&args, ctx).await,
         "command" => command::command(&args, ctx, false).await,

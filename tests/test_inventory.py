@@ -216,6 +216,14 @@ def test_limit_applies_to_every_pattern(tmp_path):
     ("hosts.yml", "all:\n  hosts: [a, b]\n", "hosts must be a mapping"),
     ("hosts.yml", "all:\n  bogus: 1\n", "unknown key"),
     ("hosts", "{\"all\": [1, 2]", "not valid JSON"),
+    # Bounded: each a clear error naming its cap, never an out-of-memory kill.
+    ("hosts", "[web]\nweb[0:99999999]\n", "expands to 100000000 hosts, more than the cap of 100000 "
+                                           "(FTL2_INVENTORY_MAX_HOSTS)"),
+    ("hosts", "[web]\n" + "".join(f"w{i}-[0:9999]\n" for i in range(11)), "more than 100000 hosts"),
+    ("hosts.yml", "all:\n  vars:\n    a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+                  + "".join(f"    a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 12)),
+     "FTL2_YAML_MAX_ALIAS_VALUES"),
+    ("hosts.yml", "all:\n  vars:\n    deep: " + "[" * 5000 + "]" * 5000 + "\n", "nests deeper than the YAML parser's limit"),
 ])
 def test_broken_inventory_fails_the_job_naming_file_and_line(tmp_path, name, content, where):
     sdir = tmp_path / "scripts"
@@ -227,6 +235,18 @@ def test_broken_inventory_fails_the_job_naming_file_and_line(tmp_path, name, con
     assert res.final_status == "failed" and res.rc != 0
     why = res.statuses[-1]["job_explanation"]
     assert f"inventory/{name}" in why and where in why, why
+
+
+def test_an_endless_inventory_file_is_refused_at_the_size_cap(tmp_path):
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "main.py").write_text("async def run(a, b, c):\n    return 0\n")
+    res = run_worker(make_stream({"ident": "zero", "inventory": "/dev/zero"},
+                                 make_zip([("inventory/", 0o755, b"")])),
+                     tmp_path / "runner", env=worker_env(FTL2_SCRIPT=sdir / "main.py"))
+    assert res.final_status == "failed" and res.rc != 0
+    why = res.statuses[-1]["job_explanation"]
+    assert "/dev/zero is larger than 67108864 bytes" in why and "FTL2_INVENTORY_MAX_BYTES" in why, why
 
 
 def test_other_inventory_scripts_run_only_when_the_ee_allows_it(tmp_path):
@@ -246,3 +266,41 @@ def test_other_inventory_scripts_run_only_when_the_ee_allows_it(tmp_path):
     ran = run_worker(stream, tmp_path / "r2", env=env)
     assert ran.final_status == "successful", ran.statuses[-1]
     assert any(e["stdout"] == "HOSTS ['s1', 's2'] script" for e in ran.events)
+
+
+def test_overlapping_and_deep_groups_load_in_linear_time_as_ansible_sees_them(tmp_path):
+    # 30 groups each with the next three as children: every group is reached along
+    # exponentially many paths (a path walk took minutes and ignored cancel). Variable precedence
+    # by group depth must still be Ansible's.
+    lines = ["h0"]
+    for i in range(30):
+        lines.append(f"[g{i}:children]")
+        lines += [f"g{j}" for j in range(i + 1, min(i + 4, 30))]
+        lines.append(f"[g{i}:vars]\nlevel={i}\nname_g{i}=x")
+    lines += ["[g29]", "h1", "[g27]", "h2", "[g3]", "h3"]
+    text = "\n".join(lines) + "\n"
+    inv = tmp_path / "dag.ini"
+    inv.write_text(text)
+    patterns = ["all", "g0", "g28", "g3:&g29", "g0:!g3"]
+    ours, _ = our_view(tmp_path / "dag", [("inventory/", 0o755, ""), ("inventory/hosts", 0o644, text)],
+                       "inventory/hosts", patterns=patterns)
+    assert_same(ours, *ansible_view(inv, patterns=patterns))
+    assert len(ours["hostvars"]["h1"]["group_names"]) == 30
+
+    # A chain of 10,000 nested groups (took 168 s), one host at the bottom.
+    depth = 10_000
+    chain = "".join(f"[c{i}:children]\nc{i + 1}\n" for i in range(depth)) + f"[c{depth}]\nbottom\n"
+    sdir = tmp_path / "chain" / "scripts"
+    sdir.mkdir(parents=True)
+    (sdir / "main.py").write_text(textwrap.dedent(f"""
+        from ftl2 import _host
+        async def run(inventory_path, extravars, runner):
+            names = _host.host_vars("bottom")["group_names"]
+            print("CHAIN", len(names), _host.list_hosts("c0"), _host.list_hosts("c{depth}"))
+            return 0
+    """))
+    res = run_worker(make_stream({"ident": "inv", "inventory": "inventory/hosts"},
+                                 make_zip([("inventory/", 0o755, b""), ("inventory/hosts", 0o644, chain.encode())])),
+                     tmp_path / "chain" / "runner", env=worker_env(FTL2_SCRIPT=sdir / "main.py"))
+    lines = [e["stdout"] for e in res.events if e["stdout"].startswith("CHAIN ")]
+    assert lines == [f"CHAIN {depth + 1} ['bottom'] ['bottom']"], [e["stdout"] for e in res.events][-5:]

@@ -216,6 +216,48 @@ def test_sleeping_script_hits_the_job_timeout(tmp_path):
     assert res.final_status == "timeout" and res.rc == 254
 
 
+@pytest.mark.parametrize("text,why", [
+    (b'{"job_timeout": 1e400}', "out of range"), (b'{"job_timeout": 18446744073709551616}', "out of range"),
+    (b'{"job_timeout": 9223372036854775807}', "out of range"), (b'{"idle_timeout": 1e20}', "out of range"),
+    (b'{"job_timeout": -1}', "negative"), (b'{"job_timeout": "soon"}', "not a number"),
+    (b'job_timeout: .inf', "out of range"), (b'{"job_timeout": true}', "must be a number"),
+])
+def test_out_of_range_timeouts_are_a_clear_error_never_a_panic(tmp_path, text, why):
+    # Each of these once overflowed the clock arithmetic (a panic, and a blank line AWX could
+    # not parse); the stream's framing is checked line by line by the test harness.
+    res, _ = job(tmp_path / "j", """
+        async def run(inventory_path, extravars, runner):
+            return 0
+    """, extra=[("env/settings", 0o600, text)])
+    assert res.final_status == "error", res.statuses
+    explanation = res.statuses[-1].get("job_explanation", "")
+    assert why in explanation and "timeout" in explanation, explanation
+    assert res.lines[-1] == {"eof": True}
+
+
+@pytest.mark.parametrize("body,rc,said", [
+    ("return 2**200", 1, "run() returned 160693804425899027554196209234116260252220299378279283530..., which is "
+                         "out of range for an exit code"),
+    ("import sys; sys.exit(2**40)", 1, "the script exited with 1099511627776, which is out of range"),
+    ("import os; os._exit(7)", 7, None),
+    ("import os; os._exit(2**40)", 1, "os._exit() was given 1099511627776, which is out of range"),
+    ("return {'done': True}", 0, "[WARNING]: run() returned dict {'done': True}, not an exit code; the job's rc is 0"),
+    ("runner.emit_event({'blob': 'x' * (200 << 20)})", 1, "the event is 200.0 MiB of JSON; an event may be at most 16 MiB"),
+])
+def test_guest_endings_are_explained_in_words(tmp_path, body, rc, said):
+    res, out = job(tmp_path, f"""
+        async def run(inventory_path, extravars, runner):
+            {body}
+    """)
+    assert res.final_status == ("successful" if rc == 0 else "failed"), (res.statuses, out[-2000:])
+    assert res.statuses[-1].get("rc", res.rc) == rc or f"rc={rc}" in res.statuses[-1].get("job_explanation", ""), \
+        res.statuses
+    if said:
+        assert said in out, out[-2000:]
+    text = res.stdout.decode()
+    assert "wasm backtrace" not in text and "panicked" not in text, text[-2000:]
+
+
 def test_memory_bomb_is_stopped_by_the_cap(tmp_path):
     res, out = job(tmp_path, """
         async def run(inventory_path, extravars, runner):

@@ -90,8 +90,19 @@ def remove_host(name):
     executor.remove_host(name)
 
 
+# Largest custom event, as JSON: larger ones are refused here, in words, before they cross into
+# the host (whose hostcall budget would stop the whole script with a wasm trap).
+MAX_EVENT_BYTES = 16 << 20
+
+
 def emit_event(event):
-    events.emit(json.dumps(event, default=str))
+    text = json.dumps(event, default=str)
+    if len(text) > MAX_EVENT_BYTES:
+        raise ValueError(
+            f"the event is {len(text) / (1 << 20):.1f} MiB of JSON; an event may be at most "
+            f"{MAX_EVENT_BYTES >> 20} MiB"
+        )
+    events.emit(text)
 
 
 def play_start(name):

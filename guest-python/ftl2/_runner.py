@@ -40,6 +40,23 @@ class Runner:
         self.emit_event(event)
 
 
+class _HardExit(BaseException):
+    """`os._exit(n)`: WASI can only say success or failure, so the code travels as this."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def _hard_exit(code):
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    raise _HardExit(int(code))
+
+
 def _fail(message):
     print(message, file=sys.stderr)
     return 1
@@ -66,11 +83,14 @@ def main(script_path, inventory_path, extravars_json):
     except SyntaxError:
         traceback.print_exc()
         return _fail(f"ERROR! the script {script_path} has a syntax error (see above)")
+    os._exit = _hard_exit
     module = types.ModuleType("__ftl2_script__")
     module.__file__ = script_path
     sys.modules["__ftl2_script__"] = module
     try:
         exec(code, module.__dict__)
+    except _HardExit as e:
+        return _in_range(e.code, "os._exit() was given")
     except SystemExit as e:
         return _exit_code(e)
     except BaseException:
@@ -91,14 +111,33 @@ def main(script_path, inventory_path, extravars_json):
         result = entry(inventory_path, extravars, runner)
         if inspect.isawaitable(result):
             result = _loop.run(_awaited(result))
+    except _HardExit as e:
+        return _in_range(e.code, "os._exit() was given")
     except SystemExit as e:
         return _exit_code(e)
     except BaseException:
         traceback.print_exc()
         return _fail("ERROR! the script raised an exception (see the traceback above)")
-    if isinstance(result, bool) or not isinstance(result, int):
+    if result is None or isinstance(result, bool):
         return 0
-    return result
+    if not isinstance(result, int):
+        print(f"[WARNING]: run() returned {type(result).__name__} {_short(result)}, not an exit code; "
+              "the job's rc is 0", file=sys.stderr)
+        return 0
+    return _in_range(result, "run() returned")
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _in_range(code, what):
+    """An exit code the host can carry (a 32-bit int), else an explanation and rc 1."""
+    if -(2**31) <= code < 2**31:
+        return code
+    return _fail(f"ERROR! {what} {_short(code)}, which is out of range for an exit code "
+                 "(from -2147483648 to 2147483647)")
 
 
 async def _awaited(awaitable):
@@ -110,6 +149,6 @@ def _exit_code(e):
     if code is None:
         return 0
     if isinstance(code, int):
-        return code
+        return _in_range(int(code), "the script exited with")
     print(code, file=sys.stderr)
     return 1

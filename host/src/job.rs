@@ -297,24 +297,42 @@ fn truthy(v: Option<&Value>) -> bool {
     v.and_then(ansible_bool).unwrap_or(false)
 }
 
+/// The longest timeout accepted (10 years): anything longer is a mistake, and durations that
+/// large overflow the clock arithmetic of timers.
+const MAX_SECONDS: f64 = 315_360_000.0;
+
+/// A timeout setting in seconds (0: none), validated: a clear error for anything that is not a
+/// number of seconds between 0 and [`MAX_SECONDS`].
 fn seconds(m: &Map<String, Value>, key: &str) -> Result<u64> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(0),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|f| *f >= 0.0)
-            .map(|f| f.ceil() as u64)
-            .ok_or_else(|| anyhow!("env/settings {key} must be a non-negative number")),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| *f >= 0.0)
-            .map(|f| f.ceil() as u64)
-            .ok_or_else(|| anyhow!("env/settings {key} {s:?} is not a number of seconds")),
-        Some(other) => bail!(
-            "env/settings {key} must be a number, not {}",
+    let given = match m.get(key) {
+        None | Some(Value::Null) => return Ok(0),
+        Some(v) => v,
+    };
+    let parsed = match given {
+        Value::Number(n) => n.as_f64(),
+        // YAML's infinity (`.inf`) stays text in JSON values.
+        Value::String(s)
+            if s.trim()
+                .trim_start_matches('+')
+                .eq_ignore_ascii_case(".inf") =>
+        {
+            Some(f64::INFINITY)
+        }
+        Value::String(s) => match s.trim().parse::<f64>() {
+            Ok(f) => Some(f),
+            Err(_) => bail!("env/settings {key} {s:?} is not a number of seconds"),
+        },
+        other => bail!(
+            "env/settings {key} must be a number of seconds, not {}",
             type_name(other)
+        ),
+    };
+    match parsed {
+        Some(f) if f < 0.0 => bail!("env/settings {key} must not be negative (got {given})"),
+        Some(f) if f.is_finite() && f <= MAX_SECONDS => Ok(f.ceil() as u64),
+        _ => bail!(
+            "env/settings {key} {given} is out of range: at most {MAX_SECONDS} s (10 years); 0 \
+             means no limit"
         ),
     }
 }

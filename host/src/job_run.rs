@@ -194,10 +194,18 @@ pub async fn run(
     });
     let (end, timings) = match handle.await {
         Ok(r) => r,
-        Err(e) => (
-            ScriptEnd::Crashed(format!("the sandbox thread failed: {e}")),
-            Default::default(),
-        ),
+        Err(e) => {
+            // A panic's text is for the log (the panic hook wrote it there), not the job output.
+            crate::logln!("the sandbox thread failed: {e}");
+            (
+                ScriptEnd::Crashed(
+                    "its thread stopped unexpectedly (a bug in ftl2-runner; the details are in \
+                     its log, FTL2_LOG_FILE)"
+                        .into(),
+                ),
+                Default::default(),
+            )
+        }
     };
     drop(scratch);
     crate::processes::end_all_below_us().await;

@@ -11,21 +11,45 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+/// Most values aliases may add to a document, each alias counting the values it repeats
+/// (`FTL2_YAML_MAX_ALIAS_VALUES`, default 1 million, ~100 MB): a "billion laughs" document of a
+/// few hundred bytes otherwise expands to gigabytes. Documents without aliases are bounded by
+/// the size of their file.
+const MAX_ALIAS_VALUES: usize = 1_000_000;
+
+fn cap(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
 /// Parse a YAML (or JSON) document into a JSON value; an empty document is `null`.
 pub fn parse(text: &str) -> Result<Value> {
-    let mut loader = Loader::default();
+    let mut loader = Loader {
+        max_alias_values: cap("FTL2_YAML_MAX_ALIAS_VALUES", MAX_ALIAS_VALUES),
+        ..Loader::default()
+    };
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut loader, false).map_err(|e| {
-        anyhow!(
-            "invalid YAML at line {}, column {}: {}",
-            e.marker().line(),
-            e.marker().col() + 1,
-            e.info()
-        )
-    })?;
+    let parsed = parser.load(&mut loader, false);
+    // A cap reached first is the reason, even if the parser gave up after it.
     if let Some(err) = loader.error {
         bail!(err);
     }
+    parsed.map_err(|e| {
+        // The parser's own cap on nesting (its recursion limit, about 256 levels).
+        let why = if e.info().contains("recursion limit") {
+            "it nests deeper than the YAML parser's limit of about 256 levels"
+        } else {
+            e.info()
+        };
+        anyhow!(
+            "invalid YAML at line {}, column {}: {why}",
+            e.marker().line(),
+            e.marker().col() + 1,
+        )
+    })?;
     Ok(loader.done.unwrap_or(Value::Null))
 }
 
@@ -37,9 +61,16 @@ enum Frame {
 #[derive(Default)]
 struct Loader {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Value>,
+    /// Anchored values, with how many values each holds (what one alias to it adds).
+    anchors: HashMap<usize, (Value, usize)>,
     done: Option<Value>,
     error: Option<String>,
+    /// Values made so far, and where each open collection's count started.
+    values: usize,
+    starts: Vec<usize>,
+    /// Values added by aliases so far.
+    aliased: usize,
+    max_alias_values: usize,
 }
 
 impl Loader {
@@ -104,31 +135,68 @@ fn key_text(v: &Value) -> Option<String> {
     }
 }
 
+impl Loader {
+    /// Count `n` more values (`aliased`: repeated by an alias); false (with the error set) past
+    /// the alias cap.
+    fn count(&mut self, n: usize, aliased: bool, mark: Marker) -> bool {
+        self.values = self.values.saturating_add(n);
+        if !aliased {
+            return true;
+        }
+        self.aliased = self.aliased.saturating_add(n);
+        if self.aliased > self.max_alias_values {
+            self.error.get_or_insert(format!(
+                "line {}: the YAML document's aliases expand to more than {} values; the cap is \
+                 FTL2_YAML_MAX_ALIAS_VALUES",
+                mark.line(),
+                self.max_alias_values
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn open(&mut self, frame: Frame) {
+        self.starts.push(self.values);
+        self.stack.push(frame);
+    }
+}
+
 impl MarkedEventReceiver for Loader {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return; // the first error is the answer; nothing more is built
+        }
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, false, mark);
                 let v = resolve(&text, style, tag.as_ref());
                 if anchor > 0 {
-                    self.anchors.insert(anchor, v.clone());
+                    self.anchors.insert(anchor, (v.clone(), 1));
                 }
                 self.push_value(v, mark);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), anchor)),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(Map::new(), None, anchor)),
+            Event::SequenceStart(anchor, _) => self.open(Frame::Seq(Vec::new(), anchor)),
+            Event::MappingStart(anchor, _) => self.open(Frame::Map(Map::new(), None, anchor)),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (v, anchor) = match self.stack.pop() {
                     Some(Frame::Seq(items, a)) => (Value::Array(items), a),
                     Some(Frame::Map(m, _, a)) => (Value::Object(m), a),
                     None => return,
                 };
+                let start = self.starts.pop().unwrap_or(0);
+                self.count(1, false, mark);
                 if anchor > 0 {
-                    self.anchors.insert(anchor, v.clone());
+                    let held = self.values.saturating_sub(start);
+                    self.anchors.insert(anchor, (v.clone(), held));
                 }
                 self.push_value(v, mark);
             }
             Event::Alias(id) => {
-                let v = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
+                let (v, held) = self.anchors.get(&id).cloned().unwrap_or((Value::Null, 1));
+                if !self.count(held, true, mark) {
+                    return;
+                }
                 self.push_value(v, mark);
             }
             _ => {}
@@ -242,6 +310,31 @@ fn float_value(t: &str) -> Option<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused_naming_the_cap() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = parse(&bomb).unwrap_err().to_string();
+        assert!(err.contains("FTL2_YAML_MAX_ALIAS_VALUES"), "{err}");
+        let deep = "[".repeat(5000) + &"]".repeat(5000);
+        let err = parse(&deep).unwrap_err().to_string();
+        assert!(
+            err.contains("nests deeper than the YAML parser's limit"),
+            "{err}"
+        );
+        // Ordinary anchors and merge keys still work.
+        let v = parse("d: &d {a: 1}\ne: {<<: *d, b: 2}\nf: [*d, *d]\n").unwrap();
+        assert_eq!(
+            v,
+            json!({"d": {"a": 1}, "e": {"a": 1, "b": 2}, "f": [{"a": 1}, {"a": 1}]})
+        );
+    }
 
     #[test]
     fn yaml_1_1_scalars_like_pyyaml() {

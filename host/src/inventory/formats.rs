@@ -110,6 +110,7 @@ impl Inventory {
                                 self.host_vars.get_mut(&h).unwrap().extend(vars.clone());
                             }
                         }
+                        self.check_host_cap()?;
                     }
                 }
                 Value::Null => {}
@@ -202,6 +203,8 @@ impl Inventory {
                         }
                         hv.extend(vars.clone());
                     }
+                    self.check_host_cap()
+                        .with_context(|| format!("line {lineno}"))?;
                 }
                 Section::Vars => {
                     let (k, v) = line.split_once('=').ok_or_else(|| {
@@ -304,9 +307,22 @@ pub fn expand_host_range(pattern: &str) -> Result<Vec<String>> {
     let (a, b) = (parts[0], parts[1]);
     let mut out = Vec::new();
     let tails = expand_host_range(tail)?;
+    let too_many = |count: u64| {
+        let cap = super::max_hosts();
+        (count.saturating_mul(tails.len() as u64) > cap as u64).then(|| {
+            anyhow!(
+                "host range {pattern:?} expands to {} hosts, more than the cap of {cap} \
+                 (FTL2_INVENTORY_MAX_HOSTS)",
+                count.saturating_mul(tails.len() as u64)
+            )
+        })
+    };
     if let (Ok(start), Ok(end)) = (a.parse::<u64>(), b.parse::<u64>()) {
         if start > end {
             bail!("host range {pattern:?} runs backwards");
+        }
+        if let Some(e) = too_many((end - start) / step as u64 + 1) {
+            return Err(e);
         }
         let width = if a.starts_with('0') && a.len() > 1 {
             a.len()

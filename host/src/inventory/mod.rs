@@ -19,6 +19,43 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// Most hosts an inventory may hold after range expansion (`FTL2_INVENTORY_MAX_HOSTS`, default
+/// 100,000): `web[0:99999999]` must be an error, not an out-of-memory kill.
+pub fn max_hosts() -> usize {
+    env_cap("FTL2_INVENTORY_MAX_HOSTS", 100_000)
+}
+
+/// Largest inventory or vars file read (`FTL2_INVENTORY_MAX_BYTES`, default 64 MiB); an
+/// `inventory` of `/dev/zero` ends here.
+fn max_bytes() -> usize {
+    env_cap("FTL2_INVENTORY_MAX_BYTES", 64 << 20)
+}
+
+fn env_cap(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// A file's bytes, at most [`max_bytes`] of them (else an error naming the cap).
+fn read_capped(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let cap = max_bytes();
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(cap as u64 + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() > cap {
+        bail!(
+            "{} is larger than {cap} bytes, the cap on inventory files (FTL2_INVENTORY_MAX_BYTES)",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
 /// A group: its direct hosts, child groups and variables.
 #[derive(Debug, Clone, Default)]
 pub struct Group {
@@ -44,6 +81,11 @@ pub struct Inventory {
     /// host -> its groups from `all` down to the most specific, computed once per change: AWX
     /// inventories reach thousands of hosts, and variables are merged per host.
     member_of: BTreeMap<String, Vec<String>>,
+    /// group -> its hosts with its descendants', in inventory order (the same index, inverted).
+    members: BTreeMap<String, Vec<String>>,
+    /// (group, host) for every host listed directly in a group: adding a host to a group of
+    /// 100,000 must not scan them all.
+    listed: std::collections::HashSet<(String, String)>,
 }
 
 impl Inventory {
@@ -86,8 +128,7 @@ impl Inventory {
     }
 
     fn load_file(&mut self, path: &Path) -> Result<()> {
-        let bytes =
-            fs::read(path).with_context(|| format!("cannot read inventory {}", path.display()))?;
+        let bytes = read_capped(path).context("cannot read the inventory")?;
         let text = String::from_utf8(bytes)
             .map_err(|_| anyhow!("inventory {} is not UTF-8 text", path.display()))?;
         let shown = path.display().to_string();
@@ -124,6 +165,15 @@ impl Inventory {
             .with_context(|| format!("inventory {shown}"))
     }
 
+    /// An error once the inventory holds more hosts than [`max_hosts`].
+    fn check_host_cap(&self) -> Result<()> {
+        let cap = max_hosts();
+        if self.hosts.len() > cap {
+            bail!("the inventory has more than {cap} hosts, the cap (FTL2_INVENTORY_MAX_HOSTS)");
+        }
+        Ok(())
+    }
+
     fn add_host(&mut self, name: &str) {
         if !self.host_vars.contains_key(name) {
             self.hosts.push(name.to_string());
@@ -137,9 +187,8 @@ impl Inventory {
 
     fn add_to_group(&mut self, group: &str, host: &str) {
         self.add_host(host);
-        let g = self.group(group);
-        if !g.hosts.iter().any(|h| h == host) {
-            g.hosts.push(host.to_string());
+        if self.listed.insert((group.to_string(), host.to_string())) {
+            self.group(group).hosts.push(host.to_string());
         }
     }
 
@@ -199,11 +248,15 @@ impl Inventory {
             .cloned()
             .collect();
         self.group("ungrouped").hosts = ungrouped;
+        let has_parent: BTreeSet<&String> = self
+            .groups
+            .values()
+            .flat_map(|g| g.children.iter())
+            .collect();
         let children: Vec<String> = self
             .groups
             .keys()
-            .filter(|g| *g != "all")
-            .filter(|g| !self.groups.values().any(|p| p.children.contains(g)))
+            .filter(|g| *g != "all" && !has_parent.contains(g))
             .cloned()
             .collect();
         let all = self.group("all");
@@ -215,19 +268,44 @@ impl Inventory {
         self.index_memberships();
     }
 
+    /// Each host's groups (its own and their ancestors), ordered by depth: linear in the size of
+    /// the inventory and of the answer, however the groups nest or overlap.
     fn index_memberships(&mut self) {
-        let mut depth: BTreeMap<String, usize> = BTreeMap::new();
-        self.depths("all", 0, &mut depth, &mut BTreeSet::new());
-        let mut member_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for g in self.groups.keys() {
-            for h in self.group_hosts(g) {
-                member_of.entry(h).or_default().push(g.clone());
+        let depth = self.depths();
+        let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut direct: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, g) in &self.groups {
+            for c in &g.children {
+                parents.entry(c).or_default().push(name);
+            }
+            for h in &g.hosts {
+                direct.entry(h).or_default().push(name);
             }
         }
-        for groups in member_of.values_mut() {
-            groups.sort_by_key(|g| (depth.get(g).copied().unwrap_or(1), g.clone()));
+        let mut member_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for h in &self.hosts {
+            let mut seen: BTreeSet<&str> = BTreeSet::new();
+            let mut todo: Vec<&str> = direct.get(h.as_str()).cloned().unwrap_or_default();
+            todo.push("all");
+            while let Some(g) = todo.pop() {
+                if seen.insert(g)
+                    && let Some(ps) = parents.get(g)
+                {
+                    todo.extend(ps);
+                }
+            }
+            let mut groups: Vec<String> = seen.into_iter().map(String::from).collect();
+            groups.sort_by_cached_key(|g| (depth.get(g).copied().unwrap_or(1), g.clone()));
+            member_of.insert(h.clone(), groups);
+        }
+        let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for h in &self.hosts {
+            for g in member_of.get(h).into_iter().flatten() {
+                members.entry(g.clone()).or_default().push(h.clone());
+            }
         }
         self.member_of = member_of;
+        self.members = members;
     }
 
     /// Every host of `group` including its descendants', in inventory order.
@@ -235,26 +313,7 @@ impl Inventory {
         if group == "all" {
             return self.hosts.clone();
         }
-        let mut seen_groups = BTreeSet::new();
-        let mut members = BTreeSet::new();
-        self.collect(group, &mut seen_groups, &mut members);
-        self.hosts
-            .iter()
-            .filter(|h| members.contains(*h))
-            .cloned()
-            .collect()
-    }
-
-    fn collect(&self, group: &str, seen: &mut BTreeSet<String>, out: &mut BTreeSet<String>) {
-        if !seen.insert(group.to_string()) {
-            return; // cycles are ignored, as Ansible refuses them anyway
-        }
-        if let Some(g) = self.groups.get(group) {
-            out.extend(g.hosts.iter().cloned());
-            for c in &g.children {
-                self.collect(c, seen, out);
-            }
-        }
+        self.members.get(group).cloned().unwrap_or_default()
     }
 
     /// Groups a host belongs to, ordered from `all` down to the most specific (depth, then name).
@@ -262,24 +321,45 @@ impl Inventory {
         self.member_of.get(host).cloned().unwrap_or_default()
     }
 
-    fn depths(
-        &self,
-        g: &str,
-        d: usize,
-        out: &mut BTreeMap<String, usize>,
-        stack: &mut BTreeSet<String>,
-    ) {
-        if !stack.insert(g.to_string()) {
-            return;
-        }
-        let e = out.entry(g.to_string()).or_insert(d);
-        *e = (*e).max(d);
-        if let Some(grp) = self.groups.get(g) {
-            for c in &grp.children {
-                self.depths(c, d + 1, out, stack);
+    /// Each group's depth below `all` (the longest way down, as Ansible's group depth), in one
+    /// pass over the groups reachable from `all` in topological order (groups in a cycle, which
+    /// Ansible refuses, keep the depth reached before it).
+    fn depths(&self) -> BTreeMap<String, usize> {
+        let children = |g: &str| {
+            self.groups
+                .get(g)
+                .map(|g| g.children.as_slice())
+                .unwrap_or(&[])
+        };
+        let mut indegree: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut todo = vec!["all"];
+        while let Some(g) = todo.pop() {
+            if !seen.insert(g) {
+                continue;
+            }
+            for c in children(g) {
+                *indegree.entry(c).or_default() += 1;
+                todo.push(c);
             }
         }
-        stack.remove(g);
+        let mut depth: BTreeMap<String, usize> = BTreeMap::new();
+        depth.insert("all".into(), 0);
+        let mut ready = vec!["all"];
+        while let Some(g) = ready.pop() {
+            let d = depth.get(g).copied().unwrap_or(0);
+            for c in children(g) {
+                let e = depth.entry(c.clone()).or_insert(d + 1);
+                *e = (*e).max(d + 1);
+                if let Some(n) = indegree.get_mut(c.as_str()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.push(c);
+                    }
+                }
+            }
+        }
+        depth
     }
 
     /// A host's variables with Ansible's precedence: all < parent groups < child groups < host.
@@ -341,6 +421,7 @@ impl Inventory {
         for g in self.groups.values_mut() {
             g.hosts.retain(|h| h != name);
         }
+        self.listed.retain(|(_, h)| h != name);
         self.index_memberships();
         Ok(())
     }
@@ -371,8 +452,8 @@ fn read_vars(path: &Path) -> Result<Map<String, Value>> {
         }
         return Ok(out);
     }
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(read_capped(path)?)
+        .map_err(|_| anyhow!("vars file {} is not UTF-8 text", path.display()))?;
     match crate::job::parse_yaml_or_json(&text)
         .with_context(|| format!("vars file {}", path.display()))?
     {

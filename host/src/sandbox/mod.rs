@@ -596,7 +596,8 @@ pub fn run_script(
         };
         let mut store = Store::new(&guest.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let deadline = limits.time_budget.map(|b| started + b);
+        // A budget beyond the clock's range is no deadline (settings cap it far below that).
+        let deadline = limits.time_budget.and_then(|b| started.checked_add(b));
         let stop_cb = Arc::clone(&stop);
         store.set_epoch_deadline(1);
         let mut scratch_guard = ScratchGuard::new(mounts.scratch.clone(), limits.scratch_bytes);
@@ -645,13 +646,24 @@ pub fn run_script(
         let hit = store.data().limiter.hit;
         match rc {
             Ok(rc) => Ok((rc, hit)),
-            Err(e) => Err(anyhow!("{e:?}")).map_err(|e| {
-                if hit {
-                    anyhow!("out of memory: {e}")
+            // `os._exit(n)` (WASI proc_exit): the script chose its exit code.
+            Err(e) if e.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() => {
+                let code = e
+                    .downcast_ref::<wasmtime_wasi::I32Exit>()
+                    .map_or(1, |x| x.0);
+                Ok((code, hit))
+            }
+            Err(e) => {
+                // The wasm backtrace is for us, not for the job output.
+                crate::logln!("the guest trapped: {e:?}");
+                let why = format!("{e:#}");
+                let why = why.lines().next().unwrap_or("").to_string();
+                Err(if hit {
+                    anyhow!("out of memory: {why}")
                 } else {
-                    e
-                }
-            }),
+                    anyhow!("{why}")
+                })
+            }
         }
     })();
     output.finish();

@@ -7,7 +7,6 @@ temp paths, the directory each run used, where each looked for controller files,
 own chatter (Ansible's transport, not the plugin)."""
 
 import io
-import json
 import re
 import shutil
 import sys
@@ -16,8 +15,8 @@ import uuid
 
 import pytest
 
-from test_ansible_modules import (SETUP, VOLATILE, ansible_playbook_results, http_root,  # noqa: F401
-                                  normalise, our_results)
+from test_ansible_modules import (SETUP, VOLATILE, ansible_playbook_results, difference,  # noqa: F401
+                                  http_root, normalise, our_results)
 from testbed import Testbed
 
 HELLO = "#!/bin/sh\necho out $1\necho err >&2\nexit ${2:-0}\n"
@@ -122,11 +121,8 @@ def test_action_plugins_match_ansible_playbook(testbed, http_root, tmp_path, cor
             continue
         o = clean(ores, ours_dir, str(tmp_path / "ours" / "scripts"))
         t = clean(tres, ans_dir, str(tmp_path / "ans-pdd" / "project"))
-        if (oev, o) != (tev, t):
-            keys = sorted(k for k in set(o) | set(t) if o.get(k, "<absent>") != t.get(k, "<absent>"))
-            diffs.append(f"step {i} ({module}): ours {oev}, theirs {tev}; keys differing: "
-                         + "; ".join(f"{k}: ours {json.dumps(o.get(k, '<absent>'))[:600]} theirs "
-                                     f"{json.dumps(t.get(k, '<absent>'))[:600]}" for k in keys))
+        diffs.append(difference(f"step {i} ({module})", (oev, o), (tev, t)))
+    diffs = [d for d in diffs if d]
     assert not diffs, "\n".join(diffs)
     # Only staged copies of the script's own files were ever handed to the plugin: none is left.
     assert not list(tmp_path.glob("**/ftl2-stage-*"))

@@ -179,6 +179,18 @@ def normalise(value, p: str, tag: str):
     return value
 
 
+def difference(label: str, ours, theirs, names=("ours", "theirs")) -> str | None:
+    """How two (event, res) pairs differ, key by key; None when they are the same."""
+    (oev, o), (tev, t) = ours, theirs
+    if (oev, o) == (tev, t):
+        return None
+    a, b = names
+    keys = sorted(k for k in set(o) | set(t) if o.get(k, "<absent>") != t.get(k, "<absent>"))
+    return (f"{label}: {a} {oev}, {b} {tev}; keys differing: "
+            + "; ".join(f"{k}: {a} {json.dumps(o.get(k, '<absent>'))[:600]} {b} "
+                        f"{json.dumps(t.get(k, '<absent>'))[:600]}" for k in keys))
+
+
 def path_for(core: str) -> str:
     assert (CORES[core] / "ansible-playbook").is_file(), f"ansible-core {core} is not installed in {CORES[core]}"
     return f"{CORES[core]}:{VENV_BIN}:{os.environ['PATH']}"
@@ -257,11 +269,8 @@ def test_ansible_modules_match_ansible_playbook(testbed, http_root, bare_repo, t
         if setup:
             continue
         o, t = normalise(ores, ours_dir, ours_tag), normalise(tres, ans_dir, ans_tag)
-        if (oev, o) != (tev, t):
-            keys = sorted(k for k in set(o) | set(t) if o.get(k, "<absent>") != t.get(k, "<absent>"))
-            diffs.append(f"step {i} ({module}): ours {oev}, theirs {tev}; keys differing: "
-                         + "; ".join(f"{k}: ours {json.dumps(o.get(k, '<absent>'))[:600]} theirs "
-                                     f"{json.dumps(t.get(k, '<absent>'))[:600]}" for k in keys))
+        diffs.append(difference(f"step {i} ({module})", (oev, o), (tev, t)))
+    diffs = [d for d in diffs if d]
     assert not diffs, "\n".join(diffs)
     for d in (ours_dir, ans_dir):
         shutil.rmtree(d, ignore_errors=True)
@@ -563,9 +572,6 @@ def test_native_modules_report_what_the_real_modules_report(testbed, tmp_path, c
                 b.pop("invocation", None)
             if core == "2.15" and module == "file":
                 b.pop("diff", None)
-        if (nev, a) != (rev, b):
-            keys = sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
-            diffs.append(f"{module} {json.dumps(args)}: native {nev}, real {rev}; "
-                         + "; ".join(f"{k}: native {json.dumps(a.get(k, '<absent>'))[:400]} real "
-                                     f"{json.dumps(b.get(k, '<absent>'))[:400]}" for k in keys))
+        diffs.append(difference(f"{module} {json.dumps(args)}", (nev, a), (rev, b), ("native", "real")))
+    diffs = [d for d in diffs if d]
     assert not diffs, "\n".join(diffs)

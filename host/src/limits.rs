@@ -46,6 +46,16 @@ fn nofile() -> Option<libc::rlimit> {
     (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
 }
 
+/// A size or count cap from the environment variable `var` (a positive integer), else `default`:
+/// the caps on untrusted input (inventories, YAML) are the admin's to move.
+pub fn env_cap(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -17,18 +17,10 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// the size of their file.
 const MAX_ALIAS_VALUES: usize = 1_000_000;
 
-fn cap(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
-}
-
 /// Parse a YAML (or JSON) document into a JSON value; an empty document is `null`.
 pub fn parse(text: &str) -> Result<Value> {
     let mut loader = Loader {
-        max_alias_values: cap("FTL2_YAML_MAX_ALIAS_VALUES", MAX_ALIAS_VALUES),
+        max_alias_values: crate::limits::env_cap("FTL2_YAML_MAX_ALIAS_VALUES", MAX_ALIAS_VALUES),
         ..Loader::default()
     };
     let mut parser = Parser::new_from_str(text);

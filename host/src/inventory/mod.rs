@@ -22,21 +22,13 @@ use std::path::{Path, PathBuf};
 /// Most hosts an inventory may hold after range expansion (`FTL2_INVENTORY_MAX_HOSTS`, default
 /// 100,000): `web[0:99999999]` must be an error, not an out-of-memory kill.
 pub fn max_hosts() -> usize {
-    env_cap("FTL2_INVENTORY_MAX_HOSTS", 100_000)
+    crate::limits::env_cap("FTL2_INVENTORY_MAX_HOSTS", 100_000)
 }
 
 /// Largest inventory or vars file read (`FTL2_INVENTORY_MAX_BYTES`, default 64 MiB); an
 /// `inventory` of `/dev/zero` ends here.
 fn max_bytes() -> usize {
-    env_cap("FTL2_INVENTORY_MAX_BYTES", 64 << 20)
-}
-
-fn env_cap(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
+    crate::limits::env_cap("FTL2_INVENTORY_MAX_BYTES", 64 << 20)
 }
 
 /// A file's bytes, at most [`max_bytes`] of them (else an error naming the cap).

@@ -244,3 +244,60 @@ def test_facts_cached_by_awx_are_host_vars(tmp_path):
     assert "facts CachedOS 1234 False" in out, out
     # The cache travels back to AWX unchanged when nothing gathered new facts.
     assert res.artifacts().read("fact_cache/web1") == cached
+
+
+FTL2_STYLE = '''
+import asyncio
+import sys
+from ftl2 import automation
+
+async def main():
+    async with automation(quiet=True) as ftl:
+        r = await ftl.local.command(cmd="echo hello")
+        print("type", type(r).__name__)
+        print("stdout", r["stdout"].strip(), "rc", r["rc"], "changed", r["changed"])
+        p = await ftl.local.ping()
+        print("ping", p["ping"])
+    print("name", __name__, "argv0", sys.argv[0].rsplit("/", 1)[-1])
+    return 3
+
+if __name__ == "__main__":
+    rc = asyncio.run(main())
+    print("main returned", rc)
+'''
+PRINTED = ("type ", "stdout ", "ping ", "name ", "main returned ")
+
+
+def test_a_script_in_ftl2_style_runs_unchanged_as_under_ftl2(tmp_path):
+    """FTL2's own way to write a script (no run(); asyncio.run(main()) under the __main__ guard),
+    run by the real FTL2 0.4.7 and by a job: the same printed lines."""
+    import subprocess
+
+    from test_ansible_modules import NEWEST_BIN
+
+    script = tmp_path / "ftl2_style.py"
+    script.write_text(FTL2_STYLE)
+    real = subprocess.run([str(NEWEST_BIN / "python"), str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert real.returncode == 0, f"FTL2 0.4.7 is not usable in {NEWEST_BIN} (.ci/run installs it): {real.stderr[-2000:]}"
+    theirs = [l for l in real.stdout.splitlines() if l.startswith(PRINTED)]
+    res, out = job(tmp_path / "ours", FTL2_STYLE, name="ftl2_style.py")
+    ours = [l for l in out.splitlines() if l.startswith(PRINTED)]
+    assert len(theirs) == 5 and ours == theirs, (ours, theirs)
+    assert res.final_status == "successful", out
+
+
+def test_ftl2_style_scripts_get_extravars_exit_codes_and_a_warning_when_nothing_ran(tmp_path):
+    res, out = job(tmp_path / "a", """
+        import sys
+        from ftl2.job import extravars
+        print("greeting is", extravars["greeting"])
+        sys.exit(4)
+    """)
+    assert "greeting is hello" in out and res.final_status == "failed" and "rc=4" in res.statuses[-1]["job_explanation"]
+    res, out = job(tmp_path / "b", """
+        async def runn(inventory_path, extravars, runner):
+            pass
+    """)
+    assert res.final_status == "successful"
+    assert "defines no run() and entered no automation(): nothing ran on any host" in out, out

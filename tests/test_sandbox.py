@@ -309,7 +309,7 @@ def test_a_million_custom_events_are_capped(tmp_path):
 
 @pytest.mark.parametrize("source,words,rc", [
     ("async def run(a, b, c)\n    return 0\n", "SyntaxError", 1),
-    ("x = 1\n", "defines no run()", 1),
+    ("run = 1\n", "defines no run()", 1),
     ("async def run(a, b, c):\n    raise ValueError('kaboom')\n", "ValueError: kaboom", 1),
     ("import sys\nasync def run(a, b, c):\n    sys.exit(3)\n", "rc=3", 3),
     ("import nosuchmodule\nasync def run(a, b, c):\n    return 0\n", "ModuleNotFoundError", 1),

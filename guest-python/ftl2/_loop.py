@@ -42,6 +42,15 @@ class WasiEventLoop(asyncio.BaseEventLoop):
         super().close()
 
 
+_asyncio_run = asyncio.run
+
+
 def run(coro):
     """Run a coroutine to completion on a fresh WASI loop."""
-    return asyncio.run(coro, loop_factory=WasiEventLoop)
+    return _asyncio_run(coro, loop_factory=WasiEventLoop)
+
+
+def run_like_asyncio(main, *, debug=None, loop_factory=None):
+    """`asyncio.run` for scripts: the same call, always on the WASI loop (the default loop
+    cannot start in WASI)."""
+    return run(main)

@@ -1,5 +1,7 @@
-"""Loading and running the job's script: `async def run(inventory_path, extravars, runner)`."""
+"""Loading and running the job's script: `async def run(inventory_path, extravars, runner)`, or a
+script in FTL2's own style (no `run()`), run as `__main__` with `asyncio.run` on the WASI loop."""
 
+import ast
 import inspect
 import json
 import os
@@ -8,7 +10,8 @@ import traceback
 import types
 
 from . import _host, _loop
-from .automation import any_failures, automation
+from . import job as _job  # noqa: F401 - packaged with the guest for FTL2-style scripts
+from .automation import any_failures, automation, contexts_entered
 
 
 class Runner:
@@ -79,11 +82,14 @@ def main(script_path, inventory_path, extravars_json):
     if script_dir not in sys.path:
         sys.path.insert(0, script_dir)
     try:
-        code = compile(source, script_path, "exec")
+        tree = ast.parse(source, script_path)
+        code = compile(tree, script_path, "exec")
     except SyntaxError:
         traceback.print_exc()
         return _fail(f"ERROR! the script {script_path} has a syntax error (see above)")
     os._exit = _hard_exit
+    if not _defines_run(tree):
+        return _run_as_main(code, script_path, inventory_path, extravars_json)
     module = types.ModuleType("__ftl2_script__")
     module.__file__ = script_path
     sys.modules["__ftl2_script__"] = module
@@ -138,6 +144,49 @@ def _in_range(code, what):
         return code
     return _fail(f"ERROR! {what} {_short(code)}, which is out of range for an exit code "
                  "(from -2147483648 to 2147483647)")
+
+
+def _defines_run(tree):
+    """Whether the script defines `run` at its top level (a function, or a name bound to one)."""
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "run":
+            return True
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "run" for t in node.targets):
+            return True
+    return False
+
+
+def _run_as_main(code, script_path, inventory_path, extravars_json):
+    """A script in FTL2's own style: executed as `__main__` (so `if __name__ == "__main__":
+    asyncio.run(main())` runs), `asyncio.run` driven by the WASI loop, the job's extra variables
+    in `ftl2.job`. Its exit code is `sys.exit`'s (0 when it ends normally)."""
+    import asyncio
+
+    job = _job
+    try:
+        job.extravars = json.loads(extravars_json) if extravars_json else {}
+    except ValueError as e:
+        return _fail(f"ERROR! extravars are not valid JSON: {e}")
+    job.inventory_path = inventory_path
+    asyncio.run = _loop.run_like_asyncio
+    module = types.ModuleType("__main__")
+    module.__file__ = script_path
+    sys.modules["__main__"] = module
+    sys.argv[:] = [script_path]
+    try:
+        exec(code, module.__dict__)
+    except _HardExit as e:
+        return _in_range(e.code, "os._exit() was given")
+    except SystemExit as e:
+        return _exit_code(e)
+    except BaseException:
+        traceback.print_exc()
+        return _fail("ERROR! the script raised an exception (see the traceback above)")
+    if not contexts_entered():
+        print(f"[WARNING]: the script {script_path} defines no run() and entered no automation(): "
+              "nothing ran on any host (a script runs `async def run(inventory_path, extravars, runner)`, "
+              "or `asyncio.run(main())` under `if __name__ == \"__main__\":`)", file=sys.stderr)
+    return 0
 
 
 async def _awaited(awaitable):

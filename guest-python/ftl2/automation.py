@@ -259,6 +259,8 @@ class AutomationContext:
 
     # -- context management ----------------------------------------------------------------
     async def __aenter__(self):
+        global _entered
+        _entered += 1
         _host.play_start(self._name or "")
         if self._pending_inventory:
             _load_dict_inventory(self, self._pending_inventory)
@@ -444,6 +446,15 @@ def _load_dict_inventory(ctx, inv):
         for hostname, hostvars in hosts.items():
             groups = [] if group in ("all", "ungrouped") else [group]
             _check(lambda: _host.add_host(hostname, groups, dict(hostvars or {})))
+
+
+# How many automation contexts the script entered (a script with none ran nothing).
+_entered = 0
+
+
+def contexts_entered():
+    """How many `automation()` contexts the script has entered so far."""
+    return _entered
 
 
 def automation(**kwargs):

@@ -301,3 +301,22 @@ def test_ftl2_style_scripts_get_extravars_exit_codes_and_a_warning_when_nothing_
     """)
     assert res.final_status == "successful"
     assert "defines no run() and entered no automation(): nothing ran on any host" in out, out
+
+
+def test_task_events_carry_the_script_line_as_task_path(tmp_path):
+    """AWX shows event_data.task_path (a playbook's file:line); a script's calls carry theirs,
+    also when gathered or made through run_on; with -vv the output names it as Ansible does."""
+    res, out = api_job(tmp_path, """
+        import asyncio
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                await ftl.web.ping(_name="direct")
+                await asyncio.gather(ftl.db.ping(_name="gathered"), ftl.run_on("web1", "ping", _name="run_on"))
+            return 0
+    """, kwargs={"cmdline": "-vv"})
+    assert res.final_status == "successful", out
+    script = str(tmp_path / "scripts" / "main.py")
+    paths = {e["event_data"]["task"]: e["event_data"]["task_path"] for e in res.events
+             if e["event"] == "playbook_on_task_start"}
+    assert paths == {"direct": f"{script}:5", "gathered": f"{script}:6", "run_on": f"{script}:6"}, paths
+    assert f"task path: {script}:5" in out, out

@@ -11,6 +11,8 @@ Forms scripts use (see FTL2-API.md):
 
 import asyncio
 import fnmatch
+import os
+import sys
 import time
 
 from . import _host
@@ -182,7 +184,7 @@ class _Module:
         return _Module(self._ctx, self._target, f"{self._name}.{part}", self._controller)
 
     def __call__(self, **params):
-        return self._ctx._call(self._target, self._name, params, self._controller)
+        return self._ctx._call(self._target, self._name, params, self._controller, _call_site())
 
     def __repr__(self):
         return f"<module {self._name} on {self._target}>"
@@ -335,14 +337,15 @@ class AutomationContext:
         self._refresh()
 
     # -- running modules -------------------------------------------------------------------
-    async def run_on(self, target, module, **params):
+    def run_on(self, target, module, **params):
+        """Run `module` on `target` (a pattern, host, group, HostTarget or a list of them)."""
         if isinstance(target, HostTarget):
             target = target._target
         elif isinstance(target, (list, tuple, set)):
             target = ":".join(t._target if isinstance(t, HostTarget) else str(t) for t in target)
-        return await self._call(str(target), module, params, controller=False)
+        return self._call(str(target), module, params, False, _call_site())
 
-    async def _call(self, target, module, params, controller):
+    async def _call(self, target, module, params, controller, site=""):
         if _is_excluded(module):
             raise ExcludedModuleError(
                 f"{module} is a playbook keyword, not a module; FTL2 scripts use Python for it"
@@ -379,6 +382,8 @@ class AutomationContext:
             raise ValueError("_poll applies to a call with _async (seconds it may run in the background)")
         if self._check_mode is not None:
             options["check_mode"] = bool(self._check_mode)
+        if site:
+            options["task_path"] = site
         self._notify({"event": "module_start", "module": module, "host": target})
         started = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -446,6 +451,19 @@ def _load_dict_inventory(ctx, inv):
         for hostname, hostvars in hosts.items():
             groups = [] if group in ("all", "ungrouped") else [group]
             _check(lambda: _host.add_host(hostname, groups, dict(hostvars or {})))
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _call_site():
+    """`file:line` of the script line that made the call being set up (Ansible's task path):
+    the nearest caller outside this package, taken when the call is made, before any task or
+    gather separates the coroutine from the line that made it."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
 
 
 # How many automation contexts the script entered (a script with none ran nothing).

@@ -111,6 +111,7 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
         args: Map::new(),
         ignore_errors: false,
         no_log: false,
+        path: String::new(),
     };
     let task = tree
         .lock()

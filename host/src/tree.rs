@@ -73,6 +73,8 @@ pub struct TaskInfo {
     pub ignore_errors: bool,
     /// `no_log`: results are censored in events.
     pub no_log: bool,
+    /// Where the script made the call (`file:line`, Ansible's task path); empty if unknown.
+    pub path: String,
 }
 
 /// One host's result for the tree.
@@ -233,7 +235,7 @@ impl EventTree {
             task_args_text(&block.info.args)
         };
         d.insert("task_args".into(), json!(task_args));
-        d.insert("task_path".into(), json!(""));
+        d.insert("task_path".into(), json!(block.info.path));
         d
     }
 
@@ -259,11 +261,20 @@ impl EventTree {
         let mut d = self.task_data(&block);
         d.insert("name".into(), json!(block.info.name));
         d.insert("is_conditional".into(), json!(false));
+        let mut stdout = format!("\r\n{}", banner(&format!("TASK [{}]", block.info.name)));
+        // `-vv`: the default callback names the task's place in the playbook; ours, the script's.
+        if self.style.verbosity >= 2 && !block.info.path.is_empty() {
+            let line = format!("task path: {}", block.info.path);
+            stdout.push_str(&format!(
+                "\r\n{}",
+                self.style.paint(&line, crate::display::DEBUG)
+            ));
+        }
         let ev = Event {
             event: "playbook_on_task_start",
             uuid: block.uuid.clone(),
             parent_uuid: Some(play_uuid),
-            stdout: format!("\r\n{}", banner(&format!("TASK [{}]", block.info.name))),
+            stdout,
             trailing_newlines: 1,
             event_data: d,
         };

@@ -176,6 +176,11 @@ impl Bridge {
                 .get("no_log")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            path: options
+                .get("task_path")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
         };
         let task = self
             .tree

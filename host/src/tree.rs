@@ -136,8 +136,8 @@ pub struct EventTree {
     play: Option<(String, String, String)>, // (name, uuid, pattern)
     tasks: VecDeque<TaskBlock>,
     next_id: TaskId,
+    /// Per host, by name: the recap lists hosts sorted, as the default callback does.
     stats: BTreeMap<String, HostStats>,
-    host_order: Vec<String>,
     style: Style,
     /// Per task and host: the uuid of the `async_status` pseudo-task its polls run as.
     poll_tasks: HashMap<(TaskId, String), String>,
@@ -154,7 +154,6 @@ impl EventTree {
             tasks: VecDeque::new(),
             next_id: 1,
             stats: BTreeMap::new(),
-            host_order: Vec::new(),
             style,
             poll_tasks: HashMap::new(),
         }
@@ -480,9 +479,6 @@ impl EventTree {
     }
 
     fn count(&mut self, host: &str, status: HostStatus, ignored: bool, changed: bool) {
-        if !self.stats.contains_key(host) {
-            self.host_order.push(host.to_string());
-        }
         let s = self.stats.entry(host.to_string()).or_default();
         match status {
             HostStatus::Ok => s.ok += 1,
@@ -564,9 +560,9 @@ impl EventTree {
         d.insert("skipped".into(), pick(|s| s.skipped));
         d.insert("artifact_data".into(), json!({}));
         let hosts: Vec<(String, HostStats)> = self
-            .host_order
+            .stats
             .iter()
-            .map(|h| (h.clone(), self.stats[h].clone()))
+            .map(|(h, s)| (h.clone(), s.clone()))
             .collect();
         // Ad hoc commands print no recap; their stats event has no text.
         let (text, trailing) = if self.style.adhoc {

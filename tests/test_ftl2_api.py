@@ -194,15 +194,20 @@ def test_add_and_remove_hosts_at_run_time(tmp_path):
     assert "added ['newbox'] True" in out and "removed False" in out, out
 
 
-def test_limit_from_awx_restricts_every_target(tmp_path):
+def test_limit_from_awx_restricts_every_target_but_the_controller(tmp_path):
     res, out = api_job(tmp_path, """
         async def run(inventory_path, extravars, runner):
             async with runner.automation() as ftl:
                 print("web", [r.host for r in await ftl.web.ping()])
                 print("all", [r.host for r in await ftl.run_on("all", "ping")])
+                # The controller is not an inventory host (a playbook's delegate_to: localhost).
+                print("controller", (await ftl.ping())["ping"], (await ftl.local.command(cmd="echo c"))["stdout"])
+                print("localhost as a host", [r.host for r in await ftl.run_on("localhost", "ping")])
             return 0
     """, extra=[("env/cmdline", 0o600, b"-l web1")])
+    assert res.final_status == "successful", out
     assert "web ['web1']" in out and "all ['web1']" in out, out
+    assert "controller pong c" in out and "localhost as a host []" in out, out
 
 
 def test_user_on_event_callback_gets_ftl2_events(tmp_path):

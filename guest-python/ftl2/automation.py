@@ -384,6 +384,8 @@ class AutomationContext:
             options["check_mode"] = bool(self._check_mode)
         if site:
             options["task_path"] = site
+        if controller:
+            options["controller"] = True
         self._notify({"event": "module_start", "module": module, "host": target})
         started = time.monotonic()
         loop = asyncio.get_running_loop()

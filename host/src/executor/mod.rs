@@ -114,9 +114,19 @@ impl Executor {
 
     /// Hosts matching `pattern`, limited by the job's `--limit`, in inventory order.
     pub fn list_hosts(&self, pattern: &str) -> Result<Vec<String>> {
+        self.select(pattern, true)
+    }
+
+    /// The controller for a call the script makes there (`ftl.ping()`, `ftl.local.*`): like a
+    /// playbook's `delegate_to: localhost`, not subject to `--limit`, which selects inventory hosts.
+    pub fn controller_hosts(&self, pattern: &str) -> Result<Vec<String>> {
+        self.select(pattern, false)
+    }
+
+    fn select(&self, pattern: &str, limited: bool) -> Result<Vec<String>> {
         let inv = self.inv();
         let mut hosts = inv.select(pattern)?;
-        if let Some(limit) = &self.settings.limit {
+        if limited && let Some(limit) = &self.settings.limit {
             let allowed = inv.select(limit)?;
             hosts.retain(|h| allowed.contains(h));
         }

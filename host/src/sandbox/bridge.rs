@@ -98,7 +98,13 @@ impl Bridge {
             _ => Map::new(),
         };
         let tx = self.done_tx.clone();
-        let hosts = match self.executor.list_hosts(&target) {
+        let controller = options.get("controller").and_then(Value::as_bool) == Some(true);
+        let listed = if controller {
+            self.executor.controller_hosts(&target)
+        } else {
+            self.executor.list_hosts(&target)
+        };
+        let hosts = match listed {
             Ok(h) => h,
             Err(e) => {
                 self.warn(&format!("invalid host pattern {target:?}: {e:#}"));

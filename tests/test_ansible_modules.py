@@ -575,3 +575,39 @@ def test_native_modules_report_what_the_real_modules_report(testbed, tmp_path, c
         diffs.append(difference(f"{module} {json.dumps(args)}", (nev, a), (rev, b), ("native", "real")))
     diffs = [d for d in diffs if d]
     assert not diffs, "\n".join(diffs)
+
+
+@pytest.mark.parametrize("core", ["newest", "2.19", "2.15"])
+def test_changed_when_and_failed_when_as_ansible_playbook_applies_them(testbed, tmp_path, core):
+    """`_changed_when`/`_failed_when` (booleans) against a playbook's `changed_when`/`failed_when`,
+    on a native module and a real one."""
+    import ansible_runner
+
+    calls = [
+        ("command", {"cmd": "echo hi"}, {"changed_when": False}),
+        ("command", {"cmd": "false"}, {"failed_when": False}),
+        ("command", {"cmd": "echo hi"}, {"changed_when": False, "failed_when": True}),
+        ("getent", {"database": "passwd", "key": "root"}, {"changed_when": True}),
+        ("getent", {"database": "passwd", "key": "no-such-user-ftl2"}, {"failed_when": False}),
+    ]
+    inventory = testbed.ini_inventory()
+    ours, res = our_results(tmp_path / "ours", inventory,
+                            [(m, {**a, **{f"_{k}": v for k, v in kw.items()}}) for m, a, kw in calls], None, core)
+    pdd = tmp_path / "ans-pdd"
+    (pdd / "project").mkdir(parents=True)
+    (pdd / "inventory").mkdir()
+    (pdd / "inventory" / "hosts").write_text(inventory)
+    tasks = [{"name": f"step {i}", m: a, "ignore_errors": True, **kw} for i, (m, a, kw) in enumerate(calls)]
+    (pdd / "project" / "site.yml").write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}]))
+    r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True, envvars=env_for(core))
+    theirs = [(e["event"], e["event_data"].get("res", {})) for e in r.events if e["event"] in RESULT_EVENTS]
+    assert len(ours) == len(theirs) == len(calls), res.stdout[-3000:]
+    def kept_difference(m, t):
+        # Up to 2.19 results carry `invocation`, which the native command does not (DESIGN.md).
+        return {k: v for k, v in t.items() if not (k == "invocation" and m == "command")}
+
+    diffs = [difference(f"step {i} ({m} {kw})", (oev, normalise(o, "\0", "\0")),
+                        (tev, normalise(kept_difference(m, t), "\0", "\0")))
+             for i, ((m, _, kw), (oev, o), (tev, t)) in enumerate(zip(calls, ours, theirs))]
+    diffs = [d for d in diffs if d]
+    assert not diffs, "\n".join(diffs)

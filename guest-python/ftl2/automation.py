@@ -364,9 +364,14 @@ class AutomationContext:
         # Task keywords, as Ansible has them on tasks: _no_log, _ignore_errors, _become,
         # _become_user, _async/_poll (run in the background, checked every _poll seconds) and
         # _tags (run only when the job's --tags/--skip-tags select it).
-        for key in ("no_log", "ignore_errors", "become", "become_user", "async", "poll", "tags"):
+        for key in ("no_log", "ignore_errors", "become", "become_user", "async", "poll", "tags",
+                    "changed_when", "failed_when"):
             if f"_{key}" in params:
                 options[key] = params.pop(f"_{key}")
+        for key in ("changed_when", "failed_when"):
+            if key in options and not isinstance(options[key], bool):
+                raise TypeError(f"_{key} must be True or False, not {options[key]!r}: decide it in Python "
+                                "(a playbook's expression is a condition the script can compute)")
         if "tags" in options:
             tags = options["tags"]
             if isinstance(tags, str):

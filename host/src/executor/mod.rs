@@ -37,6 +37,43 @@ pub struct CallOptions {
     pub no_log: bool,
     /// `async`/`poll`: run in the background on the host, as Ansible's async does.
     pub asynchronous: Option<ansible::Async>,
+    /// `changed_when` (a boolean): what `changed` the result reports.
+    pub changed_when: Option<bool>,
+    /// `failed_when` (a boolean): whether the result is a failure, whatever the module said.
+    pub failed_when: Option<bool>,
+}
+
+/// `changed_when`/`failed_when` applied to a result as TaskExecutor applies them: by the EE's
+/// own ansible-core when it has one (versions differ: 2.21 adds `changed_when_result` and turns a
+/// failure into its error summary), else as ansible-core does up to 2.19: `changed` replaced;
+/// `failed` and `failed_when_result` both set.
+async fn apply_when(
+    result: &mut Map<String, Value>,
+    opts: &CallOptions,
+    ansible: &ansible::AnsibleModules,
+) {
+    if result.get("unreachable").and_then(Value::as_bool) == Some(true)
+        || (opts.changed_when.is_none() && opts.failed_when.is_none())
+    {
+        return;
+    }
+    if let Some(done) = ansible
+        .when(result, opts.changed_when, opts.failed_when, opts.no_log)
+        .await
+    {
+        *result = done;
+        return;
+    }
+    if let Some(changed) = opts.changed_when {
+        result.insert("changed".into(), json!(changed));
+    }
+    if let Some(failed) = opts.failed_when {
+        result.insert("failed_when_result".into(), json!(failed));
+        result.insert("failed".into(), json!(failed));
+        if !failed && let Some(e) = result.remove("exception") {
+            result.insert("failed_when_suppressed_exception".into(), e);
+        }
+    }
 }
 
 /// Receives per-host progress of a call, in the order things happen.
@@ -345,7 +382,7 @@ impl Executor {
             asynchronous: opts.asynchronous,
             on_async: &on_async,
         };
-        let result = match modules::run(module, args, &ctx).await {
+        let mut result = match modules::run(module, args, &ctx).await {
             Ok(r) => r,
             // Out of descriptors on the controller: the job's limit, not the host's fault.
             Err(u) if u.is_local_limit() => failed_result(format!(
@@ -360,6 +397,7 @@ impl Executor {
                 unreachable_result(u.0)
             }
         };
+        apply_when(&mut result, opts, &self.ansible).await;
         if let Some(Value::Object(facts)) = result.get("ansible_facts") {
             self.learn_facts(host, facts);
         }

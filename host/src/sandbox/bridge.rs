@@ -149,6 +149,8 @@ impl Bridge {
                     limit,
                     poll: options.get("poll").and_then(Value::as_u64).unwrap_or(15),
                 }),
+            changed_when: options.get("changed_when").and_then(Value::as_bool),
+            failed_when: options.get("failed_when").and_then(Value::as_bool),
         };
         let name = options
             .get("name")

@@ -27,6 +27,8 @@
 #       {"call": N, "for": id, "what": "find", "kind", "path"}          -> {"path"} | {"searched"}
 #       {"call": N, "for": id, "what": "reset"}                         -> {}
 #     answered by {"reply": N, ...} lines ({"unreachable": msg} when the host is gone, {"error"}).
+#   {"op": "when", "result", "changed_when", "failed_when", "no_log"} -> the result as this version's
+#                                                   TaskExecutor leaves it after those keywords
 # Every request carries an "id", echoed in its answer: {"ok": true, ...} or {"ok": false, "msg"}.
 import base64
 import difflib
@@ -469,6 +471,45 @@ def _finished_action_result(result, no_log):
     return _task_defaults(data)
 
 
+def op_when(req):
+    """A call's `changed_when`/`failed_when` (booleans) applied to its result by this version's
+    own TaskExecutor logic (2.21's UnifiedTaskResult setters and error normalization; earlier,
+    its dict updates)."""
+    result = dict(req.get("result") or {})
+    cw, fw = req.get("changed_when"), req.get("failed_when")
+    try:
+        from ansible._internal._task import UnifiedTaskResult  # 2.21+
+    except ImportError:
+        UnifiedTaskResult = None
+    if UnifiedTaskResult is not None and hasattr(UnifiedTaskResult, "set_failed_when_result"):
+        from ansible.errors import AnsibleTaskError
+
+        utr = UnifiedTaskResult.from_action_result_dict(result)
+        if cw is not None:
+            utr.set_changed_when_result(bool(cw))
+        if fw is not None:
+            utr.set_failed_when_result(bool(fw))
+        try:
+            utr.maybe_raise_on_result()
+        except Exception as ex:  # noqa: BLE001 - as TaskExecutor._execute normalizes it
+            try:
+                raise AnsibleTaskError() from ex
+            except AnsibleTaskError as atex:
+                utr = UnifiedTaskResult._create_from_exception(atex, accept_result_contribution=True,
+                                                               source_is_module=False)
+        return {"result": _task_defaults(_plain(utr.as_result_dict(for_round_trip=True)))}
+    from ansible.executor import task_executor
+
+    if cw is not None:
+        result["changed"] = bool(cw)
+    if fw is not None:
+        result["failed_when_result"] = result["failed"] = bool(fw)
+        if not fw and "failed_when_suppressed_exception" in inspect.getsource(task_executor) \
+                and result.get("exception"):
+            result["failed_when_suppressed_exception"] = result.pop("exception")
+    return {"result": _finished_action_result(result, req.get("no_log"))}
+
+
 def _native(data):
     """Results as callbacks see them: 2.19+ turns its error/warning objects into plain values."""
     try:
@@ -772,6 +813,7 @@ OPS = {
     "mkdtemp": op_mkdtemp,
     "async_build": op_async_build,
     "action_run": op_action_run,
+    "when": op_when,
 }
 
 

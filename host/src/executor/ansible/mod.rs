@@ -444,6 +444,30 @@ impl AnsibleModules {
         Ok((result, strings(parsed.get("warnings"))))
     }
 
+    /// A result with `changed_when`/`failed_when` applied by the EE's own ansible-core (None
+    /// without one: the caller applies them itself).
+    pub async fn when(
+        &self,
+        result: &Map<String, Value>,
+        changed_when: Option<bool>,
+        failed_when: Option<bool>,
+        no_log: bool,
+    ) -> Option<Map<String, Value>> {
+        self.core().await?;
+        let helper = self.helper().await.ok()?;
+        let mut answer = helper
+            .request(json!({
+                "op": "when", "result": result, "changed_when": changed_when,
+                "failed_when": failed_when, "no_log": no_log,
+            }))
+            .await
+            .ok()?;
+        match answer.remove("result") {
+            Some(Value::Object(r)) => Some(r),
+            _ => None,
+        }
+    }
+
     /// Whether the EE's ansible-core can run modules for this job (starts the helper).
     pub async fn available(&self) -> bool {
         self.helper().await.is_ok()

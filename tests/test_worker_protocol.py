@@ -1,5 +1,6 @@
 """The worker protocol against the real ansible-runner 2.4.3 peer (transmit and process)."""
 
+import io
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -445,10 +447,15 @@ def test_cancel_while_receiving(tmp_path, sig):
     assert err == b""
     assert proc.returncode == 254
     assert elapsed < 2.0, f"cancel took {elapsed:.1f}s"
-    lines, _ = parse_worker_stream(out)
-    assert lines[-2]["status"] == "canceled"
-    r, _, _ = process(out, tmp_path / "api")
+    lines, zipped = parse_worker_stream(out)
+    assert [l for l in lines if "status" in l][-1]["status"] == "canceled"
+    r, _, _ = process(out, tmp_path / "api", ident="slow")
     assert r.status == "canceled"
+    # The artifacts AWX reads exist even though the job never fully arrived.
+    names = set(zipfile.ZipFile(io.BytesIO(zipped)).namelist())
+    assert {"status", "rc", "stdout"} <= names, names
+    assert (tmp_path / "api" / "artifacts" / "slow" / "status").read_text() == "canceled"
+    assert (tmp_path / "api" / "artifacts" / "slow" / "rc").read_text() == "254"
 
 
 def test_delete_removes_the_dir_before_and_after(tmp_path):

@@ -63,23 +63,33 @@ pub struct JobSettings {
     pub local_play: bool,
 }
 
+/// The job's `ident` kwarg (AWX's job id), checked to name an artifacts directory; None when
+/// not given (a job then gets a fresh one).
+pub fn given_ident(kwargs: &Map<String, Value>) -> Result<Option<String>> {
+    let ident = match kwargs.get("ident") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => bail!("kwarg ident must be a string or an integer, not {other}"),
+    };
+    if ident.is_empty()
+        || ident.contains('/')
+        || ident == "."
+        || ident == ".."
+        || ident.contains('\0')
+    {
+        bail!("kwarg ident {ident:?} cannot name an artifacts directory");
+    }
+    Ok(Some(ident))
+}
+
 impl JobSettings {
     /// Gather the settings from `kwargs` and the unpacked private data dir `pdd`.
     pub fn load(pdd: &Path, kwargs: &Map<String, Value>) -> Result<JobSettings> {
-        let ident = match kwargs.get("ident") {
-            None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(other) => bail!("kwarg ident must be a string or an integer, not {other}"),
+        let ident = match given_ident(kwargs)? {
+            Some(i) => i,
+            None => uuid::Uuid::new_v4().to_string(),
         };
-        if ident.is_empty()
-            || ident.contains('/')
-            || ident == "."
-            || ident == ".."
-            || ident.contains('\0')
-        {
-            bail!("kwarg ident {ident:?} cannot name an artifacts directory");
-        }
 
         let envvars = match kwargs.get("envvars") {
             Some(v) if !v.is_null() => string_map(v).context("kwarg envvars")?,

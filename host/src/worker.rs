@@ -110,7 +110,10 @@ async fn run_async(args: WorkerArgs) -> i32 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(limits.max_total_bytes);
     let pdd2 = pdd.clone();
-    let mut reader = tokio::task::spawn_blocking(move || receive(&pdd2, limits, max_zip));
+    // The job's ident, as soon as its kwargs arrive: a cancel before the end still reports there.
+    let ident_slot: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let slot = Arc::clone(&ident_slot);
+    let mut reader = tokio::task::spawn_blocking(move || receive(&pdd2, limits, max_zip, &slot));
     let received = tokio::select! {
         biased;
         _ = wait_cancel(cancel.clone()) => None,
@@ -120,8 +123,8 @@ async fn run_async(args: WorkerArgs) -> i32 {
     tokio::task::yield_now().await;
     let Some(received) = received.filter(|_| !*cancel.borrow()) else {
         logln!("canceled while receiving the job");
-        writer.status(obj(json!({"status": "canceled", "job_explanation": "Job canceled while its data was being received."})));
-        writer.eof();
+        let ident = ident_slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        canceled_while_receiving(&writer, &pdd, ident.as_deref());
         cleanup(&pdd);
         return RC_CANCELED;
     };
@@ -299,6 +302,33 @@ async fn run_async(args: WorkerArgs) -> i32 {
     }
     writer.status(status);
     writer.end_recording();
+    send_artifacts(&writer, &artifacts);
+    writer.eof();
+    cleanup(&pdd);
+    outcome.rc
+}
+
+/// A cancel before the job was all there: the canceled status and, once the job's ident is
+/// known, the artifacts AWX reads (`status`, `rc`, an empty `stdout`), as for any other ending.
+fn canceled_while_receiving(writer: &StreamWriter, pdd: &Path, ident: Option<&str>) {
+    let why = "Job canceled while its data was being received.";
+    let mut status = obj(json!({"status": "canceled", "job_explanation": why}));
+    let artifacts = ident.and_then(|i| ArtifactDir::create(pdd, i).ok());
+    if let (Some(a), Some(i)) = (&artifacts, ident) {
+        let _ = a.write("status", b"canceled");
+        let _ = a.write("rc", RC_CANCELED.to_string().as_bytes());
+        let _ = a.write("stdout", b"");
+        status.insert("runner_ident".into(), json!(i));
+    }
+    writer.status(status);
+    if let Some(a) = artifacts {
+        send_artifacts(writer, &a);
+    }
+    writer.eof();
+}
+
+/// The artifacts directory, zipped into the stream (a failure only costs the artifacts).
+fn send_artifacts(writer: &StreamWriter, artifacts: &ArtifactDir) {
     match artifacts.zip() {
         Ok(tmp) => {
             if let Err(e) = writer.zipfile(tmp.path()) {
@@ -307,13 +337,16 @@ async fn run_async(args: WorkerArgs) -> i32 {
         }
         Err(e) => logln!("cannot zip the artifacts: {e:#}"),
     }
-    writer.eof();
-    cleanup(&pdd);
-    outcome.rc
 }
 
-/// Read the transmit stream into `pdd` and return the job's kwargs.
-fn receive(pdd: &Path, limits: Limits, max_zip: u64) -> Result<Map<String, Value>, Failure> {
+/// Read the transmit stream into `pdd` and return the job's kwargs; the job's ident goes into
+/// `ident` as soon as the kwargs are read.
+fn receive(
+    pdd: &Path,
+    limits: Limits,
+    max_zip: u64,
+    ident: &std::sync::Mutex<Option<String>>,
+) -> Result<Map<String, Value>, Failure> {
     let stdin = std::io::stdin();
     let mut decoder = Decoder::new(BufReader::with_capacity(256 * 1024, stdin.lock()), max_zip);
     let mut kwargs = Map::new();
@@ -323,7 +356,12 @@ fn receive(pdd: &Path, limits: Limits, max_zip: u64) -> Result<Map<String, Value
             traceback: Some(format!("cannot create a temporary file for the zip: {e}")),
         })?;
         match decoder.next_message(&mut tmp) {
-            Ok(Message::Kwargs(k)) => kwargs = k,
+            Ok(Message::Kwargs(k)) => {
+                if let Ok(Some(i)) = crate::job::given_ident(&k) {
+                    *ident.lock().unwrap_or_else(|e| e.into_inner()) = Some(i);
+                }
+                kwargs = k;
+            }
             Ok(Message::Zip(n)) => {
                 logln!("unpacking a {n}-byte zip into {}", pdd.display());
                 let unpacked = tmp

@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from test_ansible_modules import (SETUP, VOLATILE, ansible_playbook_results, difference,  # noqa: F401
-                                  http_root, normalise, our_results)
+from test_ansible_modules import (SETUP, VOLATILE, ansible_playbook_results, http_root,  # noqa: F401
+                                  normalise, our_results, step_differences)
 from testbed import Testbed
 
 HELLO = "#!/bin/sh\necho out $1\necho err >&2\nexit ${2:-0}\n"
@@ -115,14 +115,8 @@ def test_action_plugins_match_ansible_playbook(testbed, http_root, tmp_path, cor
     steps = steps_for("<dir>", http_root)
     assert len(ours) == len(steps), (len(ours), res.stdout[-4000:])
     assert len(theirs) == len(steps)
-    diffs = []
-    for i, ((module, _, *setup), (oev, ores), (tev, tres)) in enumerate(zip(steps, ours, theirs)):
-        if setup:
-            continue
-        o = clean(ores, ours_dir, str(tmp_path / "ours" / "scripts"))
-        t = clean(tres, ans_dir, str(tmp_path / "ans-pdd" / "project"))
-        diffs.append(difference(f"step {i} ({module})", (oev, o), (tev, t)))
-    diffs = [d for d in diffs if d]
+    diffs = step_differences(steps, ours, theirs, lambda r: clean(r, ours_dir, str(tmp_path / "ours" / "scripts")),
+                             lambda r: clean(r, ans_dir, str(tmp_path / "ans-pdd" / "project")))
     assert not diffs, "\n".join(diffs)
     # Only staged copies of the script's own files were ever handed to the plugin: none is left.
     assert not list(tmp_path.glob("**/ftl2-stage-*"))

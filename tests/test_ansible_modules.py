@@ -191,6 +191,15 @@ def difference(label: str, ours, theirs, names=("ours", "theirs")) -> str | None
                         f"{json.dumps(t.get(k, '<absent>'))[:600]}" for k in keys))
 
 
+def step_differences(steps, ours, theirs, clean_ours, clean_theirs) -> list[str]:
+    """Each non-setup step's difference between our (event, res) and Ansible's, after cleaning."""
+    diffs = []
+    for i, ((module, _, *setup), (oev, ores), (tev, tres)) in enumerate(zip(steps, ours, theirs)):
+        if not setup:
+            diffs.append(difference(f"step {i} ({module})", (oev, clean_ours(ores)), (tev, clean_theirs(tres))))
+    return [d for d in diffs if d]
+
+
 def path_for(core: str) -> str:
     assert (CORES[core] / "ansible-playbook").is_file(), f"ansible-core {core} is not installed in {CORES[core]}"
     return f"{CORES[core]}:{VENV_BIN}:{os.environ['PATH']}"
@@ -264,13 +273,8 @@ def test_ansible_modules_match_ansible_playbook(testbed, http_root, bare_repo, t
     steps = steps_for("<dir>", "<tag>", http_root, bare_repo, core == "newest")
     assert len(ours) == len(steps), (len(ours), res.stdout[-4000:])
     assert len(theirs) == len(steps)
-    diffs = []
-    for i, ((module, _, *setup), (oev, ores), (tev, tres)) in enumerate(zip(steps, ours, theirs)):
-        if setup:
-            continue
-        o, t = normalise(ores, ours_dir, ours_tag), normalise(tres, ans_dir, ans_tag)
-        diffs.append(difference(f"step {i} ({module})", (oev, o), (tev, t)))
-    diffs = [d for d in diffs if d]
+    diffs = step_differences(steps, ours, theirs, lambda r: normalise(r, ours_dir, ours_tag),
+                             lambda r: normalise(r, ans_dir, ans_tag))
     assert not diffs, "\n".join(diffs)
     for d in (ours_dir, ans_dir):
         shutil.rmtree(d, ignore_errors=True)

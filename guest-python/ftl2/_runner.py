@@ -60,6 +60,20 @@ def _hard_exit(code):
     raise _HardExit(int(code))
 
 
+def _until_exit(call, failure):
+    """(False, what `call()` returned), or (True, the exit code) when the script ended instead:
+    `os._exit`, `sys.exit`, or an exception (its traceback printed, then `failure`)."""
+    try:
+        return False, call()
+    except _HardExit as e:
+        return True, _in_range(e.code, "os._exit() was given")
+    except SystemExit as e:
+        return True, _exit_code(e)
+    except BaseException:
+        traceback.print_exc()
+        return True, _fail(failure)
+
+
 def _fail(message):
     print(message, file=sys.stderr)
     return 1
@@ -93,15 +107,10 @@ def main(script_path, inventory_path, extravars_json):
     module = types.ModuleType("__ftl2_script__")
     module.__file__ = script_path
     sys.modules["__ftl2_script__"] = module
-    try:
-        exec(code, module.__dict__)
-    except _HardExit as e:
-        return _in_range(e.code, "os._exit() was given")
-    except SystemExit as e:
-        return _exit_code(e)
-    except BaseException:
-        traceback.print_exc()
-        return _fail(f"ERROR! the script {script_path} failed while loading (see the traceback above)")
+    ended, rc = _until_exit(lambda: exec(code, module.__dict__),
+                            f"ERROR! the script {script_path} failed while loading (see the traceback above)")
+    if ended:
+        return rc
     entry = module.__dict__.get("run")
     if not callable(entry):
         return _fail(
@@ -113,17 +122,14 @@ def main(script_path, inventory_path, extravars_json):
     except ValueError as e:
         return _fail(f"ERROR! extravars are not valid JSON: {e}")
     runner = Runner(inventory_path)
-    try:
+
+    def call():
         result = entry(inventory_path, extravars, runner)
-        if inspect.isawaitable(result):
-            result = _loop.run(_awaited(result))
-    except _HardExit as e:
-        return _in_range(e.code, "os._exit() was given")
-    except SystemExit as e:
-        return _exit_code(e)
-    except BaseException:
-        traceback.print_exc()
-        return _fail("ERROR! the script raised an exception (see the traceback above)")
+        return _loop.run(_awaited(result)) if inspect.isawaitable(result) else result
+
+    ended, result = _until_exit(call, "ERROR! the script raised an exception (see the traceback above)")
+    if ended:
+        return result
     if result is None or isinstance(result, bool):
         return 0
     if not isinstance(result, int):
@@ -173,15 +179,10 @@ def _run_as_main(code, script_path, inventory_path, extravars_json):
     module.__file__ = script_path
     sys.modules["__main__"] = module
     sys.argv[:] = [script_path]
-    try:
-        exec(code, module.__dict__)
-    except _HardExit as e:
-        return _in_range(e.code, "os._exit() was given")
-    except SystemExit as e:
-        return _exit_code(e)
-    except BaseException:
-        traceback.print_exc()
-        return _fail("ERROR! the script raised an exception (see the traceback above)")
+    ended, rc = _until_exit(lambda: exec(code, module.__dict__),
+                            "ERROR! the script raised an exception (see the traceback above)")
+    if ended:
+        return rc
     if not contexts_entered():
         print(f"[WARNING]: the script {script_path} defines no run() and entered no automation(): "
               "nothing ran on any host (a script runs `async def run(inventory_path, extravars, runner)`, "

@@ -64,10 +64,20 @@ async fn apply_when(
         *result = done;
         return;
     }
-    if let Some(changed) = opts.changed_when {
+    when_as_2_19(result, opts.changed_when, opts.failed_when);
+}
+
+/// TaskExecutor's `changed_when`/`failed_when` updates as ansible-core 2.19 makes them (for
+/// EEs without ansible-core).
+fn when_as_2_19(
+    result: &mut Map<String, Value>,
+    changed_when: Option<bool>,
+    failed_when: Option<bool>,
+) {
+    if let Some(changed) = changed_when {
         result.insert("changed".into(), json!(changed));
     }
-    if let Some(failed) = opts.failed_when {
+    if let Some(failed) = failed_when {
         result.insert("failed_when_result".into(), json!(failed));
         result.insert("failed".into(), json!(failed));
         if !failed && let Some(e) = result.remove("exception") {
@@ -520,6 +530,23 @@ pub fn truncate_result(res: Map<String, Value>) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn changed_when_and_failed_when_without_ansible_core_follow_2_19() {
+        let mut r =
+            modules::obj(json!({"changed": true, "failed": true, "rc": 1, "exception": "x"}));
+        when_as_2_19(&mut r, Some(false), Some(false));
+        assert_eq!(
+            Value::Object(r),
+            json!({"changed": false, "failed": false, "rc": 1, "failed_when_result": false,
+                   "failed_when_suppressed_exception": "x"})
+        );
+        let mut r = modules::obj(json!({"changed": false, "rc": 0}));
+        when_as_2_19(&mut r, None, Some(true));
+        assert_eq!(r["failed"], true);
+        assert_eq!(r["failed_when_result"], true);
+        assert_eq!(r["changed"], false);
+    }
+
     use super::*;
 
     #[test]

@@ -325,3 +325,41 @@ def test_task_events_carry_the_script_line_as_task_path(tmp_path):
              if e["event"] == "playbook_on_task_start"}
     assert paths == {"direct": f"{script}:5", "gathered": f"{script}:6", "run_on": f"{script}:6"}, paths
     assert f"task path: {script}:5" in out, out
+
+
+def test_private_names_are_attribute_errors_never_module_calls(tmp_path):
+    """As FTL2: `ftl._x` raises AttributeError (it used to become a call of a module `_x`)."""
+    res, out = api_job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                for get in (lambda: ftl._secret_thing, lambda: ftl.web._x, lambda: ftl.local._y):
+                    try:
+                        get()
+                        print("no error")
+                    except AttributeError as e:
+                        print("AttributeError", e)
+            return 0
+    """)
+    assert res.final_status == "successful", out
+    assert out.count("AttributeError") == 3 and "no error" not in out, out
+    assert "AttributeError _secret_thing" in out, out
+    assert not [e for e in res.events if e["event"] == "playbook_on_task_start"]
+
+
+def test_a_call_never_awaited_is_reported_with_its_line_and_tasks_still_work(tmp_path):
+    res, out = api_job(tmp_path, """
+        import asyncio
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                ftl.web.ping()
+                task = asyncio.create_task(ftl.db.ping(_name="as a task"))
+                later = ftl.run_on("web1", "ping", _name="awaited later")
+                print("task", [r.host for r in await task], "later", [r.host for r in await later])
+            return 0
+    """)
+    script = str(tmp_path / "scripts" / "main.py")
+    assert f"[WARNING]: the call of ping at {script}:5 was never awaited, so it did not run" in out, out
+    assert "task ['db-1'] later ['web1']" in out, out
+    assert "RuntimeWarning" not in out, out
+    tasks = [e["event_data"]["task"] for e in res.events if e["event"] == "playbook_on_task_start"]
+    assert tasks == ["as a task", "awaited later"], tasks

@@ -10,6 +10,7 @@ Forms scripts use (see FTL2-API.md):
 """
 
 import asyncio
+import collections.abc
 import fnmatch
 import os
 import sys
@@ -169,6 +170,41 @@ class HostsView:
         return f"<hosts {dict(self._groups())}>"
 
 
+class _Call(collections.abc.Coroutine):
+    """A module call, made but not yet awaited: a coroutine (await it, gather it, make it a task)
+    that says so in the job output, with its script line, if it is dropped without ever running
+    (a forgotten `await` would otherwise run nothing and let the job succeed)."""
+
+    def __init__(self, coro, module, site):
+        self._coro = coro
+        self._module = module
+        self._site = site
+        self._started = False
+
+    def send(self, value):
+        self._started = True
+        return self._coro.send(value)
+
+    def throw(self, *args):
+        self._started = True
+        return self._coro.throw(*args)
+
+    def close(self):
+        self._started = True
+        self._coro.close()
+
+    def __await__(self):
+        self._started = True
+        return self._coro.__await__()
+
+    def __del__(self):
+        if not self._started:
+            self._coro.close()
+            where = f" at {self._site}" if self._site else ""
+            print(f"[WARNING]: the call of {self._module}{where} was never awaited, so it did not run "
+                  "(write `await` before it)", file=sys.stderr)
+
+
 class _Module:
     """A module (or the start of a fully qualified name) bound to a target."""
 
@@ -184,7 +220,9 @@ class _Module:
         return _Module(self._ctx, self._target, f"{self._name}.{part}", self._controller)
 
     def __call__(self, **params):
-        return self._ctx._call(self._target, self._name, params, self._controller, _call_site())
+        site = _call_site()
+        return _Call(self._ctx._call(self._target, self._name, params, self._controller, site),
+                     self._name, site)
 
     def __repr__(self):
         return f"<module {self._name} on {self._target}>"
@@ -198,7 +236,7 @@ class HostTarget:
         self._target = target
 
     def __getattr__(self, module):
-        if module.startswith("__"):
+        if module.startswith("_"):
             raise AttributeError(module)
         return _Module(self._ctx, self._target, module, controller=False)
 
@@ -218,7 +256,7 @@ class _ControllerModules:
         self._ctx = ctx
 
     def __getattr__(self, module):
-        if module.startswith("__"):
+        if module.startswith("_"):
             raise AttributeError(module)
         return _Module(self._ctx, CONTROLLER, module, controller=True)
 
@@ -294,7 +332,8 @@ class AutomationContext:
 
     # -- name lookup -----------------------------------------------------------------------
     def __getattr__(self, name):
-        if name.startswith("__"):
+        if name.startswith("_"):
+            # As FTL2: a private or mistyped attribute is an AttributeError, never a module call.
             raise AttributeError(name)
         target = self._resolve_target(name)
         if target is not None:
@@ -343,7 +382,8 @@ class AutomationContext:
             target = target._target
         elif isinstance(target, (list, tuple, set)):
             target = ":".join(t._target if isinstance(t, HostTarget) else str(t) for t in target)
-        return self._call(str(target), module, params, False, _call_site())
+        site = _call_site()
+        return _Call(self._call(str(target), module, params, False, site), module, site)
 
     async def _call(self, target, module, params, controller, site=""):
         if _is_excluded(module):

@@ -34,7 +34,7 @@ def script(tmp_path):
 @pytest.mark.parametrize("option,message", [
     (["--chek"], "unrecognized arguments: --chek"),
     (["--frobnicate", "-C"], "unrecognized arguments: --frobnicate"),
-    (["--syntax-check"], "--syntax-check: it does not apply to a script"),
+    (["--list-tasks"], "--list-tasks: it does not apply to a script"),
     (["--start-at-task", "x"], "--start-at-task x: a script has no tasks to start at"),
 ])
 def test_play_refuses_options_it_cannot_honour_and_runs_nothing(tmp_path, option, message):
@@ -46,6 +46,20 @@ def test_play_refuses_options_it_cannot_honour_and_runs_nothing(tmp_path, option
     assert message in p.stderr, p.stderr
     assert p.stdout == ""
     assert not mark.exists()
+
+
+def test_syntax_check_compiles_the_script_and_runs_nothing(tmp_path):
+    main, mark = script(tmp_path)
+    p = subprocess.run([str(BIN), "play", str(main), "-i", str(tmp_path / "inv"), "--syntax-check"],
+                       capture_output=True, text=True, env=worker_env(), timeout=60)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert f"playbook: {main}" in p.stdout and "TASK [" not in p.stdout, p.stdout
+    assert not mark.exists(), "--syntax-check ran the script"
+    main.write_text("async def run(a, b, c)\n    return 0\n")
+    p = subprocess.run([str(BIN), "play", str(main), "--syntax-check"], capture_output=True, text=True,
+                       env=worker_env(), timeout=60)
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    assert "SyntaxError" in p.stdout and "has a syntax error" in p.stdout, p.stdout
 
 
 def test_play_runs_with_the_options_it_honours(tmp_path):

@@ -100,7 +100,12 @@ def main(script_path, inventory_path, extravars_json):
         code = compile(tree, script_path, "exec")
     except SyntaxError:
         traceback.print_exc()
-        return _fail(f"ERROR! the script {script_path} has a syntax error (see above)")
+        _fail(f"ERROR! the script {script_path} has a syntax error (see above)")
+        # ansible-playbook's rc for a playbook it cannot parse, under --syntax-check.
+        return 4 if os.environ.get("FTL2_SYNTAX_CHECK") == "1" else 1
+    if os.environ.get("FTL2_SYNTAX_CHECK") == "1":
+        print(f"\nplaybook: {script_path}")
+        return 0
     os._exit = _hard_exit
     if not _defines_run(tree):
         return _run_as_main(code, script_path, inventory_path, extravars_json)

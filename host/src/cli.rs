@@ -48,7 +48,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "ansible-playbook options honoured: -C/--check, -D/--diff, -l/--limit LIMIT, -f/--forks FORKS, -u/--user USER, -b/--become, --become-method METHOD, --become-user USER, -k/--ask-pass, -K/--ask-become-pass, --private-key FILE, -e/--extra-vars VARS, -T/--timeout SECONDS, -c/--connection TYPE, -t/--tags TAGS, --skip-tags TAGS (for calls with _tags), -v; --list-hosts lists the hosts the inventory and --limit select, running nothing. Any other option is refused, with the reason (--syntax-check, --start-at-task, ... do not apply to a script)."
+    after_help = "ansible-playbook options honoured: -C/--check, -D/--diff, -l/--limit LIMIT, -f/--forks FORKS, -u/--user USER, -b/--become, --become-method METHOD, --become-user USER, -k/--ask-pass, -K/--ask-become-pass, --private-key FILE, -e/--extra-vars VARS, -T/--timeout SECONDS, -c/--connection TYPE, -t/--tags TAGS, --skip-tags TAGS (for calls with _tags), -v; --list-hosts lists the hosts the inventory and --limit select, running nothing; --syntax-check loads and compiles the script, running nothing. Any other option is refused, with the reason (--start-at-task, --list-tasks, ... do not apply to a script)."
 )]
 struct PlayCli {
     /// The script (`async def run(inventory_path, extravars, runner)`)

@@ -61,6 +61,8 @@ pub struct JobSettings {
     /// A terminal run (`ftl2-runner play`): the private data dir is our own empty scratch, not
     /// AWX's, so a script next to it exposes nothing.
     pub local_play: bool,
+    /// `play --syntax-check`: the script is loaded and compiled, nothing runs.
+    pub syntax_check: bool,
 }
 
 /// The job's `ident` kwarg (AWX's job id), checked to name an artifacts directory; None when
@@ -198,6 +200,7 @@ impl JobSettings {
                 .filter(|a| !a.is_empty())
                 .or_else(|| opt_string(kwargs, "binary")),
             local_play: false,
+            syntax_check: false,
         })
     }
 

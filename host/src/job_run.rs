@@ -182,6 +182,7 @@ pub async fn run(
         .unwrap_or_default();
     let extravars = Value::Object(job.extravars.clone()).to_string();
     let script_path = path.canonicalize().unwrap_or(path);
+    let syntax_check = job.syntax_check;
     let handle = tokio::task::spawn_blocking(move || {
         let run = ScriptRun {
             script: script_path,
@@ -189,6 +190,7 @@ pub async fn run(
             extravars_json: extravars,
             mounts,
             limits,
+            syntax_check,
         };
         crate::sandbox::run_script(&guest, run, bridge, output)
     });

@@ -78,6 +78,9 @@ async fn run_async(args: PlayArgs) -> i32 {
     // `--list-hosts`: the hosts the inventory and `--limit` select, and nothing run.
     let list_hosts = options.iter().any(|o| o == "--list-hosts");
     options.retain(|o| o != "--list-hosts");
+    // `--syntax-check`: the script is loaded and compiled in the sandbox, and nothing runs.
+    let syntax_check = options.iter().any(|o| o == "--syntax-check");
+    options.retain(|o| o != "--syntax-check");
     // ansible-playbook refuses options it does not have; so do we, and those we cannot honour.
     match crate::cmdline::CmdlineOptions::parse_words(&options) {
         Err(e) => {
@@ -127,6 +130,7 @@ async fn run_async(args: PlayArgs) -> i32 {
     let job = match JobSettings::load(pdd.path(), &kwargs) {
         Ok(j) => JobSettings {
             local_play: true,
+            syntax_check,
             ..j
         },
         Err(e) => {

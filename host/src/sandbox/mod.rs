@@ -539,6 +539,8 @@ pub struct ScriptRun {
     pub mounts: Mounts,
     /// Memory and time.
     pub limits: SandboxLimits,
+    /// Only load and compile the script (`play --syntax-check`); the guest runs nothing.
+    pub syntax_check: bool,
 }
 
 /// Run the script in a fresh instance of `guest`. Blocks the calling thread until it ends.
@@ -554,6 +556,7 @@ pub fn run_script(
         extravars_json,
         mounts,
         limits,
+        syntax_check,
     } = run;
     let mut timings = RunTimings::default();
     let started = Instant::now();
@@ -568,6 +571,7 @@ pub fn run_script(
             .env("TMPDIR", mounts.scratch.to_string_lossy())
             .env("HOME", mounts.scratch.to_string_lossy())
             .env("FTL2_RUNNER", "1")
+            .env("FTL2_SYNTAX_CHECK", if syntax_check { "1" } else { "" })
             .args(&["ftl2-runner-guest"]);
         for dir in &mounts.read_only {
             wasi.preopened_dir(dir, dir.to_string_lossy(), DirPerms::READ, FilePerms::READ)

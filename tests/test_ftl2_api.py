@@ -363,3 +363,14 @@ def test_a_call_never_awaited_is_reported_with_its_line_and_tasks_still_work(tmp
     assert "RuntimeWarning" not in out, out
     tasks = [e["event_data"]["task"] for e in res.events if e["event"] == "playbook_on_task_start"]
     assert tasks == ["as a task", "awaited later"], tasks
+
+
+def test_a_misspelt_group_says_what_was_tried_with_the_closest_names(tmp_path):
+    res, out = api_job(tmp_path, """
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(fail_fast=False) as ftl:
+                await ftl.webb.ping()
+            return 0
+    """)
+    assert "[WARNING]: 'webb' is not a host or group of the inventory (closest: web" in out, out
+    assert "so ftl.webb.ping() was taken as a module, which does not exist either" in out, out

@@ -345,6 +345,25 @@ class AutomationContext:
             return self.local
         return HostTarget(self, self._resolve_target(name) or name)
 
+    def _explain_unknown_target(self, module, results):
+        """`ftl.webserver.ping()` with a group `webservers`: the name was tried as a host, a group
+        and a module; when the module does not exist either, say so, with the closest names."""
+        first = module.split(".", 1)[0]
+        # Not found by the EE's ansible-core, or no ansible-core to look in.
+        missing = any(("was not found in configured module paths" in str((r.output or {}).get("msg", ""))
+                       or "cannot run the Ansible module" in str((r.output or {}).get("msg", "")))
+                      for r in results if not r.success)
+        if not missing:
+            return
+        import difflib
+
+        names = set(self._groups) | set(self._groups.get("all", []))
+        close = difflib.get_close_matches(first, sorted(names), n=3, cutoff=0.6)
+        hint = f" (closest: {', '.join(close)})" if close else ""
+        print(f"[WARNING]: {first!r} is not a host or group of the inventory{hint}, so "
+              f"{'.'.join(['ftl', module])}() was taken as a module, which does not exist either",
+              file=sys.stderr)
+
     def _resolve_target(self, name):
         if name in ("local", "localhost"):
             return None
@@ -437,6 +456,8 @@ class AutomationContext:
         raw = await _host.call_module(loop, target, module, params, options)
         duration = time.monotonic() - started
         results = [_to_result(r, module, params, duration) for r in raw]
+        if controller and "." in module:
+            self._explain_unknown_target(module, results)
         self.results.extend(results)
         _all_results.extend(results)
         for r in results:

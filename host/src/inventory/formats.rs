@@ -307,23 +307,22 @@ pub fn expand_host_range(pattern: &str) -> Result<Vec<String>> {
     let (a, b) = (parts[0], parts[1]);
     let mut out = Vec::new();
     let tails = expand_host_range(tail)?;
-    let too_many = |count: u64| {
-        let cap = super::max_hosts();
-        (count.saturating_mul(tails.len() as u64) > cap as u64).then(|| {
-            anyhow!(
-                "host range {pattern:?} expands to {} hosts, more than the cap of {cap} \
-                 (FTL2_INVENTORY_MAX_HOSTS)",
-                count.saturating_mul(tails.len() as u64)
-            )
-        })
+    // Counted before anything is made: `count` values of this range, each with every tail.
+    let check_size = |count: u64| -> Result<()> {
+        let (total, cap) = (count.saturating_mul(tails.len() as u64), super::max_hosts());
+        if total > cap as u64 {
+            bail!(
+                "host range {pattern:?} expands to {total} hosts, more than the cap of {cap} \
+                 (FTL2_INVENTORY_MAX_HOSTS)"
+            );
+        }
+        Ok(())
     };
     if let (Ok(start), Ok(end)) = (a.parse::<u64>(), b.parse::<u64>()) {
         if start > end {
             bail!("host range {pattern:?} runs backwards");
         }
-        if let Some(e) = too_many((end - start) / step as u64 + 1) {
-            return Err(e);
-        }
+        check_size((end - start) / step as u64 + 1)?;
         let width = if a.starts_with('0') && a.len() > 1 {
             a.len()
         } else {
@@ -339,6 +338,7 @@ pub fn expand_host_range(pattern: &str) -> Result<Vec<String>> {
         if s > e {
             bail!("host range {pattern:?} runs backwards");
         }
+        check_size(u64::from(e - s) / step as u64 + 1)?;
         for c in (s..=e).step_by(step) {
             for t in &tails {
                 out.push(format!("{head}{}{t}", c as char));

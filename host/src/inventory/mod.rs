@@ -509,6 +509,19 @@ mod tests {
     }
 
     #[test]
+    fn host_ranges_are_counted_before_they_are_expanded() {
+        // 26 letters x 100,000 numbers: over the cap, refused before any name is made.
+        let err = expand_host_range("h[a:z][0:99999]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expands to 2600000 hosts, more than the cap of 100000"),
+            "{err}"
+        );
+        assert_eq!(expand_host_range("h[a:c]").unwrap(), ["ha", "hb", "hc"]);
+    }
+
+    #[test]
     fn broken_ini_names_the_line() {
         let mut inv = Inventory::empty();
         let err = inv.merge_ini("[web\nhost1\n").unwrap_err();

@@ -10,7 +10,7 @@ import traceback
 import types
 
 from . import _host, _loop
-from . import job as _job  # noqa: F401 - packaged with the guest for FTL2-style scripts
+from . import job as _job  # where FTL2-style scripts find the job's extra variables
 from .automation import any_failures, automation, contexts_entered
 
 
@@ -106,9 +106,13 @@ def main(script_path, inventory_path, extravars_json):
     if os.environ.get("FTL2_SYNTAX_CHECK") == "1":
         print(f"\nplaybook: {script_path}")
         return 0
+    try:
+        extravars = json.loads(extravars_json) if extravars_json else {}
+    except ValueError as e:
+        return _fail(f"ERROR! extravars are not valid JSON: {e}")
     os._exit = _hard_exit
     if not _defines_run(tree):
-        return _run_as_main(code, script_path, inventory_path, extravars_json)
+        return _run_as_main(code, script_path, inventory_path, extravars)
     module = types.ModuleType("__ftl2_script__")
     module.__file__ = script_path
     sys.modules["__ftl2_script__"] = module
@@ -122,10 +126,6 @@ def main(script_path, inventory_path, extravars_json):
             f"ERROR! the script {script_path} defines no run(): it must define "
             "`async def run(inventory_path, extravars, runner)`"
         )
-    try:
-        extravars = json.loads(extravars_json) if extravars_json else {}
-    except ValueError as e:
-        return _fail(f"ERROR! extravars are not valid JSON: {e}")
     runner = Runner(inventory_path)
 
     def call():
@@ -167,18 +167,14 @@ def _defines_run(tree):
     return False
 
 
-def _run_as_main(code, script_path, inventory_path, extravars_json):
+def _run_as_main(code, script_path, inventory_path, extravars):
     """A script in FTL2's own style: executed as `__main__` (so `if __name__ == "__main__":
     asyncio.run(main())` runs), `asyncio.run` driven by the WASI loop, the job's extra variables
     in `ftl2.job`. Its exit code is `sys.exit`'s (0 when it ends normally)."""
     import asyncio
 
-    job = _job
-    try:
-        job.extravars = json.loads(extravars_json) if extravars_json else {}
-    except ValueError as e:
-        return _fail(f"ERROR! extravars are not valid JSON: {e}")
-    job.inventory_path = inventory_path
+    _job.extravars = extravars
+    _job.inventory_path = inventory_path
     asyncio.run = _loop.run_like_asyncio
     module = types.ModuleType("__main__")
     module.__file__ = script_path

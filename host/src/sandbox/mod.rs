@@ -650,12 +650,9 @@ pub fn run_script(
         let hit = store.data().limiter.hit;
         match rc {
             Ok(rc) => Ok((rc, hit)),
-            // `os._exit(n)` (WASI proc_exit): the script chose its exit code.
-            Err(e) if e.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() => {
-                let code = e
-                    .downcast_ref::<wasmtime_wasi::I32Exit>()
-                    .map_or(1, |x| x.0);
-                Ok((code, hit))
+            // WASI proc_exit (the guest's `os._exit` no longer reaches it): its code.
+            Err(ref e) if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() => {
+                Ok((exit.0, hit))
             }
             Err(e) => {
                 // The wasm backtrace is for us, not for the job output.

@@ -125,6 +125,11 @@ def _task(action, args, check_mode, diff, no_log):
     task = Task()
     task.action = action
     task.args = dict(args or {})
+    return _handed(task, check_mode, diff, no_log)
+
+
+def _handed(task, check_mode, diff, no_log):
+    """`task` with the options TaskExecutor sets before handing it to an action."""
     task.check_mode = bool(check_mode)
     task.diff = bool(diff)
     task.no_log = bool(no_log)
@@ -759,11 +764,7 @@ def op_action_run(req):
         task = Task.load({name: dict(req.get("args") or {})}, loader=LOADER)
     except AnsibleError as e:
         return {"result": _raised_result(e, req.get("no_log"))}
-    task.check_mode = bool(req.get("check_mode"))
-    task.diff = bool(req.get("diff"))
-    task.no_log = bool(req.get("no_log"))
-    task.async_val = 0
-    task.environment = []
+    task = _handed(task, req.get("check_mode"), req.get("diff"), req.get("no_log"))
     action = plugin_loader.action_loader.get(
         name, task=task, connection=conn, play_context=pc, loader=LOADER, templar=_templar(),
         shared_loader_obj=plugin_loader,

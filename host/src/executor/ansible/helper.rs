@@ -90,23 +90,35 @@ pub struct HelperSpawn {
     pub env: Vec<(String, String)>,
 }
 
+impl HelperSpawn {
+    /// `source` run by the EE's Python as the helper runs: with the job's environment, in the
+    /// project directory (its `ansible.cfg`), stderr discarded, ended with the job; stdout piped.
+    /// None without a Python.
+    pub fn python_command(&self, source: &str) -> Option<tokio::process::Command> {
+        let mut cmd = tokio::process::Command::new(self.python.as_ref()?);
+        cmd.arg("-c")
+            .arg(source)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(d) = self.cwd.as_ref().filter(|d| d.is_dir()) {
+            cmd.current_dir(d);
+        }
+        Some(cmd)
+    }
+}
+
 impl Helper {
     /// Start the helper and ask for its versions; any failure is a message for the user.
     pub async fn start(spawn: &HelperSpawn) -> Result<Helper, String> {
         let python = spawn.python.as_ref().ok_or_else(|| spawn.missing.clone())?;
-        let mut cmd = tokio::process::Command::new(python);
-        cmd.arg("-c")
-            .arg(HELPER_PY)
-            .envs(spawn.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("ANSIBLE_NOCOLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        if let Some(d) = spawn.cwd.as_ref().filter(|d| d.is_dir()) {
-            cmd.current_dir(d);
-        }
+        let mut cmd = spawn
+            .python_command(HELPER_PY)
+            .ok_or_else(|| spawn.missing.clone())?;
+        cmd.env("ANSIBLE_NOCOLOR", "1").stdin(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {} for Ansible modules: {e}", python.display()))?;

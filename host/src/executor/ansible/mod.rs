@@ -16,7 +16,6 @@ mod remote_tmp;
 mod resident;
 
 pub use async_job::{Async, AsyncEvent};
-
 pub use helper::{HelperSpawn, find_python};
 
 use super::connection::Unreachable;
@@ -157,18 +156,8 @@ impl AnsibleModules {
     pub async fn core(&self) -> Option<&Core> {
         self.core
             .get_or_init(|| async {
-                let python = self.spawn.python.as_ref()?;
-                let mut cmd = tokio::process::Command::new(python);
-                cmd.arg("-c")
-                    .arg(CORE_PROBE)
-                    .envs(self.spawn.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .stdin(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .kill_on_drop(true);
                 // Where the helper runs: the project's ansible.cfg is the job's configuration.
-                if let Some(d) = self.spawn.cwd.as_ref().filter(|d| d.is_dir()) {
-                    cmd.current_dir(d);
-                }
+                let mut cmd = self.spawn.python_command(CORE_PROBE)?;
                 let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
                     .await
                     .ok()?

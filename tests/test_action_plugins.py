@@ -55,6 +55,18 @@ def steps_for(p: str, web: str):
         ("assemble", {"src": "frags", "dest": f"{p}/assembled2", "remote_src": False, "delimiter": "# --"}),
         ("uri", {"url": f"{web}/hello.txt", "src": "body.txt", "return_content": True}),
         ("reboot", {"reboot_command": "true", "boot_time_command": "date +%s%N"}),
+        # fetch: a port of its plugin (relative destinations: the script's scratch directory
+        # against the playbook's directory).
+        ("fetch", {"src": f"{p}/x/site/index.html", "dest": "fetched/", "flat": True}),
+        ("fetch", {"src": f"{p}/x/site/index.html", "dest": "fetched/", "flat": True}),
+        ("fetch", {"src": f"{p}/x/site/about.txt", "dest": "tree"}),
+        ("fetch", {"src": f"{p}/x/site/index.html", "dest": "fetched", "flat": True}),
+        ("fetch", {"src": f"{p}/x/site/index.html", "dest": "v/", "flat": True, "validate_checksum": False}),
+        ("fetch", {"src": f"{p}/nope", "dest": "fetched/", "flat": True}),
+        ("fetch", {"src": f"{p}/nope", "dest": "fetched/", "fail_on_missing": False}),
+        ("fetch", {"src": f"{p}/x/site", "dest": "fetched/"}),
+        ("fetch", {"src": f"{p}/x/site", "dest": "fetched/", "fail_on_missing": "no"}),
+        ("fetch", {"src": f"{p}/x/site/about.txt"}),
     ]
 
 
@@ -85,6 +97,7 @@ def clean(value, p: str, files_dir: str):
         value = re.sub(r"Shared connection to [\d.]+ closed\.\r?\n", "", value)
         value = re.sub(r"ansible-tmp-[\d.]+-\d+-\d+", "ansible-tmp-<x>", value)
         value = value.replace(files_dir, "<files>")
+        value = re.sub(r"/\S*/ftl2-scratch-\w+", "<files>", value)
         # Ansible's search stack lists the playbook's directories twice; a script has one.
         if "Searched in:" in value:
             head, _, tail = value.partition("Searched in:\n")

@@ -9,7 +9,7 @@
 #    "verbosity", "vars"}                        -> resolved name, payload (base64), command
 #   {"op": "parse", "stdout", "stderr", "rc", "interpreter", "profile"} -> Ansible's result dict
 #   {"op": "has", "module"}                      -> whether module_loader has it
-#   {"op": "action_error", "kind": "fail"|"skip", "msg"} -> an action plugin's failure result
+#   {"op": "action_error", "kind": "fail"|"skip", "msg", "escapes"} -> an action plugin's failure result
 #   {"op": "mkdtemp"}                            -> the command that makes Ansible's remote temp dir
 #   {"op": "async_build", <build's fields>, "async_val", "tmpdir"} -> files to upload, the command
 #                                                   that starts async_wrapper, the async dir
@@ -397,16 +397,18 @@ def _task_defaults(data):
 
 
 def op_action_error(req):
-    """The result an action plugin's AnsibleActionFail/AnsibleActionSkip gives in this version."""
+    """The result an action plugin's AnsibleActionFail/AnsibleActionSkip gives in this version;
+    `escapes`: the plugin lets it out of its run() (fetch) rather than catching it into the
+    dict it returns (copy and most others), which up to 2.15 skips TaskExecutor's no_log mark."""
     from ansible.errors import AnsibleActionFail, AnsibleActionSkip
 
     try:  # raised, as the plugin raises it (the result tells a raised error by its traceback)
         raise (AnsibleActionSkip if req.get("kind") == "skip" else AnsibleActionFail)(req["msg"])
     except (AnsibleActionFail, AnsibleActionSkip) as e:
-        return {"result": _raised_result(e, req.get("no_log"))}
+        return {"result": _raised_result(e, req.get("no_log"), escapes=bool(req.get("escapes")))}
 
 
-def _raised_result(exc, no_log):
+def _raised_result(exc, no_log, escapes=False):
     """What TaskExecutor of this version makes of an exception an action raised."""
     from ansible.errors import AnsibleActionSkip
 
@@ -417,7 +419,8 @@ def _raised_result(exc, no_log):
             data = _plain(dict(exc.result))
         else:  # any other AnsibleError: TaskExecutor's own failure
             data = {"failed": True, "msg": str(exc)}
-        data["_ansible_no_log"] = bool(no_log)
+        if not (escapes and hasattr(exc, "result")):  # an escaped AnsibleAction: its result as is
+            data["_ansible_no_log"] = bool(no_log)
         return _task_defaults(data)
     try:
         raise AnsibleTaskError() from exc

@@ -64,6 +64,13 @@ pub struct Core {
     pub slurp_msgs: [String; 3],
     /// The quote around `force=yes` in the file module's dangling-link message (2.15: `"`).
     pub link_quote: char,
+    /// Whether the fetch plugin names the source (`file`) in a changed result (2.21 does).
+    pub fetch_names_file: bool,
+    /// Whether the fetch plugin refuses a flat `dest/` whose computed file is a directory.
+    pub fetch_refuses_dir_dest: bool,
+    /// Whether every module result reports its `invocation` (up to 2.19; later only with the
+    /// INJECT_INVOCATION setting, which native results do not follow).
+    pub injects_invocation: bool,
 }
 
 impl Core {
@@ -100,6 +107,10 @@ for e, default in (("ENOENT", "File not found: "), ("EACCES", "File is not reada
     print(m.group(1) if m else default)
 m = re.search(r"use (\\?[\"'])force=yes", read("modules", "file.py"))
 print(m.group(1)[-1] if m else "'")
+fetch = read("plugins", "action", "fetch.py")
+print(int("'file': source, 'dest': dest" in fetch))
+print(int("calculated dest" in fetch))
+print(int("_ansible_inject_invocation" not in read("plugins", "action", "__init__.py")))
 "#;
 
 /// A payload being built or built (or why it cannot be), shared by the hosts that need it.
@@ -166,16 +177,20 @@ impl AnsibleModules {
                 let mut lines = text.lines();
                 let mut nums = lines.next()?.trim().split('.').map(|n| n.parse::<u32>());
                 let version = (nums.next()?.ok()?, nums.next()?.ok()?);
-                let command_failed_msg = lines.next()?.to_string();
-                let mut flag = || lines.next().map(|l| l.trim() == "1");
-                let marks_no_log = flag()?;
                 let mut text = || lines.next().map(String::from);
+                let command_failed_msg = text()?;
+                let marks_no_log = text()?.trim() == "1";
+                let slurp_msgs = [text()?, text()?, text()?];
+                let link_quote = text()?.chars().next().unwrap_or('\'');
                 let core = Core {
                     version,
                     command_failed_msg,
                     marks_no_log,
-                    slurp_msgs: [text()?, text()?, text()?],
-                    link_quote: text()?.chars().next().unwrap_or('\''),
+                    slurp_msgs,
+                    link_quote,
+                    fetch_names_file: text()?.trim() == "1",
+                    fetch_refuses_dir_dest: text()?.trim() == "1",
+                    injects_invocation: text()?.trim() == "1",
                 };
                 crate::debugln!("ansible-core {version:?} in the EE (probed for native modules)");
                 out.status.success().then_some(core)
@@ -474,14 +489,30 @@ impl AnsibleModules {
     }
 
     /// The result an action plugin's failure (`kind` "fail") or skip ("skip") has in the EE's
-    /// ansible-core version.
-    async fn action_error(&self, kind: &str, msg: &str, ctx: &ModuleCtx<'_>) -> Map<String, Value> {
+    /// ansible-core version, for a plugin that catches it into the result it returns.
+    pub(crate) async fn action_error(
+        &self,
+        kind: &str,
+        msg: &str,
+        ctx: &ModuleCtx<'_>,
+    ) -> Map<String, Value> {
+        self.action_raised(kind, msg, ctx, false).await
+    }
+
+    /// As [`AnsibleModules::action_error`]; `escapes`: the plugin lets the exception out of
+    /// its `run` (fetch does), which TaskExecutor of 2.15 passes on without its no_log mark.
+    pub(crate) async fn action_raised(
+        &self,
+        kind: &str,
+        msg: &str,
+        ctx: &ModuleCtx<'_>,
+        escapes: bool,
+    ) -> Map<String, Value> {
         let answer = match self.helper().await {
             Ok(h) => {
-                h.request(
-                    json!({"op": "action_error", "kind": kind, "msg": msg, "no_log": ctx.no_log}),
-                )
-                .await
+                let req = json!({"op": "action_error", "kind": kind, "msg": msg,
+                                 "no_log": ctx.no_log, "escapes": escapes});
+                h.request(req).await
             }
             Err(e) => Err(e),
         };

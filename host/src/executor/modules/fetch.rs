@@ -1,7 +1,9 @@
 //! `slurp` and `fetch`: remote file content to the script, or into its scratch directory.
 
 use super::files::{ModResult, checksum_bytes};
-use super::{ModuleCtx, bool_arg, failed, obj, quote, str_arg, str_arg_any, text};
+use super::{
+    ModuleCtx, Unreachable, bool_arg, failed, gate, obj, quote, str_arg, str_arg_any, text,
+};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 
@@ -33,87 +35,211 @@ pub async fn slurp(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult 
     })))
 }
 
-/// `fetch`: copy a remote file to the controller (into the job's scratch directory).
+/// `fetch`: copy a remote file to the controller (into the job's scratch directory), step by
+/// step as ansible-core's fetch action plugin does it, with its messages and result keys: the
+/// source read once (as the plugin's slurp path does), what a missing, unreadable or directory
+/// source reports with and without become, the flat/tree destination, and the checksums.
 pub async fn fetch(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
-    let (Some(src), Some(dest)) = (str_arg(args, "src"), str_arg(args, "dest")) else {
-        return Ok(failed("missing required arguments: src, dest"));
+    let core = ctx.ansible.core().await;
+    // The plugin's own results (not its exceptions, which the helper words) as TaskExecutor
+    // of this version passes them on.
+    let reported = |r: Map<String, Value>| match core {
+        Some(c) => gate::as_reported("fetch", &Map::new(), r, c, ctx.no_log),
+        None => r,
     };
+    if ctx.check_mode {
+        let msg = "check mode not (yet) supported for this module";
+        return Ok(ctx.ansible.action_raised("skip", msg, ctx, true).await);
+    }
+    let not_text = |k: &str| args.get(k).is_some_and(|v| !v.is_string() && !v.is_null());
+    let msg = if str_arg(args, "src").is_none() || str_arg(args, "dest").is_none() {
+        Some("src and dest are required")
+    } else if not_text("dest") {
+        Some("Invalid type supplied for dest option, it must be a string")
+    } else if not_text("src") {
+        Some("Invalid type supplied for source option, it must be a string")
+    } else {
+        None
+    };
+    let (Some(src), Some(dest), None) = (str_arg(args, "src"), str_arg(args, "dest"), msg) else {
+        let msg = msg.unwrap_or("src and dest are required");
+        return Ok(ctx.ansible.action_raised("fail", msg, ctx, true).await);
+    };
+    let fail_on_missing = bool_arg(args, "fail_on_missing", true);
+    let validate_checksum = bool_arg(args, "validate_checksum", true);
+    let src = expand_user(&src, ctx).await?;
     let q = quote(&src);
     let out = ctx
         .sh(
             &format!(
-                "if [ ! -e {q} ]; then exit 2; fi; if [ -d {q} ]; then exit 3; fi; cat -- {q}"
+                "if [ ! -e {q} ]; then exit 2; fi; if [ -d {q} ]; then exit 3; fi; \
+                 if [ ! -r {q} ]; then exit 4; fi; cat -- {q}"
             ),
             None,
         )
         .await?;
-    match out.rc {
-        0 => {}
-        2 => {
-            let msg = "the remote file does not exist, not transferring, ignored";
-            return Ok(if bool_arg(args, "fail_on_missing", true) {
-                failed(msg)
-            } else {
-                obj(json!({"changed": false, "file": src, "msg": msg}))
-            });
-        }
-        3 => {
-            return Ok(failed(
-                "remote file is a directory, fetch cannot work on directories",
-            ));
-        }
-        _ => {
-            return Ok(failed(format!(
-                "cannot read {src}: {}",
-                text(&out.stderr).trim()
-            )));
-        }
+    if (2..=4).contains(&out.rc) {
+        return Ok(reported(unreadable(
+            out.rc,
+            &src,
+            fail_on_missing,
+            ctx,
+            core,
+        )));
     }
-    let flat = bool_arg(args, "flat", false);
-    let target = if flat {
-        if dest.ends_with('/') {
-            format!(
-                "{dest}{}",
-                Path::new(&src)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            )
-        } else {
+    if out.rc != 0 {
+        return Ok(reported(failed(format!(
+            "cannot read {src}: {}",
+            text(&out.stderr).trim()
+        ))));
+    }
+    let remote_checksum = checksum_bytes(&out.stdout);
+    let target = if bool_arg(args, "flat", false) {
+        let is_dir = |p: &str| ctx.local.writable(p).is_ok_and(|l| l.is_dir());
+        if !dest.ends_with('/') {
+            if is_dir(&dest) {
+                let msg = "dest is an existing directory, use a trailing slash if you want to \
+                           fetch src into that directory";
+                return Ok(ctx.ansible.action_raised("fail", msg, ctx, true).await);
+            }
             dest.clone()
+        } else {
+            let base = src.rsplit('/').next().unwrap_or_default();
+            let joined = format!("{dest}{base}");
+            if core.is_none_or(|c| c.fetch_refuses_dir_dest) && is_dir(&joined) {
+                let msg = format!(
+                    "calculated dest '{joined}' is an existing directory, use another path that \
+                     does not point to an existing directory"
+                );
+                return Ok(ctx.ansible.action_raised("fail", &msg, ctx, true).await);
+            }
+            joined
         }
     } else {
-        format!(
-            "{}/{}/{}",
-            dest.trim_end_matches('/'),
-            ctx.host,
-            src.trim_start_matches('/')
-        )
+        format!("{}/{}/{}", dest.trim_end_matches('/'), ctx.host, src)
     };
-    let sum = checksum_bytes(&out.stdout);
     // Check the destination before creating any directory for it.
     if let Err(e) = ctx.local.writable_lexically(&target) {
-        return Ok(failed(e));
+        return Ok(reported(failed(e)));
     }
-    if let Some(dir) = Path::new(&target).parent()
-        && !ctx.check_mode
-    {
-        let _ = std::fs::create_dir_all(ctx.local.write_base().join(dir));
+    let parent = crate::unpack::normalize(&ctx.local.write_base().join(&target))
+        .and_then(|t| t.parent().map(Path::to_path_buf));
+    if let Some(dir) = parent {
+        let _ = std::fs::create_dir_all(dir);
     }
     let local = match ctx.local.writable(&target) {
         Ok(p) => p,
-        Err(e) => return Ok(failed(e)),
+        Err(e) => return Ok(reported(failed(e))),
     };
-    let existing = std::fs::read(&local).ok().map(|d| checksum_bytes(&d));
-    let changed = existing.as_deref() != Some(sum.as_str());
-    if changed
-        && !ctx.check_mode
-        && let Err(e) = std::fs::write(&local, &out.stdout)
-    {
-        return Ok(failed(format!("cannot write {}: {e}", local.display())));
+    let dest_text = local.to_string_lossy().into_owned();
+    let existing = std::fs::read(&local).ok();
+    if existing.as_deref().map(checksum_bytes).as_deref() == Some(remote_checksum.as_str()) {
+        return Ok(reported(obj(json!({
+            "changed": false, "md5sum": md5_hex(existing.as_deref().unwrap_or_default()),
+            "file": src, "dest": dest_text, "checksum": remote_checksum,
+        }))));
     }
-    Ok(obj(json!({
-        "changed": changed, "checksum": sum, "dest": local.to_string_lossy(),
-        "remote_checksum": sum, "remote_md5sum": null,
-    })))
+    if let Err(e) = std::fs::write(&local, &out.stdout) {
+        crate::debugln!("fetch: cannot write {}: {e}", local.display());
+        return Ok(ctx
+            .ansible
+            .action_raised("fail", "Failed to fetch the file.", ctx, true)
+            .await);
+    }
+    let written = std::fs::read(&local).unwrap_or_default();
+    let new_checksum = checksum_bytes(&written);
+    let mut result = obj(json!({
+        "changed": true, "md5sum": md5_hex(&written), "file": src, "dest": dest_text,
+        "remote_md5sum": null, "checksum": new_checksum, "remote_checksum": remote_checksum,
+    }));
+    if validate_checksum && new_checksum != remote_checksum {
+        result.remove("changed");
+        result.insert("failed".into(), Value::Bool(true));
+        result.insert("msg".into(), Value::String("checksum mismatch".into()));
+    } else if core.is_some_and(|c| !c.fetch_names_file) {
+        result.remove("file");
+    }
+    Ok(reported(result))
+}
+
+/// What fetch reports for a source it cannot read (rc 2: missing, 3: a directory, 4: not
+/// readable). Without become the plugin stats the source first and answers a directory itself;
+/// otherwise (and for the rest) slurp's failure is the answer, its message replaced for a
+/// missing file or a directory, or, with `fail_on_missing=no`, an ok result naming the file.
+fn unreadable(
+    rc: i32,
+    src: &str,
+    fail_on_missing: bool,
+    ctx: &ModuleCtx<'_>,
+    core: Option<&crate::executor::ansible::Core>,
+) -> Map<String, Value> {
+    let missing = "the remote file does not exist, not transferring, ignored";
+    let is_dir = "remote file is a directory, fetch cannot work on directories";
+    if rc == 3 && ctx.become_.is_none() {
+        return if fail_on_missing {
+            obj(json!({"failed": true, "changed": false, "msg": is_dir}))
+        } else {
+            obj(json!({"msg": format!("{is_dir}, not transferring, ignored"), "changed": false}))
+        };
+    }
+    let replaced = match rc {
+        2 => Some(missing),
+        3 => Some(is_dir),
+        _ => None,
+    };
+    if !fail_on_missing {
+        let mut r = obj(json!({"file": src, "changed": false}));
+        if let Some(m) = replaced {
+            r.insert("msg".into(), Value::String(m.into()));
+        }
+        return r;
+    }
+    let msgs = match core {
+        Some(core) => core.slurp_msgs.clone(),
+        None => crate::executor::ansible::Core::default_slurp_msgs(),
+    };
+    let slurp_msg = format!("{}{src}", msgs[rc as usize - 2]);
+    // slurp's failure, as the plugin takes it over.
+    let mut r = failed(replaced.map(String::from).unwrap_or(slurp_msg));
+    let slurp_args = obj(json!({ "src": src }));
+    if core.is_some_and(|c| c.injects_invocation)
+        && let Some(inv) = gate::invocation("slurp", &slurp_args)
+    {
+        r.insert("invocation".into(), inv);
+    }
+    r
+}
+
+/// A leading `~` or `~user` of a remote path, expanded on the host as Ansible's
+/// `_remote_expand_user` does (plain `~` is the become user's home when the call becomes).
+async fn expand_user(path: &str, ctx: &ModuleCtx<'_>) -> Result<String, Unreachable> {
+    let (head, rest) = path.split_once('/').unwrap_or((path, ""));
+    let Some(user) = head.strip_prefix('~') else {
+        return Ok(path.to_string());
+    };
+    let user = match &ctx.become_ {
+        Some(b) if user.is_empty() => b.user.as_str(),
+        _ => user,
+    };
+    if !user
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        return Ok(path.to_string());
+    }
+    let out = ctx.sh(&format!("echo ~{user}"), None).await?;
+    let home = text(&out.stdout).trim().to_string();
+    if out.rc != 0 || home.is_empty() || home.starts_with('~') {
+        return Ok(path.to_string());
+    }
+    Ok(if rest.is_empty() {
+        home
+    } else {
+        format!("{}/{rest}", home.trim_end_matches('/'))
+    })
+}
+
+/// An MD5 digest in hex, as fetch reports it beside the SHA-1 checksum.
+fn md5_hex(data: &[u8]) -> String {
+    format!("{:x}", md5::compute(data))
 }

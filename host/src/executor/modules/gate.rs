@@ -79,8 +79,14 @@ fn options(module: &str) -> Options {
         ),
         "slurp" => (&["src", "path"], NONE, NONE),
         "fetch" => (
-            &["src", "dest", "flat", "fail_on_missing"],
-            &["flat", "fail_on_missing"],
+            &[
+                "src",
+                "dest",
+                "flat",
+                "fail_on_missing",
+                "validate_checksum",
+            ],
+            &["flat", "fail_on_missing", "validate_checksum"],
             NONE,
         ),
         "lineinfile" => (
@@ -188,13 +194,20 @@ pub fn real_reports_it(module: &str, copies_a_directory: bool, check_mode: bool)
 
 /// A native result as the EE's ansible-core reports it: from 2.19 a failed result carries
 /// TaskExecutor's `exception` summary, a command that exited non-zero says what this version's
-/// command module says, and up to 2.19 every result has TaskExecutor's `_ansible_no_log` mark.
+/// command module says, up to 2.19 every result has TaskExecutor's `_ansible_no_log` mark and
+/// modules report their `invocation` (where the native module knows it exactly).
 pub fn as_reported(
     module: &str,
+    args: &Map<String, Value>,
     mut result: Map<String, Value>,
     core: &Core,
     no_log: bool,
 ) -> Map<String, Value> {
+    if core.injects_invocation
+        && let Some(inv) = invocation(module, args)
+    {
+        result.entry("invocation").or_insert(inv);
+    }
     if core.marks_no_log {
         result
             .entry("_ansible_no_log")
@@ -217,6 +230,35 @@ pub fn as_reported(
     result
 }
 
+/// The `invocation` the real module reports for these arguments (up to 2.19 every module
+/// result has it), for the native modules whose arguments are few enough to know it exactly:
+/// ping and slurp (each option given or defaulted, as text; a given alias kept beside its
+/// option). command, shell and file are not here: their invocation lists every option's
+/// default, which only the module's own argument spec holds (DESIGN.md).
+pub fn invocation(module: &str, args: &Map<String, Value>) -> Option<Value> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Value::String(s.clone()),
+        Value::Null => Value::Null,
+        other => Value::String(other.to_string()),
+    };
+    let mut module_args = Map::new();
+    match module {
+        "ping" => {
+            let data = args.get("data").map(text).unwrap_or_else(|| "pong".into());
+            module_args.insert("data".into(), data);
+        }
+        "slurp" => {
+            let src = args.get("src").or_else(|| args.get("path"))?;
+            module_args.insert("src".into(), text(src));
+            if args.contains_key("path") {
+                module_args.insert("path".into(), text(src));
+            }
+        }
+        _ => return None,
+    }
+    Some(serde_json::json!({ "module_args": module_args }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +271,9 @@ mod tests {
             marks_no_log: version < (2, 20),
             slurp_msgs: Core::default_slurp_msgs(),
             link_quote: '\'',
+            fetch_names_file: true,
+            fetch_refuses_dir_dest: true,
+            injects_invocation: version < (2, 20),
         }
     }
 
@@ -247,8 +292,10 @@ mod tests {
     #[test]
     fn native_results_take_this_versions_shape() {
         let failed = |msg: &str| args(json!({"failed": true, "msg": msg, "rc": 1}));
+        let none = Map::new();
         let r = as_reported(
             "command",
+            &none,
             failed("non-zero return code"),
             &core((2, 21)),
             false,
@@ -256,11 +303,31 @@ mod tests {
         assert_eq!(r["msg"], "The command exited with a non-zero return code.");
         assert_eq!(r["exception"], "(traceback unavailable)");
         assert!(!r.contains_key("_ansible_no_log"));
-        let r = as_reported("raw", failed("x"), &core((2, 15)), true);
+        let r = as_reported("raw", &none, failed("x"), &core((2, 15)), true);
         assert_eq!(r["_ansible_no_log"], true);
         assert!(!r.contains_key("exception"));
-        let ok = as_reported("ping", args(json!({"ping": "pong"})), &core((2, 21)), false);
+        let ok = as_reported(
+            "ping",
+            &none,
+            args(json!({"ping": "pong"})),
+            &core((2, 21)),
+            false,
+        );
         assert_eq!(Value::Object(ok), json!({"ping": "pong"}));
+        // Up to 2.19 modules report their arguments, as text, aliases beside their options.
+        let ping = args(json!({"data": 5}));
+        let ok = as_reported(
+            "ping",
+            &ping,
+            args(json!({"ping": "5"})),
+            &core((2, 19)),
+            false,
+        );
+        assert_eq!(ok["invocation"], json!({"module_args": {"data": "5"}}));
+        let slurp = args(json!({"path": "/etc/hostname"}));
+        let ok = as_reported("slurp", &slurp, Map::new(), &core((2, 15)), false);
+        let both = json!({"path": "/etc/hostname", "src": "/etc/hostname"});
+        assert_eq!(ok["invocation"], json!({ "module_args": both }));
     }
 
     fn args(v: Value) -> Map<String, Value> {

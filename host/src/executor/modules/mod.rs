@@ -223,8 +223,9 @@ pub async fn run(
     }
     let result = native(name, &args, ctx).await?;
     Ok(match core {
-        Some(core) => gate::as_reported(name, result, core, ctx.no_log),
-        None => result,
+        // fetch's own failures are already as its plugin reports them (fetch.rs).
+        Some(core) if name != "fetch" => gate::as_reported(name, &args, result, core, ctx.no_log),
+        _ => result,
     })
 }
 

@@ -616,3 +616,63 @@ def test_changed_when_and_failed_when_as_ansible_playbook_applies_them(testbed, 
              for i, ((m, _, kw), (oev, o), (tev, t)) in enumerate(zip(calls, ours, theirs))]
     diffs = [d for d in diffs if d]
     assert not diffs, "\n".join(diffs)
+
+
+TEMPLATE_VARS = """\
+# {{ ansible_managed }}
+host={{ template_host }} path={{ template_path }} uid={{ template_uid }}
+dest={{ template_destpath }}
+full={{ template_fullpath }}
+mtime={{ template_mtime.strftime('%Y') }} {{ template_mtime.year }} {{ (template_mtime | string)[:4] }}
+run={{ template_run_date.year }} {{ template_run_date | string | length > 18 }}
+greeting={{ greeting | default('none') }}
+"""
+
+
+@pytest.mark.parametrize("core", ["newest", "2.15"])
+def test_template_variables_as_ansible_template_plugin_sets_them(testbed, tmp_path, core):
+    """`ansible_managed` from ansible.cfg (its fields and strftime), the `template_*` variables, and
+    a call's own `_vars` as a task's `vars:` (2.19+ keeps a job's own ansible_managed, 2.15 does
+    not): the same bytes as ansible-playbook writes."""
+    import ansible_runner
+
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text("[defaults]\nansible_managed = Managed by {uid} on {host}: {file} %Y\n")
+    env = {**env_for(core), "ANSIBLE_CONFIG": str(cfg)}
+    ours_dir, ans_dir = tmp_path / "ours-out", tmp_path / "ans-out"
+    ours_dir.mkdir()
+    ans_dir.mkdir()
+    own = {"ansible_managed": "mine", "greeting": "hello"}
+    calls = [("node0", "template", {"src": "vars.j2", "dest": str(ours_dir / "a.txt")}),
+             ("node0", "template", {"src": "vars.j2", "dest": str(ours_dir / "b.txt"), "_vars": own})]
+    results, res = engine_calls(tmp_path / "o", testbed.ini_inventory(), calls,
+                                extra_files=[("vars.j2", TEMPLATE_VARS)], kwargs={"envvars": env})
+    assert [r[0]["status"] for r in results] == ["changed", "changed"], res.stdout[-3000:]
+    pdd = tmp_path / "ans-pdd"
+    (pdd / "project").mkdir(parents=True)
+    (pdd / "project" / "vars.j2").write_text(TEMPLATE_VARS)
+    (pdd / "inventory").mkdir()
+    (pdd / "inventory" / "hosts").write_text(testbed.ini_inventory())
+    tasks = [{"template": {"src": "vars.j2", "dest": str(ans_dir / "a.txt")}},
+             {"template": {"src": "vars.j2", "dest": str(ans_dir / "b.txt")}, "vars": own}]
+    (pdd / "project" / "site.yml").write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False,
+                                                               "tasks": tasks}]))
+    r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True, envvars=env)
+    assert r.status == "successful", r.stdout.read()[-3000:]
+    for name in ("a.txt", "b.txt"):
+        ours = (ours_dir / name).read_text().replace(str(ours_dir), "<out>")
+        ours = ours.replace(str(tmp_path / "o" / "scripts"), "<dir>")
+        theirs = (ans_dir / name).read_text().replace(str(ans_dir), "<out>")
+        theirs = theirs.replace(str(pdd / "project"), "<dir>")
+        assert ours == theirs, (name, ours, theirs)
+    b = (ours_dir / "b.txt").read_text()
+    assert ("# mine" in b) == (core == "newest") and "greeting=hello" in b, b
+    assert "# Managed by root on " in (ours_dir / "a.txt").read_text()
+
+
+def test_task_vars_are_for_templates_only(testbed, tmp_path):
+    """`_vars` on a module that renders nothing is refused, not silently unused."""
+    calls = [("node0", "command", {"cmd": "true", "_vars": {"x": 1}})]
+    results, res = engine_calls(tmp_path, testbed.ini_inventory(), calls)
+    assert res.final_status == "failed", res.stdout[-2000:]
+    assert b"_vars are variables for a template; command renders none" in res.stdout

@@ -31,6 +31,18 @@ EXCLUDED_MODULES = {
 }
 EXCLUDED_PREFIXES = ("include_", "import_")
 
+# The modules whose work uses a task's variables: they render a template on the controller.
+TEMPLATE_MODULES = {"template", "ansible.builtin.template", "ansible.legacy.template"}
+
+
+def _check_task_vars(module, value):
+    """`_vars` is for what a template renders; anywhere else it would be silently unused."""
+    if module not in TEMPLATE_MODULES:
+        raise TypeError(f"_vars are variables for a template; {module} renders none (pass values as "
+                        "its arguments, computed in Python)")
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise TypeError(f"_vars must be a dict of variable names to values, not {value!r}")
+
 # FTL2 parameters that need host files or network outside the sandbox.
 UNSUPPORTED = {
     "state_file": "state files live on the controller's disk, which the sandbox cannot write",
@@ -422,11 +434,14 @@ class AutomationContext:
             options["name"] = str(task_name)
         # Task keywords, as Ansible has them on tasks: _no_log, _ignore_errors, _become,
         # _become_user, _async/_poll (run in the background, checked every _poll seconds) and
-        # _tags (run only when the job's --tags/--skip-tags select it).
+        # _tags (run only when the job's --tags/--skip-tags select it), _vars (a template's own
+        # variables, as a task's `vars:`).
         for key in ("no_log", "ignore_errors", "become", "become_user", "async", "poll", "tags",
-                    "changed_when", "failed_when"):
+                    "changed_when", "failed_when", "vars"):
             if f"_{key}" in params:
                 options[key] = params.pop(f"_{key}")
+        if "vars" in options:
+            _check_task_vars(module, options["vars"])
         for key in ("changed_when", "failed_when"):
             if key in options and not isinstance(options[key], bool):
                 raise TypeError(f"_{key} must be True or False, not {options[key]!r}: decide it in Python "

@@ -41,6 +41,9 @@ pub struct CallOptions {
     pub changed_when: Option<bool>,
     /// `failed_when` (a boolean): whether the result is a failure, whatever the module said.
     pub failed_when: Option<bool>,
+    /// The task's own `vars` (a template's variables): above host vars and facts, below
+    /// extra vars, as Ansible ranks task vars.
+    pub vars: Map<String, Value>,
 }
 
 /// `changed_when`/`failed_when` applied to a result as TaskExecutor applies them: by the EE's
@@ -279,6 +282,17 @@ impl Executor {
         v
     }
 
+    /// [`Executor::template_vars`] with the call's own `vars` ranked below extra vars.
+    fn task_vars(&self, host: &str, own: &Map<String, Value>) -> Map<String, Value> {
+        let mut v = self.template_vars(host);
+        for (k, val) in own {
+            if !self.settings.extravars.contains_key(k) {
+                v.insert(k.clone(), val.clone());
+            }
+        }
+        v
+    }
+
     /// Keep the facts a module returned for the host's later tasks (templates, interpreter).
     fn learn_facts(&self, host: &str, facts: &Map<String, Value>) {
         let mut all = self.facts.lock().unwrap_or_else(|e| e.into_inner());
@@ -375,7 +389,7 @@ impl Executor {
         if let (Some(b), Some(u)) = (become_.as_mut(), &opts.become_user) {
             b.user = u.clone();
         }
-        let vars = || self.template_vars(host);
+        let vars = || self.task_vars(host, &opts.vars);
         let on_async = |event: ansible::AsyncEvent, result: &Map<String, Value>| {
             progress.host_async(host, event, result)
         };

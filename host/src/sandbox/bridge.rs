@@ -151,6 +151,10 @@ impl Bridge {
                 }),
             changed_when: options.get("changed_when").and_then(Value::as_bool),
             failed_when: options.get("failed_when").and_then(Value::as_bool),
+            vars: match options.get("vars") {
+                Some(Value::Object(m)) => m.clone(),
+                _ => Map::new(),
+            },
         };
         let name = options
             .get("name")

@@ -73,10 +73,12 @@ impl AnsibleModules {
                 .action_error("fail", "src and dest are required", ctx)
                 .await);
         };
-        let (local, rendered) = match crate::executor::modules::render_file(&src, ctx) {
-            Ok(r) => r,
-            Err(msg) => return Ok(failed(msg)),
-        };
+        let managed = self.managed().await;
+        let (local, rendered) =
+            match crate::executor::modules::render_file(&src, &dest, ctx, &managed) {
+                Ok(r) => r,
+                Err(msg) => return Ok(failed(msg)),
+            };
         let basename = local
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

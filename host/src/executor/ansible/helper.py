@@ -29,6 +29,8 @@
 #     answered by {"reply": N, ...} lines ({"unreachable": msg} when the host is gone, {"error"}).
 #   {"op": "when", "result", "changed_when", "failed_when", "no_log"} -> the result as this version's
 #                                                   TaskExecutor leaves it after those keywords
+#   {"op": "managed"}                            -> the ansible_managed setting, and whether a
+#                                                   variable of that name set by the job wins
 # Every request carries an "id", echoed in its answer: {"ok": true, ...} or {"ok": false, "msg"}.
 import base64
 import difflib
@@ -394,6 +396,18 @@ def _task_defaults(data):
     if "changed" not in data:
         data["changed"] = False
     return data
+
+
+def op_managed(req):
+    """How this version makes the template plugin's `ansible_managed`."""
+    from ansible import constants as C
+
+    try:  # 2.19+: the plugin keeps a job's own ansible_managed variable
+        from ansible._internal._templating import _template_vars  # noqa: F401
+        user_value_wins = True
+    except ImportError:
+        user_value_wins = False
+    return {"format": str(C.config.get_config_value("DEFAULT_MANAGED_STR")), "user_value_wins": user_value_wins}
 
 
 def op_action_error(req):
@@ -814,6 +828,7 @@ OPS = {
     "parse": op_parse,
     "has": op_has,
     "action_error": op_action_error,
+    "managed": op_managed,
     "mkdtemp": op_mkdtemp,
     "async_build": op_async_build,
     "action_run": op_action_run,

@@ -130,6 +130,8 @@ pub struct AnsibleModules {
     residents: resident::Residents,
     /// The EE's ansible-core, as native modules need to know it (None: there is none).
     core: OnceCell<Option<Core>>,
+    /// How the EE's ansible-core makes templates' `ansible_managed` (asked once).
+    managed: OnceCell<crate::executor::modules::Managed>,
 }
 
 /// Action plugins whose work, for the arguments allowed here, is exactly running their module.
@@ -159,6 +161,7 @@ impl AnsibleModules {
             facts: Mutex::new(HashMap::new()),
             residents: resident::Residents::default(),
             core: OnceCell::new(),
+            managed: OnceCell::new(),
         }
     }
 
@@ -486,6 +489,28 @@ impl AnsibleModules {
             .request(json!({"op": "has", "module": module}))
             .await
             .is_ok_and(|m| m.get("has").and_then(Value::as_bool) == Some(true))
+    }
+
+    /// How templates get `ansible_managed` in this job: the EE's setting and precedence, else
+    /// ansible-core's defaults.
+    pub(crate) async fn managed(&self) -> crate::executor::modules::Managed {
+        self.managed
+            .get_or_init(|| async {
+                let mut m = crate::executor::modules::Managed::default();
+                if let Ok(h) = self.helper().await
+                    && let Ok(answer) = h.request(json!({"op": "managed"})).await
+                {
+                    if let Some(f) = answer.get("format").and_then(Value::as_str) {
+                        m.format = f.to_string();
+                    }
+                    if let Some(w) = answer.get("user_value_wins").and_then(Value::as_bool) {
+                        m.user_value_wins = w;
+                    }
+                }
+                m
+            })
+            .await
+            .clone()
     }
 
     /// The result an action plugin's failure (`kind` "fail") or skip ("skip") has in the EE's

@@ -1,5 +1,4 @@
-//! `copy` (content, files, directories as tar, checksum idempotence, backup) and `template`
-//! (rendered on the controller with minijinja, then copied).
+//! `copy`: content, files, directories as tar, checksum idempotence, backup.
 
 use super::files::{Facts, Kind, ModResult, apply_attrs, checksum_bytes, path_info, remote_stat};
 use super::{ModuleCtx, bool_arg, check_rc, failed, obj, quote, str_arg, text};
@@ -8,7 +7,7 @@ use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 
 /// Where a copy lands: `dest/` or an existing directory gets the source's file name.
-async fn copy_dest(
+pub(super) async fn copy_dest(
     ctx: &ModuleCtx<'_>,
     dest: &str,
     name: Option<&str>,
@@ -272,139 +271,4 @@ fn collect_files(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, String)>) {
             _ => {}
         }
     }
-}
-
-/// `template`: render a local Jinja2 template with the host's vars and extra vars, then copy it.
-pub async fn template(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
-    let (Some(src), Some(dest)) = (str_arg(args, "src"), str_arg(args, "dest")) else {
-        return Ok(failed("missing required arguments: src, dest"));
-    };
-    let (local, rendered) = match render_file(&src, ctx) {
-        Ok(r) => r,
-        Err(msg) => return Ok(failed(msg)),
-    };
-    let name = local
-        .file_name()
-        .map(|n| n.to_string_lossy().trim_end_matches(".j2").to_string());
-    let dest = tri!(copy_dest(ctx, &dest, name.as_deref()).await);
-    put_content(
-        ctx,
-        &dest,
-        rendered.as_bytes(),
-        args,
-        Some(&local.to_string_lossy()),
-    )
-    .await
-}
-
-/// Find the template `src` the script may read and render it: its local path and the text, or
-/// the failure message.
-pub fn render_file(src: &str, ctx: &ModuleCtx<'_>) -> Result<(PathBuf, String), String> {
-    let local = ctx
-        .local
-        .readable(src)
-        .map_err(|e| format!("Could not find or access '{src}': {e}"))?;
-    let source = std::fs::read_to_string(&local)
-        .map_err(|e| format!("Could not read template '{src}': {e}"))?;
-    let rendered = render_template(&source, &local, ctx)
-        .map_err(|e| format!("AnsibleError: template error while templating string: {e}"))?;
-    Ok((local, rendered))
-}
-
-/// Render with minijinja, Jinja2-compatible, plus the Ansible filters templates use most.
-pub fn render_template(source: &str, path: &Path, ctx: &ModuleCtx<'_>) -> Result<String, String> {
-    let mut env = minijinja::Environment::new();
-    // The template module's defaults: trim_blocks on, lstrip_blocks off, trailing newline kept.
-    env.set_trim_blocks(true);
-    env.set_keep_trailing_newline(true);
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    fn as_json(v: &minijinja::Value) -> Result<Value, minijinja::Error> {
-        serde_json::to_value(v).map_err(|e| {
-            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
-        })
-    }
-    env.add_filter(
-        "to_json",
-        |v: minijinja::Value| -> Result<String, minijinja::Error> {
-            Ok(crate::pyjson::to_string(&as_json(&v)?))
-        },
-    );
-    env.add_filter(
-        "to_nice_json",
-        |v: minijinja::Value| -> Result<String, minijinja::Error> {
-            let j = crate::tree::sorted(&as_json(&v)?);
-            // Serializing a JSON value into a String cannot fail.
-            Ok(serde_json::to_string_pretty(&j).unwrap_or_default())
-        },
-    );
-    // Jinja's sum(attribute=, start=), which minijinja's builtin lacks.
-    env.add_filter(
-        "sum",
-        |v: minijinja::Value,
-         kwargs: minijinja::value::Kwargs|
-         -> Result<minijinja::Value, minijinja::Error> {
-            let attr: Option<String> = kwargs.get("attribute")?;
-            let start: Option<minijinja::Value> = kwargs.get("start")?;
-            kwargs.assert_all_used()?;
-            let mut total = start.unwrap_or(minijinja::Value::from(0));
-            for item in v.try_iter()? {
-                let x = match &attr {
-                    Some(a) => a
-                        .split('.')
-                        .try_fold(item, |cur, part| cur.get_attr(part))?,
-                    None => item,
-                };
-                total = match (i64::try_from(total.clone()), i64::try_from(x.clone())) {
-                    (Ok(a), Ok(b)) => minijinja::Value::from(a + b),
-                    _ => match (f64::try_from(total.clone()), f64::try_from(x.clone())) {
-                        (Ok(a), Ok(b)) => minijinja::Value::from(a + b),
-                        _ => {
-                            return Err(minijinja::Error::new(
-                                minijinja::ErrorKind::InvalidOperation,
-                                format!("sum: cannot add {x} to {total}"),
-                            ));
-                        }
-                    },
-                };
-            }
-            Ok(total)
-        },
-    );
-    env.add_filter("bool", |v: minijinja::Value| -> bool {
-        match v.as_str() {
-            Some(s) => crate::boolean::is_true_word(s),
-            None => v.is_true(),
-        }
-    });
-    env.add_filter(
-        "mandatory",
-        |v: minijinja::Value| -> Result<minijinja::Value, minijinja::Error> {
-            if v.is_undefined() {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::UndefinedError,
-                    "Mandatory variable not defined.",
-                ))
-            } else {
-                Ok(v)
-            }
-        },
-    );
-    env.add_template("template", source)
-        .map_err(|e| e.to_string())?;
-    let mut vars = (ctx.vars)();
-    vars.insert("ansible_managed".into(), json!("Ansible managed"));
-    vars.insert("template_path".into(), json!(path.to_string_lossy()));
-    vars.insert("template_host".into(), json!(ctx.host));
-    vars.entry("inventory_hostname").or_insert(json!(ctx.host));
-    env.get_template("template")
-        .and_then(|t| t.render(minijinja::Value::from_serialize(&vars)))
-        .map_err(|e| {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            msg
-        })
 }

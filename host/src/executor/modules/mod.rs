@@ -20,14 +20,15 @@ mod files;
 mod gate;
 mod lineinfile;
 mod system;
+mod template;
 
 use super::connection::{CommandOutput, Connection, Unreachable};
 use super::login::Become;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 
-pub use copy::render_file;
 pub use files::checksum_bytes;
+pub use template::{Managed, render_file};
 
 /// Where modules may read and write files on the controller (the EE) itself: `copy src=`,
 /// `template src=` and `fetch dest=`. Scripts are untrusted, so the EE's own files are off limits.
@@ -253,7 +254,7 @@ async fn native(
         "setup" | "gather_facts" => system::setup(&args, ctx).await,
         "file" => files::file(&args, ctx).await,
         "copy" => copy::copy(&args, ctx).await,
-        "template" => copy::template(&args, ctx).await,
+        "template" => template::template(&args, ctx).await,
         "stat" => files::stat(&args, ctx).await,
         "slurp" => fetch::slurp(&args, ctx).await,
         "fetch" => fetch::fetch(&args, ctx).await,

@@ -584,3 +584,30 @@ def test_passwordless_sudo_become(testbed, tmp_path):
                                               ("node0", "command", {"cmd": "cat", "stdin": "fed to nobody"})])
     assert [r["output"]["stdout"] for r in results[0]] == ["nobody"] * 3, results
     assert results[1][0]["output"]["stdout"] == "fed to nobody"
+
+
+def test_local_commands_run_without_a_shell_and_report_as_over_ssh(testbed, tmp_path):
+    """On the controller a `command` starts its program directly (no /bin/sh in between): the
+    same results as the same commands over SSH, the job's environment and stdin included."""
+    inv = "ctl ansible_connection=local\n" + testbed.ini_inventory()
+    steps = [
+        ("command", {"argv": ["sh", "-c", "echo in; cat; echo err >&2; exit 3"], "stdin": "fed"}),
+        ("command", {"cmd": "printf '%s|' 'a b' c", "strip_empty_ends": False}),
+        ("command", {"cmd": "no-such-program-ftl2 x"}),
+        ("command", {"cmd": "pwd", "chdir": "/tmp"}),
+    ]
+    calls = [(host, m, a) for host in ("node0", "ctl") for m, a in steps]
+    calls.append(("ctl", "command", {"argv": ["sh", "-c", "echo $FTL2_T_VAR"]}))
+    results, res = engine_calls(tmp_path, inv, calls,
+                                kwargs={"envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False", "FTL2_T_VAR": "from-job"}})
+    assert len(results) == 2 * len(steps) + 1, res.stdout[-3000:]
+    volatile = ("start", "end", "delta")
+    over_ssh = [{k: v for k, v in r[0]["output"].items() if k not in volatile} for r in results[:len(steps)]]
+    local = [{k: v for k, v in r[0]["output"].items() if k not in volatile} for r in results[len(steps):-1]]
+    assert local == over_ssh, (local, over_ssh)
+    first = local[0]
+    assert (first["rc"], first["stdout"], first["stderr"]) == (3, "in\nfed", "err"), first
+    assert local[1]["stdout"] == "a b|c|", local[1]
+    assert local[2]["rc"] == 127, local[2]
+    # The job's environment reaches commands on the controller (not over SSH, as in Ansible).
+    assert results[-1][0]["output"]["stdout"] == "from-job", results[-1]

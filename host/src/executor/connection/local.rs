@@ -26,6 +26,41 @@ impl LocalConnection {
         cmd
     }
 
+    /// Run `argv` as a process of its own, without a shell (as Ansible's command module runs
+    /// it): None when it cannot start, so the caller goes through the shell, which words that
+    /// failure as it always has (`not found`, rc 127).
+    pub(super) async fn run_argv(
+        &self,
+        argv: &[String],
+        stdin: Option<&[u8]>,
+    ) -> Option<super::CommandOutput> {
+        use tokio::io::AsyncWriteExt;
+        let (program, args) = argv.split_first()?;
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .ok()?;
+        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A program that does not read its input closes the pipe: not an error.
+            let _ = pipe.write_all(data).await;
+        }
+        let out = child.wait_with_output().await.ok()?;
+        Some(super::CommandOutput {
+            rc: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
     pub(super) fn start(&self, cmdline: &str) -> Result<Running, Unreachable> {
         let child = self
             .shell(cmdline)

@@ -96,6 +96,20 @@ impl Connection {
         self.exec_as(cmdline, stdin, None, timeout).await
     }
 
+    /// Run `argv` without a shell where that is cheaper and the same (on the controller,
+    /// without become); None: use [`Connection::exec_as`] with the words quoted.
+    pub async fn run_argv(
+        &self,
+        argv: &[String],
+        stdin: Option<&[u8]>,
+        via: Option<&Become>,
+    ) -> Option<CommandOutput> {
+        match self {
+            Connection::Local(l) if via.is_none() => l.run_argv(argv, stdin).await,
+            _ => None,
+        }
+    }
+
     /// Run `cmdline`, through `become` when given (sudo/su/doas, answering the password prompt).
     pub async fn exec_as(
         &self,

@@ -86,8 +86,10 @@ pub async fn command(
     shell: bool,
 ) -> Result<Map<String, Value>, Unreachable> {
     let mut args = args.clone();
-    let (cmd_value, cmdline) = if let Some(Value::Array(argv)) = args.get("argv") {
-        let words: Vec<String> = argv
+    // The words of a command without a shell (`command`), to run as they are where we can.
+    let mut argv: Option<Vec<String>> = None;
+    let (cmd_value, cmdline) = if let Some(Value::Array(given)) = args.get("argv") {
+        let words: Vec<String> = given
             .iter()
             .map(|v| {
                 v.as_str()
@@ -95,7 +97,9 @@ pub async fn command(
                     .unwrap_or_else(|| v.to_string())
             })
             .collect();
-        (json!(words), shell_join(&words))
+        let joined = shell_join(&words);
+        argv = Some(words.clone());
+        (json!(words), joined)
     } else {
         let Some(raw) = super::str_arg_any(&args, &["cmd", "_raw_params"]) else {
             return Ok(failed("no command given"));
@@ -119,7 +123,9 @@ pub async fn command(
             if words.is_empty() {
                 return Ok(failed("no command given"));
             }
-            (json!(words), shell_join(&words))
+            let joined = shell_join(&words);
+            argv = Some(words.clone());
+            (json!(words), joined)
         }
     };
     let chdir = super::str_arg(&args, "chdir");
@@ -175,7 +181,18 @@ pub async fn command(
         s.into_bytes()
     });
     let start = chrono::Local::now();
-    let CommandOutput { rc, stdout, stderr } = ctx.sh(&full, stdin.as_deref()).await?;
+    let direct = match (&argv, &chdir, shell) {
+        (Some(words), None, false) => {
+            ctx.conn
+                .run_argv(words, stdin.as_deref(), ctx.become_.as_ref())
+                .await
+        }
+        _ => None,
+    };
+    let CommandOutput { rc, stdout, stderr } = match direct {
+        Some(out) => out,
+        None => ctx.sh(&full, stdin.as_deref()).await?,
+    };
     let end = chrono::Local::now();
     let strip = bool_arg(&args, "strip_empty_ends", true);
     let (out, err) = if strip {

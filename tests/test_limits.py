@@ -2,17 +2,19 @@
 reaches every host (the worker raises its soft RLIMIT_NOFILE to the hard limit at start, as
 containers often start at a soft 1,024 under a far higher hard limit)."""
 
+import os
+import re
 import resource
 import subprocess
 
-from conftest import BIN, WorkerResult, make_stream, make_zip, worker_env
+from conftest import BIN, VENV_BIN, WorkerResult, make_stream, make_zip, worker_env
 from testbed import Testbed
 
 HOSTS = 80
 SOFT = 64  # below what HOSTS connections need
 
 
-def ping_job(tmp_path, tb, soft, hard, calls):
+def ping_job(tmp_path, tb, soft, hard, calls, *worker_args, **env):
     """A worker, under descriptor limits (soft, hard), whose script runs `calls` on every host."""
     sdir = tmp_path / "scripts"
     sdir.mkdir()
@@ -21,10 +23,12 @@ def ping_job(tmp_path, tb, soft, hard, calls):
         "async def run(inventory_path, extravars, runner):\n"
         "    async with runner.automation(fail_fast=False) as ftl:\n" + body + "    return 0\n")
     entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, tb.ini_inventory().encode())]
-    stream = make_stream({"ident": "limits", "inventory": "inventory/hosts",
-                          "envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False"}}, make_zip(entries))
-    proc = subprocess.run([str(BIN), "worker", f"--private-data-dir={tmp_path / 'runner'}"], input=stream,
-                          capture_output=True, env=worker_env(FTL2_SCRIPT=sdir / "main.py"), timeout=300,
+    # The EE's ansible-core on the job's PATH, for the modules that are not native.
+    envvars = {"ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    stream = make_stream({"ident": "limits", "inventory": "inventory/hosts", "envvars": envvars},
+                         make_zip(entries))
+    proc = subprocess.run([str(BIN), "worker", f"--private-data-dir={tmp_path / 'runner'}", *worker_args], input=stream,
+                          capture_output=True, env=worker_env(FTL2_SCRIPT=sdir / "main.py", **env), timeout=300,
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
     assert proc.stderr == b""
     return WorkerResult(proc.returncode, proc.stdout, proc.stderr)
@@ -44,17 +48,43 @@ def test_a_low_soft_descriptor_limit_does_not_make_hosts_unreachable(tmp_path):
         tb.stop()
 
 
-def test_running_out_of_descriptors_is_never_blamed_on_the_hosts(tmp_path):
-    """With a hard limit too low for every host at once (connections are kept for the job), the
-    hosts beyond it fail with a controller-side explanation, never as unreachable."""
+def test_more_hosts_than_descriptors_all_succeed_within_the_connection_budget(tmp_path):
+    """With a hard limit too low for every host's connection at once, connections idle the
+    longest are closed for the hosts that need one (and reopened when needed again): every host
+    succeeds, none is reported unreachable, and no call fails for the controller's limit."""
     tb = Testbed(tmp_path / "tb", HOSTS).start()
+    log = tmp_path / "worker.log"
     try:
-        res = ping_job(tmp_path, tb, SOFT, SOFT, [("ping", "")])
-        assert not any(e["event"] == "runner_on_unreachable" for e in res.events)
-        failed = [e["event_data"]["res"]["msg"] for e in res.events if e["event"] == "runner_on_failed"]
-        ok = sum(e["event"] == "runner_on_ok" for e in res.events)
-        assert failed and ok and len(failed) + ok == HOSTS, (len(failed), ok)
-        assert "the controller ran out of file descriptors" in failed[0] and f"the limit is {SOFT}" in failed[0]
-        assert res.final_status == "failed"
+        getent = ("getent", ", database='passwd', key='root'")  # a real module: resident runners
+        calls = [("ping", ""), getent, ("command", ", cmd='true'"), getent]
+        res = ping_job(tmp_path, tb, SOFT, SOFT, calls, "--debug", FTL2_LOG_FILE=str(log))
+        bad = [e["event_data"]["res"].get("msg") for e in res.events
+               if e["event"] in ("runner_on_unreachable", "runner_on_failed")]
+        assert not bad, bad[:3]
+        assert sum(e["event"] == "runner_on_ok" for e in res.events) == len(calls) * HOSTS
+        assert res.final_status == "successful"
+        text = log.read_text()
+        budget = int(re.search(r"connection budget: (\d+) \(descriptor limit 64\)", text)[1])
+        assert budget < HOSTS, budget
+        # Each of the three calls needs every host: connections were closed and reopened, each
+        # opened beyond the budget after one closed, never more open than the budget.
+        closed = text.count("closing the idle connection to ")
+        connects = len(re.findall(r"ssh \S+ connected in", text))
+        assert connects == budget + closed and HOSTS < connects <= len(calls) * HOSTS, (budget, closed, connects)
+    finally:
+        tb.stop()
+
+
+def test_connections_stay_open_for_the_whole_job_when_the_budget_allows(tmp_path):
+    """Within the budget, one handshake per host for the whole job."""
+    tb = Testbed(tmp_path / "tb", 6).start()
+    log = tmp_path / "worker.log"
+    try:
+        res = ping_job(tmp_path, tb, 1024, 1024, [("ping", ""), ("command", ", cmd='true'"), ("ping", "")],
+                       "--debug", FTL2_LOG_FILE=str(log))
+        assert res.final_status == "successful"
+        text = log.read_text()
+        assert len(re.findall(r"ssh \S+ connected in", text)) == 6, text[-2000:]
+        assert "closing the idle connection" not in text
     finally:
         tb.stop()

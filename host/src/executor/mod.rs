@@ -1,5 +1,6 @@
 //! The execution engine: resolves a host pattern against the inventory, opens (and reuses) a
-//! connection per host, and runs a module on every matched host concurrently, capped by forks.
+//! connection per host within the job's connection budget (`connection::Pool`), and runs a
+//! module on every matched host concurrently, capped by forks.
 //!
 //! It knows nothing about AWX events: callers (the sandbox bridge, ad hoc commands) get per-host
 //! progress through [`Progress`] and decide how to show it.
@@ -131,6 +132,8 @@ pub struct Executor {
     settings: EngineSettings,
     forks: Arc<Semaphore>,
     connections: Mutex<HashMap<String, Connection>>,
+    /// The budget of SSH connections open at once (the descriptor limit's share).
+    pool: Arc<connection::Pool>,
     keys: KeyCache,
     ansible: ansible::AnsibleModules,
     /// Facts modules returned in this job, per host, as Ansible's fact cache keeps them.
@@ -153,6 +156,7 @@ impl Executor {
             settings,
             forks: Arc::new(Semaphore::new(forks)),
             connections: Mutex::new(HashMap::new()),
+            pool: connection::Pool::for_job(),
             keys: KeyCache::default(),
             facts: Mutex::new(HashMap::new()),
         }
@@ -246,7 +250,7 @@ impl Executor {
             &self.settings.credential,
             &self.keys,
         )?;
-        let conn = Connection::new(access, self.settings.env.clone());
+        let conn = Connection::new(access, self.settings.env.clone(), &self.pool);
         self.connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -358,6 +362,7 @@ impl Executor {
             Ok(c) => c,
             Err(msg) => return outcome_of(unreachable_result(msg), host, started),
         };
+        let _busy = conn.busy();
         let mut become_ = conn.access().become_.clone();
         match opts.become_ {
             Some(false) => become_ = None,

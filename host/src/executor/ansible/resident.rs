@@ -26,8 +26,8 @@ enum Slot {
     /// Not tried yet.
     #[default]
     Untried,
-    /// Running, ready for the next payload.
-    Up(Box<Stream>),
+    /// Running (on the connection's session of this generation), ready for the next payload.
+    Up(Box<Stream>, u64),
     /// Could not start, or was lost: plain pipelining from now on.
     Off,
 }
@@ -80,9 +80,14 @@ impl Residents {
         let Ok(mut slot) = slot.try_lock() else {
             return pipelined().await;
         };
+        // The connection was closed and reopened since (the job's connection budget): the
+        // runner went with the old session; start another.
+        if matches!(*slot, Slot::Up(_, generation) if generation != conn.generation()) {
+            *slot = Slot::Untried;
+        }
         if matches!(*slot, Slot::Untried) {
             *slot = match start(conn, via, command).await? {
-                Ok(stream) => Slot::Up(Box::new(stream)),
+                Ok(stream) => Slot::Up(Box::new(stream), conn.generation()),
                 Err(why) => {
                     crate::debugln!("{host}: no resident module runner ({why}); pipelining");
                     Slot::Off
@@ -91,12 +96,12 @@ impl Residents {
         }
         // Taken out while in use: a call abandoned half way (a cancel) leaves the slot Off and
         // drops the runner, whose state is then unknown.
-        let Slot::Up(mut stream) = std::mem::replace(&mut *slot, Slot::Off) else {
+        let Slot::Up(mut stream, generation) = std::mem::replace(&mut *slot, Slot::Off) else {
             return pipelined().await;
         };
         match exchange(&mut stream, payload).await {
             Ok(out) => {
-                *slot = Slot::Up(stream);
+                *slot = Slot::Up(stream, generation);
                 Ok(out)
             }
             // The module may have run: never run it twice. Report, and pipeline from now on.

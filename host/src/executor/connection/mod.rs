@@ -10,10 +10,12 @@
 
 mod become_plan;
 mod local;
+mod pool;
 mod ssh;
 mod stream;
 
 pub use local::LocalConnection;
+pub use pool::Pool;
 pub use ssh::{Client, SshConnection, decode_key};
 pub use stream::Stream;
 
@@ -34,6 +36,17 @@ pub struct CommandOutput {
     pub stdout: Vec<u8>,
     /// Standard error bytes.
     pub stderr: Vec<u8>,
+}
+
+/// A call in progress on a host (see [`Connection::busy`]).
+pub struct Busy(Option<Arc<SshConnection>>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.leave();
+        }
+    }
 }
 
 /// Why a host could not be used at all (Ansible's "unreachable").
@@ -65,8 +78,9 @@ pub enum Connection {
 }
 
 impl Connection {
-    /// Build the connection a host's access settings ask for (SSH connects lazily).
-    pub fn new(access: HostAccess, env: Vec<(String, String)>) -> Connection {
+    /// Build the connection a host's access settings ask for (SSH connects lazily, within
+    /// the job's connection budget `pool`).
+    pub fn new(access: HostAccess, env: Vec<(String, String)>, pool: &Arc<Pool>) -> Connection {
         if access.connection == "local" {
             Connection::Local(Arc::new(LocalConnection {
                 name: access.name.clone(),
@@ -74,7 +88,30 @@ impl Connection {
                 access,
             }))
         } else {
-            Connection::Ssh(Arc::new(SshConnection::new(access)))
+            let ssh = Arc::new(SshConnection::new(access, Some(Arc::clone(pool))));
+            pool.register(&ssh);
+            Connection::Ssh(ssh)
+        }
+    }
+
+    /// Mark a call in progress on this host until the guard is dropped: a busy connection is
+    /// never closed to free a slot for another host.
+    pub fn busy(&self) -> Busy {
+        match self {
+            Connection::Ssh(s) => {
+                s.enter();
+                Busy(Some(Arc::clone(s)))
+            }
+            Connection::Local(_) => Busy(None),
+        }
+    }
+
+    /// Changes whenever the connection is reopened: what was started on the host through an
+    /// earlier session (a resident runner) is gone.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Connection::Ssh(s) => s.generation(),
+            Connection::Local(_) => 0,
         }
     }
 

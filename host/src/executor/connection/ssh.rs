@@ -2,20 +2,34 @@
 //! and reused for every module of the job; plain commands and sudo go through a few persistent
 //! remote shells, the rest through one channel per command.
 
+use super::pool::{Pool, Slot};
 use super::{CommandOutput, Running, Unreachable, find};
 use crate::executor::login::{Become, HostAccess};
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex as AsyncMutex;
 
-/// An SSH connection to one host, opened on first use and kept for the job.
+/// An SSH connection to one host, opened on first use and kept while the job's connection
+/// budget allows (closed when idle the longest and another host needs its slot, reopened when
+/// needed again).
 pub struct SshConnection {
     /// Address, port, user, credentials.
     pub access: HostAccess,
     session: AsyncMutex<Option<Arc<Handle<Client>>>>,
+    /// The job's budget of open connections (None: unbounded).
+    pool: Option<Arc<Pool>>,
+    /// The budget's slot, held while the session is open.
+    slot: std::sync::Mutex<Option<Slot>>,
+    /// Calls in progress on this host: a busy connection is never closed for another host.
+    busy: AtomicUsize,
+    /// When the last call on this host ended.
+    last_used: std::sync::Mutex<Instant>,
+    /// Sessions opened so far: what was started on an earlier one is gone with it.
+    generation: AtomicU64,
     shells: std::sync::Mutex<Vec<Arc<AsyncMutex<Option<ShellWorker>>>>>,
     /// The jump host's session, kept open while the tunnelled session lives.
     jump: std::sync::Mutex<Option<Arc<Handle<Client>>>>,
@@ -205,24 +219,114 @@ fn is_connection_error(e: &russh::Error) -> bool {
 }
 
 impl SshConnection {
-    /// A connection to the host `access` describes; nothing is dialled until the first command.
-    pub fn new(access: HostAccess) -> SshConnection {
+    /// A connection to the host `access` describes, open only while it holds a slot of `pool`;
+    /// nothing is dialled until the first command.
+    pub fn new(access: HostAccess, pool: Option<Arc<Pool>>) -> SshConnection {
         SshConnection {
             access,
             session: AsyncMutex::new(None),
+            pool,
+            slot: std::sync::Mutex::new(None),
+            busy: AtomicUsize::new(0),
+            last_used: std::sync::Mutex::new(Instant::now()),
+            generation: AtomicU64::new(0),
             shells: std::sync::Mutex::new(Vec::new()),
             jump: std::sync::Mutex::new(None),
             sudo_nopasswd: AsyncMutex::new(std::collections::HashMap::new()),
         }
     }
 
-    /// Drop the session and its shells, so the next command reconnects.
+    /// Drop the session and its shells (and the budget's slot), so the next command reconnects.
     pub(super) async fn reset(&self) {
-        self.session.lock().await.take();
+        let mut session = self.session.lock().await;
+        self.close(&mut session);
+    }
+
+    /// Close `session` (its lock held): shells, jump host and slot go with it. The session is
+    /// ended explicitly (channels kept elsewhere, such as a resident runner's, would keep its
+    /// socket open), and the slot is given back only once it has ended, so the budget counts
+    /// every socket still open.
+    fn close(&self, session: &mut Option<Arc<Handle<Client>>>) {
+        let handles: Vec<Arc<Handle<Client>>> = session
+            .take()
+            .into_iter()
+            .chain(self.jump.lock().unwrap_or_else(|e| e.into_inner()).take())
+            .collect();
         self.shells
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if handles.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for h in &handles {
+                let _ = h
+                    .disconnect(russh::Disconnect::ByApplication, "", "en")
+                    .await;
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while handles.iter().any(|h| !h.is_closed()) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            drop(handles);
+            drop(slot);
+        });
+    }
+
+    /// Close the connection if it is open and no call is in progress on its host; whether it
+    /// was (its slot is then free).
+    pub(super) fn close_if_idle(&self) -> bool {
+        let Ok(mut session) = self.session.try_lock() else {
+            return false;
+        };
+        if self.busy.load(Ordering::SeqCst) != 0 || !self.holds_slot() {
+            return false;
+        }
+        crate::debugln!(
+            "closing the idle connection to {} for another host (connection budget)",
+            self.access.name
+        );
+        self.close(&mut session);
+        true
+    }
+
+    fn holds_slot(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Whether the connection holds a slot and no call is in progress on its host.
+    pub(super) fn is_open_and_idle(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) == 0 && self.holds_slot()
+    }
+
+    /// When the last call on this host ended.
+    pub(super) fn last_used(&self) -> Instant {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sessions opened so far.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// A call starts on this host.
+    pub(super) fn enter(&self) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A call on this host ended.
+    pub(super) fn leave(&self) {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        if self.busy.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Some(pool) = &self.pool
+        {
+            pool.went_idle();
+        }
     }
 
     fn fail(&self, what: impl std::fmt::Display) -> Unreachable {
@@ -236,6 +340,13 @@ impl SshConnection {
         {
             return Ok(Arc::clone(s));
         }
+        // A slot of the job's budget first (kept from a session that died by itself).
+        let held = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let budget_slot = match (held, &self.pool) {
+            (Some(held), _) => Some(held),
+            (None, Some(pool)) => Some(pool.acquire(self).await),
+            (None, None) => None,
+        };
         let t0 = std::time::Instant::now();
         let a = &self.access;
         let s = match self.connect().await {
@@ -245,6 +356,8 @@ impl SshConnection {
                 return Err(e);
             }
         };
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = budget_slot;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         crate::debugln!(
             "ssh {}@{}:{} connected in {} ms",
             a.user,

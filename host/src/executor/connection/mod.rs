@@ -3,7 +3,8 @@
 //!
 //! - `local`: processes spawned on the EE itself (in a pseudo-terminal for su/doas passwords).
 //! - `ssh`: a pure-Rust client (russh); one connection per host, opened on first use and reused
-//!   for every module of the job, one channel per command.
+//!   for every module of the job, one channel per command; the job's `Pool` bounds how many are
+//!   open at once (the descriptor limit), closing the least recently used idle one when needed.
 //!
 //! A host that cannot be used at all comes back as [`Unreachable`] with the reason, worded like
 //! OpenSSH so AWX users recognise it.

@@ -4,6 +4,7 @@ AWX's job output says so; tags and --start-at-task, whose loss would run more th
 job before anything runs."""
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -141,15 +142,46 @@ def test_tags_select_calls_as_ansible_selects_tasks(tmp_path, cmdline):
 
 def test_adhoc_says_which_options_it_does_not_honour(tmp_path):
     entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, b"localhost ansible_connection=local\n"),
-               ("env/cmdline", 0o600, b"-o -B 30 -P 5 all")]
+               ("env/cmdline", 0o600, b"-o all")]
     stream = make_stream({"ident": "adhoc", "inventory": "inventory/hosts", "module": "command",
                           "module_args": "echo hi"}, make_zip(entries))
     res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=""))
     out = res.stdout.decode()
     assert "[WARNING]: ftl2-runner does not honour -o: ftl2-runner prints ad hoc results in full" in out
-    assert "[WARNING]: ftl2-runner does not honour -B 30: ad hoc commands run in the foreground" in out
-    assert "[WARNING]: ftl2-runner does not honour -P 5" in out
     assert res.final_status == "successful"
+
+
+def test_adhoc_background_and_poll_run_as_ansibles_async(tmp_path):
+    """`-B 30 -P 1`: the module runs in the background and is polled, and the result reads as
+    the real ad hoc command shows it (JSON, with the job id), not as a plain command's text."""
+    import ansible_runner
+    from conftest import VENV_BIN
+
+    inv = f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, inv.encode()),
+               ("env/cmdline", 0o600, b"-B 30 -P 1 all")]
+    env = {"PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    stream = make_stream({"ident": "bg", "inventory": "inventory/hosts", "module": "shell",
+                          "module_args": "sleep 2; echo done", "envvars": env}, make_zip(entries))
+    res = run_worker(stream, tmp_path / "runner", env=worker_env(FTL2_SCRIPT=""), timeout=120)
+    assert res.final_status == "successful", res.stdout[-2000:]
+    assert b"does not honour -B" not in res.stdout and b"does not honour -P" not in res.stdout
+    (tmp_path / "ans").mkdir()
+    r = ansible_runner.interface.run(private_data_dir=str(tmp_path / "ans"), host_pattern="all", module="shell",
+                                     module_args="sleep 2; echo done", inventory=inv, cmdline="-B 30 -P 1",
+                                     quiet=True, envvars=env)
+    assert r.status == "successful"
+    volatile = {"ansible_job_id", "results_file", "start", "end", "delta"}
+
+    def final(events):
+        (ok,) = [e for e in events if e["event"] == "runner_on_ok"]
+        head = re.sub(r"\x1b\[[0-9;]*m", "", ok["stdout"].split(" => ")[0])  # colour is the job's choice
+        return head, {k: v for k, v in ok["event_data"]["res"].items() if k not in volatile}
+
+    assert final(res.events) == final(r.events), (final(res.events), final(r.events))
+    assert final(res.events)[0] == "localhost | CHANGED"
+    polls = [e for e in res.events if e["event"] == "runner_on_async_poll"]
+    assert polls and {e["event"] for e in r.events} == {e["event"] for e in res.events}
 
 
 def test_play_list_hosts_lists_what_inventory_and_limit_select_and_runs_nothing(tmp_path):

@@ -78,7 +78,14 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
         "__adhoc_playbook__",
         job.display_style(true),
     )));
-    warn_unhonoured(&tree, &job.cmdline.unhonoured());
+    // -B/-P are ad hoc options: honoured here.
+    let unhonoured: Vec<_> = job
+        .cmdline
+        .unhonoured()
+        .into_iter()
+        .filter(|u| !u.option.starts_with("-B ") && !u.option.starts_with("-P "))
+        .collect();
+    warn_unhonoured(&tree, &unhonoured);
     let hosts = match executor.list_hosts(&pattern) {
         Ok(h) => h,
         Err(e) => {
@@ -125,6 +132,16 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
     let opts = CallOptions {
         check_mode: job.cmdline.check,
         diff: job.cmdline.diff,
+        // `-B N [-P M]`: Ansible's async (poll defaults to DEFAULT_POLL_INTERVAL, 15 s); -P
+        // without -B changes nothing, as in Ansible.
+        asynchronous: job
+            .cmdline
+            .background
+            .filter(|&limit| limit > 0)
+            .map(|limit| crate::executor::ansible::Async {
+                limit,
+                poll: job.cmdline.poll.unwrap_or(15),
+            }),
         ..Default::default()
     };
     let run = executor.run(&hosts, &module, &args, &opts, progress);

@@ -45,6 +45,10 @@ pub struct CmdlineOptions {
     pub private_key_file: Option<String>,
     /// `-T/--timeout`: connection timeout in seconds.
     pub timeout: Option<u32>,
+    /// `-B/--background` (ad hoc): run asynchronously, failing after this many seconds.
+    pub background: Option<u64>,
+    /// `-P/--poll` (ad hoc): seconds between checks of a `-B` job (0: do not wait for it).
+    pub poll: Option<u64>,
     /// `-c/--connection`.
     pub connection: Option<String>,
     /// `-m/--module-name` (ad hoc).
@@ -173,6 +177,17 @@ impl CmdlineOptions {
                             .map_err(|_| anyhow!("--timeout {v:?} is not a number"))?,
                     );
                 }
+                "-B" | "--background" | "-P" | "--poll" => {
+                    let v = value()?;
+                    let n: u64 = v
+                        .parse()
+                        .map_err(|_| anyhow!("{name} {v:?} is not a number of seconds"))?;
+                    if matches!(name.as_str(), "-B" | "--background") {
+                        o.background = Some(n);
+                    } else {
+                        o.poll = Some(n);
+                    }
+                }
                 "-c" | "--connection" => o.connection = Some(value()?),
                 "-m" | "--module-name" => o.module_name = Some(value()?),
                 "-a" | "--args" => o.module_args = Some(value()?),
@@ -191,10 +206,6 @@ impl CmdlineOptions {
                 | "--sftp-extra-args"
                 | "--become-password-file"
                 | "--connection-password-file"
-                | "-P"
-                | "--poll"
-                | "-B"
-                | "--background"
                 | "--playbook-dir" => {
                     let v = value()?;
                     o.ignored.push(format!("{name} {v}"));
@@ -240,10 +251,6 @@ impl CmdlineOptions {
                 "--become-password-file" | "--connection-password-file" => {
                     ("passwords come from the job's credentials", false)
                 }
-                "-P" | "--poll" | "-B" | "--background" => (
-                    "ad hoc commands run in the foreground (scripts have _async/_poll)",
-                    false,
-                ),
                 "--playbook-dir" => ("there is no playbook directory", false),
                 _ => ("ftl2-runner does not know this option", true),
             };
@@ -253,6 +260,17 @@ impl CmdlineOptions {
                 runs_more: false,
                 unknown,
             });
+        }
+        // Ad hoc commands honour them; a script sets `_async`/`_poll` on each call instead.
+        for (flag, value) in [("-B", self.background), ("-P", self.poll)] {
+            if let Some(v) = value {
+                out.push(Unhonoured {
+                    option: format!("{flag} {v}"),
+                    why: "a script sets _async/_poll on each call that should run in the background",
+                    runs_more: false,
+                    unknown: false,
+                });
+            }
         }
         if self.vault {
             out.push(Unhonoured {
@@ -290,6 +308,15 @@ fn split_list(v: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn background_and_poll_are_read_and_named_for_scripts() {
+        let o = CmdlineOptions::parse("-B 30 -P5 all").unwrap();
+        assert_eq!((o.background, o.poll), (Some(30), Some(5)));
+        let said: Vec<String> = o.unhonoured().into_iter().map(|u| u.option).collect();
+        assert_eq!(said, ["-B 30", "-P 5"]);
+        assert!(CmdlineOptions::parse("--background=soon all").is_err());
+    }
 
     #[test]
     fn awx_job_cmdline() {

@@ -115,6 +115,31 @@ fn dump(res: &Map<String, Value>, verbosity: u8, indent: bool) -> String {
     }
 }
 
+/// `host | CHANGED | rc=0 >>` and the command's output, as the minimal callback shows commands.
+fn command_text(style: &Style, status: HostStatus, host: &str, res: &Map<String, Value>) -> String {
+    let text_of = |k: &str| res.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let (caption, color) = match status {
+        HostStatus::Changed => ("CHANGED", CHANGED),
+        HostStatus::Ok => ("SUCCESS", OK),
+        _ => ("FAILED", ERROR),
+    };
+    let rc = res
+        .get("rc")
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "-1".into());
+    let body = format!(
+        "{}{}{}",
+        text_of("stdout"),
+        text_of("stderr"),
+        text_of("msg")
+    );
+    let mut t = format!("{host} | {caption} | rc={rc} >>\n{body}");
+    while t.ends_with('\n') {
+        t.pop();
+    }
+    style.paint(&t.replace('\n', "\r\n"), color)
+}
+
 /// Modules whose ad hoc output is `host | CHANGED | rc=0 >>` + their text (C.MODULE_NO_JSON).
 fn no_json(action: &str) -> bool {
     let short = action.rsplit('.').next().unwrap_or(action);
@@ -252,31 +277,16 @@ fn adhoc_line(
     action: &str,
     res: &Map<String, Value>,
 ) -> String {
-    let text_of = |k: &str| res.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     match status {
-        HostStatus::Ok | HostStatus::Changed | HostStatus::Failed
-            if no_json(action) && !res.contains_key("module_stderr") =>
+        // As the minimal callback: a failure shows the text unless there is module_stderr, a
+        // success unless it came from async (it has an ansible_job_id).
+        HostStatus::Failed if no_json(action) && !res.contains_key("module_stderr") => {
+            command_text(style, status, host, res)
+        }
+        HostStatus::Ok | HostStatus::Changed
+            if no_json(action) && !res.contains_key("ansible_job_id") =>
         {
-            let (caption, color) = match status {
-                HostStatus::Changed => ("CHANGED", CHANGED),
-                HostStatus::Ok => ("SUCCESS", OK),
-                _ => ("FAILED", ERROR),
-            };
-            let rc = res
-                .get("rc")
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "-1".into());
-            let body = format!(
-                "{}{}{}",
-                text_of("stdout"),
-                text_of("stderr"),
-                text_of("msg")
-            );
-            let mut t = format!("{host} | {caption} | rc={rc} >>\n{body}");
-            while t.ends_with('\n') {
-                t.pop();
-            }
-            style.paint(&t.replace('\n', "\r\n"), color)
+            command_text(style, status, host, res)
         }
         HostStatus::Ok => style.paint(
             &format!("{host} | SUCCESS => {}", dump(res, style.verbosity, true)),

@@ -78,6 +78,20 @@ sys.exit(1 if asyncio.run(main(sys.argv[1], sys.argv[2])) else 0)
 """
 
 
+def inventories(tb, sizes) -> tuple[str, str]:
+    """The testbed's inventory with a group `g<n>` of the first n hosts for each size, for us and
+    for FTL2 0.4.7 (which keeps only a host's last inventory line: each group gets full lines)."""
+    inv = tb.ini_inventory()
+    for n in sizes:
+        inv += f"[g{n}]\n" + "\n".join(h.name for h in tb.hosts[:n]) + "\n"
+    full = {h.name: f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user=root "
+                    f"ansible_ssh_private_key_file={tb.key} ansible_python_interpreter=/usr/bin/python3 "
+                    f"disable_host_key_checking=true ssh_private_key_file={tb.key}"
+            for h in tb.hosts}
+    inv_ftl2 = "".join(f"[g{n}]\n" + "\n".join(full[h.name] for h in tb.hosts[:n]) + "\n" for n in sizes)
+    return inv, inv_ftl2
+
+
 def tree_rss_kib(pid: int) -> int:
     """Resident memory of pid and all its descendants."""
     total = 0
@@ -129,17 +143,9 @@ def main():
         tmp = Path(d)
         tb = Testbed(tmp / "tb", max(sizes)).start()
         try:
-            inv = tb.ini_inventory()
-            for n in sizes:
-                inv += f"[g{n}]\n" + "\n".join(h.name for h in tb.hosts[:n]) + "\n"
+            inv, inv_ftl2 = inventories(tb, sizes)
             (tmp / "inv.ini").write_text(inv)
-            # FTL2 0.4.7 keeps only a host's last inventory line: give each group full lines.
-            full = {h.name: f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user=root "
-                            f"ansible_ssh_private_key_file={tb.key} ansible_python_interpreter=/usr/bin/python3 "
-                            f"disable_host_key_checking=true ssh_private_key_file={tb.key}"
-                    for h in tb.hosts}
-            (tmp / "inv-ftl2.ini").write_text("".join(
-                f"[g{n}]\n" + "\n".join(full[h.name] for h in tb.hosts[:n]) + "\n" for n in sizes))
+            (tmp / "inv-ftl2.ini").write_text(inv_ftl2)
             (tmp / "play.yml").write_text(playbook(tasks))
             sdir = tmp / "scripts"
             sdir.mkdir()

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_engine import FTL2_VENV, TASKS, ftl2_script, script, tree_rss_kib  # noqa: E402
+from bench_engine import FTL2_VENV, TASKS, ftl2_script, inventories, script, tree_rss_kib  # noqa: E402
 from conftest import BIN, WorkerResult, make_stream, make_zip, worker_env  # noqa: E402
 from testbed import Testbed  # noqa: E402
 
@@ -74,15 +74,8 @@ def main():
         tb = Testbed(tmp / "tb", max(sizes)).start()
         print(f"{max(sizes)} sshd hosts started in {time.perf_counter() - t0:.0f} s", flush=True)
         try:
-            inv = tb.ini_inventory()
-            for n in sizes:
-                inv += f"[g{n}]\n" + "\n".join(h.name for h in tb.hosts[:n]) + "\n"
-            full = {h.name: f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user=root "
-                            f"ansible_ssh_private_key_file={tb.key} ansible_python_interpreter=/usr/bin/python3 "
-                            f"disable_host_key_checking=true ssh_private_key_file={tb.key}"
-                    for h in tb.hosts}
-            (tmp / "inv-ftl2.ini").write_text("".join(
-                f"[g{n}]\n" + "\n".join(full[h.name] for h in tb.hosts[:n]) + "\n" for n in sizes))
+            inv, inv_ftl2 = inventories(tb, sizes)
+            (tmp / "inv-ftl2.ini").write_text(inv_ftl2)
             sdir = tmp / "scripts"
             sdir.mkdir()
             (sdir / "main.py").write_text(script(tasks))

@@ -7,30 +7,68 @@ use super::{
 use serde_json::{Map, Value, json};
 use std::path::Path;
 
+/// Why a remote file could not be read, as slurp tells the cases apart.
+#[derive(Clone, Copy, PartialEq)]
+enum Unread {
+    Missing,
+    Unreadable,
+    Directory,
+}
+
+/// A remote file's bytes (through become when the call uses it), or why it cannot be read
+/// (with `None`: another failure, and its stderr).
+async fn read_remote(
+    src: &str,
+    ctx: &ModuleCtx<'_>,
+) -> Result<Result<Vec<u8>, (Option<Unread>, String)>, Unreachable> {
+    let q = quote(src);
+    let out = ctx
+        .sh(
+            &format!(
+                "if [ ! -e {q} ]; then exit 2; fi; if [ -d {q} ]; then exit 4; fi; \
+                 if [ ! -r {q} ]; then exit 3; fi; cat -- {q}"
+            ),
+            None,
+        )
+        .await?;
+    Ok(match out.rc {
+        0 => Ok(out.stdout),
+        2 => Err((Some(Unread::Missing), String::new())),
+        3 => Err((Some(Unread::Unreadable), String::new())),
+        4 => Err((Some(Unread::Directory), String::new())),
+        _ => Err((None, text(&out.stderr).trim().to_string())),
+    })
+}
+
+/// slurp's message for a file it cannot read, as the EE's version words it.
+fn slurp_message(why: Unread, src: &str, core: Option<&crate::executor::ansible::Core>) -> String {
+    let msgs = match core {
+        Some(core) => core.slurp_msgs.clone(),
+        None => crate::executor::ansible::Core::default_slurp_msgs(),
+    };
+    let i = match why {
+        Unread::Missing => 0,
+        Unread::Unreadable => 1,
+        Unread::Directory => 2,
+    };
+    format!("{}{src}", msgs[i])
+}
+
 /// `slurp`: a remote file's content, base64-encoded.
 pub async fn slurp(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
     use base64::Engine;
     let Some(src) = str_arg_any(args, &["src", "path"]) else {
         return Ok(failed("missing required arguments: src"));
     };
-    let q = quote(&src);
-    let out = ctx.sh(&format!("if [ ! -e {q} ]; then exit 2; fi; if [ -d {q} ]; then exit 4; fi; if [ ! -r {q} ]; then exit 3; fi; cat -- {q}"), None).await?;
-    if (2..=4).contains(&out.rc) {
-        // slurp's own messages, as the EE's version words them.
-        let msgs = match ctx.ansible.core().await {
-            Some(core) => core.slurp_msgs.clone(),
-            None => crate::executor::ansible::Core::default_slurp_msgs(),
-        };
-        return Ok(failed(format!("{}{src}", msgs[out.rc as usize - 2])));
-    }
-    if out.rc != 0 {
-        return Ok(failed(format!(
-            "Unable to slurp file: {}",
-            text(&out.stderr).trim()
-        )));
-    }
+    let data = match read_remote(&src, ctx).await? {
+        Ok(data) => data,
+        Err((Some(why), _)) => {
+            return Ok(failed(slurp_message(why, &src, ctx.ansible.core().await)));
+        }
+        Err((None, err)) => return Ok(failed(format!("Unable to slurp file: {err}"))),
+    };
     Ok(obj(json!({
-        "changed": false, "content": base64::engine::general_purpose::STANDARD.encode(&out.stdout),
+        "changed": false, "content": base64::engine::general_purpose::STANDARD.encode(&data),
         "encoding": "base64", "source": src,
     })))
 }
@@ -68,32 +106,14 @@ pub async fn fetch(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult 
     let fail_on_missing = bool_arg(args, "fail_on_missing", true);
     let validate_checksum = bool_arg(args, "validate_checksum", true);
     let src = expand_user(&src, ctx).await?;
-    let q = quote(&src);
-    let out = ctx
-        .sh(
-            &format!(
-                "if [ ! -e {q} ]; then exit 2; fi; if [ -d {q} ]; then exit 3; fi; \
-                 if [ ! -r {q} ]; then exit 4; fi; cat -- {q}"
-            ),
-            None,
-        )
-        .await?;
-    if (2..=4).contains(&out.rc) {
-        return Ok(reported(unreadable(
-            out.rc,
-            &src,
-            fail_on_missing,
-            ctx,
-            core,
-        )));
-    }
-    if out.rc != 0 {
-        return Ok(reported(failed(format!(
-            "cannot read {src}: {}",
-            text(&out.stderr).trim()
-        ))));
-    }
-    let remote_checksum = checksum_bytes(&out.stdout);
+    let data = match read_remote(&src, ctx).await? {
+        Ok(data) => data,
+        Err((Some(why), _)) => {
+            return Ok(reported(unreadable(why, &src, fail_on_missing, ctx, core)));
+        }
+        Err((None, err)) => return Ok(reported(failed(format!("cannot read {src}: {err}")))),
+    };
+    let remote_checksum = checksum_bytes(&data);
     let target = if bool_arg(args, "flat", false) {
         let is_dir = |p: &str| ctx.local.writable(p).is_ok_and(|l| l.is_dir());
         if !dest.ends_with('/') {
@@ -139,7 +159,7 @@ pub async fn fetch(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult 
             "file": src, "dest": dest_text, "checksum": remote_checksum,
         }))));
     }
-    if let Err(e) = std::fs::write(&local, &out.stdout) {
+    if let Err(e) = std::fs::write(&local, &data) {
         crate::debugln!("fetch: cannot write {}: {e}", local.display());
         return Ok(ctx
             .ansible
@@ -162,12 +182,12 @@ pub async fn fetch(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult 
     Ok(reported(result))
 }
 
-/// What fetch reports for a source it cannot read (rc 2: missing, 3: a directory, 4: not
-/// readable). Without become the plugin stats the source first and answers a directory itself;
-/// otherwise (and for the rest) slurp's failure is the answer, its message replaced for a
-/// missing file or a directory, or, with `fail_on_missing=no`, an ok result naming the file.
+/// What fetch reports for a source it cannot read. Without become the plugin stats the source
+/// first and answers a directory itself; otherwise (and for the rest) slurp's failure is the
+/// answer, its message replaced for a missing file or a directory, or, with
+/// `fail_on_missing=no`, an ok result naming the file.
 fn unreadable(
-    rc: i32,
+    why: Unread,
     src: &str,
     fail_on_missing: bool,
     ctx: &ModuleCtx<'_>,
@@ -175,17 +195,17 @@ fn unreadable(
 ) -> Map<String, Value> {
     let missing = "the remote file does not exist, not transferring, ignored";
     let is_dir = "remote file is a directory, fetch cannot work on directories";
-    if rc == 3 && ctx.become_.is_none() {
+    if why == Unread::Directory && ctx.become_.is_none() {
         return if fail_on_missing {
             obj(json!({"failed": true, "changed": false, "msg": is_dir}))
         } else {
             obj(json!({"msg": format!("{is_dir}, not transferring, ignored"), "changed": false}))
         };
     }
-    let replaced = match rc {
-        2 => Some(missing),
-        3 => Some(is_dir),
-        _ => None,
+    let replaced = match why {
+        Unread::Missing => Some(missing),
+        Unread::Directory => Some(is_dir),
+        Unread::Unreadable => None,
     };
     if !fail_on_missing {
         let mut r = obj(json!({"file": src, "changed": false}));
@@ -194,13 +214,9 @@ fn unreadable(
         }
         return r;
     }
-    let msgs = match core {
-        Some(core) => core.slurp_msgs.clone(),
-        None => crate::executor::ansible::Core::default_slurp_msgs(),
-    };
-    let slurp_msg = format!("{}{src}", msgs[rc as usize - 2]);
     // slurp's failure, as the plugin takes it over.
-    let mut r = failed(replaced.map(String::from).unwrap_or(slurp_msg));
+    let msg = replaced.map_or_else(|| slurp_message(why, src, core), String::from);
+    let mut r = failed(msg);
     let slurp_args = obj(json!({ "src": src }));
     if core.is_some_and(|c| c.injects_invocation)
         && let Some(inv) = gate::invocation("slurp", &slurp_args)

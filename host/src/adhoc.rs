@@ -78,13 +78,7 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
         "__adhoc_playbook__",
         job.display_style(true),
     )));
-    // -B/-P are ad hoc options: honoured here.
-    let unhonoured: Vec<_> = job
-        .cmdline
-        .unhonoured()
-        .into_iter()
-        .filter(|u| !u.option.starts_with("-B ") && !u.option.starts_with("-P "))
-        .collect();
+    let unhonoured = job.cmdline.unhonoured(true);
     warn_unhonoured(&tree, &unhonoured);
     let hosts = match executor.list_hosts(&pattern) {
         Ok(h) => h,

@@ -216,8 +216,9 @@ impl CmdlineOptions {
         Ok(o)
     }
 
-    /// Every option given that the job cannot honour, in the order given.
-    pub fn unhonoured(&self) -> Vec<Unhonoured> {
+    /// Every option given that the job cannot honour, in the order given (`adhoc`: the job
+    /// is an ad hoc command, which honours `-B`/`-P`).
+    pub fn unhonoured(&self, adhoc: bool) -> Vec<Unhonoured> {
         let mut out = Vec::new();
         if let Some(t) = &self.start_at_task {
             out.push(Unhonoured {
@@ -263,7 +264,7 @@ impl CmdlineOptions {
         }
         // Ad hoc commands honour them; a script sets `_async`/`_poll` on each call instead.
         for (flag, value) in [("-B", self.background), ("-P", self.poll)] {
-            if let Some(v) = value {
+            if let Some(v) = value.filter(|_| !adhoc) {
                 out.push(Unhonoured {
                     option: format!("{flag} {v}"),
                     why: "a script sets _async/_poll on each call that should run in the background",
@@ -313,8 +314,9 @@ mod tests {
     fn background_and_poll_are_read_and_named_for_scripts() {
         let o = CmdlineOptions::parse("-B 30 -P5 all").unwrap();
         assert_eq!((o.background, o.poll), (Some(30), Some(5)));
-        let said: Vec<String> = o.unhonoured().into_iter().map(|u| u.option).collect();
+        let said: Vec<String> = o.unhonoured(false).into_iter().map(|u| u.option).collect();
         assert_eq!(said, ["-B 30", "-P 5"]);
+        assert!(o.unhonoured(true).is_empty(), "ad hoc commands honour them");
         assert!(CmdlineOptions::parse("--background=soon all").is_err());
     }
 
@@ -358,7 +360,7 @@ mod tests {
         let o =
             CmdlineOptions::parse("--start-at-task x --chek -t web --syntax-check -C --vault-id x")
                 .unwrap();
-        let u = o.unhonoured();
+        let u = o.unhonoured(false);
         let names: Vec<&str> = u.iter().map(|x| x.option.as_str()).collect();
         assert_eq!(
             names,
@@ -375,7 +377,7 @@ mod tests {
         assert!(
             CmdlineOptions::parse("-C -D -u root -b -vv -l web -f 5")
                 .unwrap()
-                .unhonoured()
+                .unhonoured(false)
                 .is_empty()
         );
     }

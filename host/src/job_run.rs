@@ -50,7 +50,7 @@ pub async fn run(
 
     // Options AWX sent that a script job cannot honour: said in the job output; those whose
     // loss would run more than asked (--start-at-task) stop the job before it starts.
-    let unhonoured = job.cmdline.unhonoured();
+    let unhonoured = job.cmdline.unhonoured(false);
     let refused: Vec<String> = unhonoured
         .iter()
         .filter(|u| u.runs_more)

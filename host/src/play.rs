@@ -88,7 +88,7 @@ async fn run_async(args: PlayArgs) -> i32 {
             return 2;
         }
         Ok(o) => {
-            let unhonoured = o.unhonoured();
+            let unhonoured = o.unhonoured(false);
             let unknown: Vec<&str> = unhonoured
                 .iter()
                 .filter(|u| u.unknown)

@@ -157,6 +157,13 @@ fn version_text(prog: &str) -> String {
 
 /// Parse `argv` and run the chosen command; returns the exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
+    // Started by rsync as the `ssh` of a synchronize task (see `rsync_ssh`).
+    if argv
+        .first()
+        .is_some_and(|a| crate::executor::ansible::is_rsync_ssh(a))
+    {
+        return crate::executor::ansible::rsync_ssh_main(argv);
+    }
     let prog = argv
         .first()
         .map(program_name)

@@ -25,10 +25,15 @@ pub enum Port {
     /// An action plugin with no module code of its own (`script`, `reboot`): ansible-core's own,
     /// run through the bridge (see `action_bridge.rs`).
     Bridged(&'static str),
+    /// `ansible.posix.synchronize` (see `synchronize.rs`).
+    Synchronize,
 }
 
 /// The port for `module`, if it names one.
 pub fn port(module: &str) -> Option<Port> {
+    if super::synchronize::is_synchronize(module) {
+        return Some(Port::Synchronize);
+    }
     let short = module
         .strip_prefix("ansible.builtin.")
         .or_else(|| module.strip_prefix("ansible.legacy."))
@@ -69,6 +74,7 @@ impl Port {
             Port::AsyncStatus => am.async_status_action(args, ctx).await,
             Port::Copy => am.copy_action(args, ctx).await,
             Port::Template => am.template_action(args, ctx).await,
+            Port::Synchronize => am.synchronize_action(args, ctx).await,
         }
     }
 }

@@ -14,9 +14,12 @@ mod copy_action;
 mod helper;
 mod remote_tmp;
 mod resident;
+mod rsync_ssh;
+mod synchronize;
 
 pub use async_job::{Async, AsyncEvent};
 pub use helper::{HelperSpawn, find_python};
+pub use rsync_ssh::{is_shim as is_rsync_ssh, shim_main as rsync_ssh_main};
 
 use super::connection::Unreachable;
 use super::modules::{ModuleCtx, failed};
@@ -132,6 +135,8 @@ pub struct AnsibleModules {
     core: OnceCell<Option<Core>>,
     /// How the EE's ansible-core makes templates' `ansible_managed` (asked once).
     managed: OnceCell<crate::executor::modules::Managed>,
+    /// rsync's way to the hosts for synchronize (started by its first call).
+    rsync: OnceCell<Result<rsync_ssh::Bridge, String>>,
 }
 
 /// Action plugins whose work, for the arguments allowed here, is exactly running their module.
@@ -162,6 +167,7 @@ impl AnsibleModules {
             residents: resident::Residents::default(),
             core: OnceCell::new(),
             managed: OnceCell::new(),
+            rsync: OnceCell::new(),
         }
     }
 

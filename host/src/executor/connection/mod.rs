@@ -18,7 +18,7 @@ mod stream;
 pub use local::LocalConnection;
 pub use pool::Pool;
 pub use ssh::{Client, SshConnection, decode_key};
-pub use stream::Stream;
+pub use stream::{Piece, Stream};
 
 use crate::executor::login::{Become, HostAccess};
 use become_plan::Plan;
@@ -398,6 +398,20 @@ impl Running {
                 }
                 self.close_stdin().await;
             }
+        }
+    }
+
+    /// A writer for its stdin that lives apart from it, so input can be fed while its output
+    /// is read (an SSH channel's window waits on the reader otherwise); shutting it down ends
+    /// the input. None where input goes through a terminal.
+    fn take_input(&mut self) -> Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>> {
+        match self {
+            Running::Local { child, .. } => child
+                .stdin
+                .take()
+                .map(|s| Box::pin(s) as std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>),
+            Running::LocalPty { .. } => None,
+            Running::Ssh { channel, .. } => Some(Box::pin(channel.make_writer())),
         }
     }
 

@@ -128,3 +128,37 @@ impl Stream {
         Ok(std::mem::replace(&mut self.buf, rest))
     }
 }
+
+/// What a relayed command produced next (see [`Stream::next_piece`]).
+pub enum Piece {
+    /// Bytes of its stdout.
+    Out(Vec<u8>),
+    /// Bytes of its stderr.
+    Err(Vec<u8>),
+    /// Its exit status (-1: killed by a signal).
+    Exit(i32),
+}
+
+impl Stream {
+    /// The next output of the command as it comes, for relaying it elsewhere unchanged (what
+    /// was read while waiting for become comes first); None once it has ended.
+    pub async fn next_piece(&mut self) -> Option<Piece> {
+        if !self.buf.is_empty() {
+            return Some(Piece::Out(std::mem::take(&mut self.buf)));
+        }
+        if !self.stderr.is_empty() {
+            return Some(Piece::Err(std::mem::take(&mut self.stderr)));
+        }
+        Some(match self.running.next().await? {
+            Chunk::Out(d) => Piece::Out(d),
+            Chunk::Err(d) => Piece::Err(d),
+            Chunk::Exit(rc) => Piece::Exit(rc),
+        })
+    }
+
+    /// Its stdin as a writer of its own, to feed it from another task while its output is
+    /// read here (shut the writer down to end the input); None where there is none.
+    pub fn take_input(&mut self) -> Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>> {
+        self.running.take_input()
+    }
+}

@@ -1,0 +1,140 @@
+"""`synchronize` (ansible.posix): its action plugin ported, the real module run on the
+controller, rsync reaching the host through our own connection (`rsync_ssh`). Each step runs with
+the same arguments through a script and through real ansible-playbook on the same host; the
+`event_data.res` AWX receives is compared after normalising what must differ: times, the
+directories each run used, and the program rsync starts as its ssh (ours relays over the task's
+connection; Ansible's is OpenSSH)."""
+
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from test_action_plugins import clean
+from test_ansible_modules import SETUP, ansible_playbook_results, our_results, step_differences
+from testbed import Testbed
+
+# A file larger than a pipe's buffer in both directions: rsync leaves its ssh's stdout
+# non-blocking, which a relay must cope with.
+BLOB = random.Random(7).randbytes(3 * 1024 * 1024)
+FILES = [("files/site/index.html", "<h1>hi</h1>\n"), ("files/site/about.txt", "about\n"), ("files/site/blob.bin", BLOB),
+         ("files/site/sub/deep.txt", "deep\n"), ("other/x.conf", "x=1\n")]
+
+
+def steps_for(p: str):
+    return [
+        ("file", {"path": p, "state": "directory"}, SETUP),
+        ("synchronize", {"src": "site/", "dest": f"{p}/push/"}),
+        ("synchronize", {"src": "site/", "dest": f"{p}/push/"}),
+        ("ansible.posix.synchronize", {"src": "site", "dest": f"{p}/push2", "rsync_opts": ["--exclude=*.txt"]}),
+        ("synchronize", {"src": "other/", "dest": f"{p}/push/", "delete": True, "checksum": True}),
+        ("synchronize", {"src": "site/", "dest": f"{p}/push3", "archive": False, "recursive": True,
+                         "rsync_opts": "--chmod=F600,--omit-dir-times"}),
+        ("synchronize", {"src": "nothere/", "dest": f"{p}/push4/"}),
+        ("synchronize", {"src": f"{p}/push2/", "dest": "pulled/", "mode": "pull"}),
+        ("synchronize", {"src": f"{p}/nothere/", "dest": "pulled/", "mode": "pull"}),
+        ("synchronize", {"src": "site/", "dest": f"{p}/push5/", "dest_port": None, "partial": True,
+                         "use_ssh_args": True}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory):
+    tb = Testbed(tmp_path_factory.mktemp("testbed"), 1).start()
+    yield tb
+    tb.stop()
+
+
+def sync_clean(value, p, files_dir):
+    value = clean(value, p, files_dir)
+    if isinstance(value, dict):
+        return {k: sync_clean(v, p, files_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [sync_clean(v, p, files_dir) for v in value]
+    if isinstance(value, str):
+        # The program rsync starts as its ssh: OpenSSH for Ansible, our relay for us.
+        value = re.sub(r"--rsh='\S+/ssh ", "--rsh='<ssh> ", value)
+    return value
+
+
+@pytest.mark.parametrize("mode", ["run", "check_diff", "become", "local"])
+def test_synchronize_matches_ansible_playbook(testbed, tmp_path, mode):
+    cmdline = "--check --diff" if mode == "check_diff" else None
+    become = mode == "become"
+    inventory = testbed.ini_inventory()
+    if mode == "local":
+        inventory = f"node0 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    run_id = uuid.uuid4().hex[:6]
+    ours_dir, ans_dir = f"/tmp/ftl2-sync-o{run_id}", f"/tmp/ftl2-sync-a{run_id}"
+    try:
+        ours, res = our_results(tmp_path / "ours", inventory, steps_for(ours_dir), cmdline, "newest", become,
+                                files=FILES)
+        theirs = ansible_playbook_results(inventory, steps_for(ans_dir), cmdline, tmp_path, core="newest",
+                                          become=become, files=FILES)
+    finally:
+        for d in (ours_dir, ans_dir):
+            shutil.rmtree(d, ignore_errors=True)
+    steps = steps_for("<dir>")
+    assert len(ours) == len(steps), (len(ours), res.stdout[-4000:])
+    assert len(theirs) == len(steps)
+    diffs = step_differences(steps, ours, theirs,
+                             lambda r: sync_clean(r, ours_dir, str(tmp_path / "ours" / "scripts")),
+                             lambda r: sync_clean(r, ans_dir, str(tmp_path / "ans-pdd" / "project")))
+    assert not diffs, "\n".join(diffs)
+
+
+def test_synchronize_keeps_the_controller_side_to_the_scripts_files(testbed, tmp_path):
+    """What rsync does on the controller stays within the script's directories and scratch, and
+    rsync reaches only the task's host, through our connection: each refusal is a failed task
+    that names the reason, and nothing reaches the host."""
+    from test_ansible_modules import env_for
+    from test_engine import engine_calls
+
+    dest = f"/tmp/ftl2-sync-r{uuid.uuid4().hex[:6]}"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not the script's\n")
+    (tmp_path / "scripts" / "files").mkdir(parents=True)
+    (tmp_path / "scripts" / "files" / "leak").symlink_to(outside)
+    refused = [
+        ({"src": str(outside) + "/", "dest": dest}, "is outside the directories this job may use"),
+        ({"src": "leak/", "dest": dest}, "is outside the directories this job may use"),
+        ({"src": "site/", "dest": dest, "rsync_opts": ["--rsh=sh -c 'id > /tmp/pwned'"]},
+         "rsync reaches the host through ftl2-runner's connection"),
+        ({"src": "site/", "dest": dest, "rsync_opts": ["--files-from=/etc/passwd"]},
+         "reads or writes controller files outside the script's directories"),
+        ({"src": "site/", "dest": dest, "rsync_opts": "-avL"}, "follows links out of the source"),
+        ({"src": "site/", "dest": dest, "copy_links": True}, "would follow links out of the source"),
+        ({"src": "site/", "dest": "otherhost:/tmp/x"}, "names a host or an rsync daemon"),
+        ({"src": "site/", "dest": dest, "dest_port": 1}, "differs from the port ftl2-runner reaches node0 on"),
+        ({"src": "/etc/hostname", "dest": dest, "mode": "pull"}, "is outside the directories this job may use"),
+        ({"src": "/etc/hostname", "dest": str(outside) + "/", "mode": "pull"},
+         "is outside the directories this job may use"),
+    ]
+    calls = [("node0", "synchronize", args) for args, _ in refused]
+    calls.append(("node0", "synchronize", {"src": "site/", "dest": dest}))
+    files = [("files/site/index.html", "<h1>hi</h1>\n")]
+    started = time.time()
+    try:
+        results, res = engine_calls(tmp_path, testbed.ini_inventory(), calls, extra_files=files,
+                                    kwargs={"envvars": env_for("newest")})
+        for (args, why), [r] in zip(refused, results):
+            assert r["status"] == "failed", (args, r)
+            assert why in r["output"]["msg"], (args, r["output"]["msg"])
+        # Nothing of the refused calls reached the host; the allowed one did.
+        [ok] = results[-1]
+        assert ok["status"] == "changed", ok
+        assert sorted(p.name for p in Path(dest).iterdir()) == ["index.html"]
+        assert not Path("/tmp/pwned").exists()
+        # The bridge's private directory (its `ssh` and socket) is gone with the job.
+        assert not [p for p in Path(tempfile.gettempdir()).glob("ftl2-rsync-*") if p.stat().st_uid == os.getuid()
+                    and p.stat().st_mtime >= started], "the rsync bridge directory was left behind"
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)

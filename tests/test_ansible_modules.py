@@ -543,13 +543,15 @@ def without_temp_names(value):
     return value
 
 
-@pytest.mark.parametrize("core,mode", [("newest", "run"), ("newest", "check_diff"), ("2.19", "run"),
-                                       ("2.15", "run")])
+@pytest.mark.parametrize("core,mode", [("newest", "run"), ("newest", "check_diff"), ("newest", "inject"),
+                                       ("2.19", "run"), ("2.15", "run")])
 def test_native_modules_report_what_the_real_modules_report(testbed, tmp_path, core, mode):
     """Each native module's result, as the job reports it, against the real module's for the
     same call (FTL2_REAL_MODULES=all), with each ansible-core: what only the real module can
     report comes from it."""
     cmdline = "--check --diff" if mode == "check_diff" else None
+    # 2.21's INJECT_INVOCATION setting: every result reports its `invocation` again.
+    inject = {"ANSIBLE_INJECT_INVOCATION": "true"} if mode == "inject" else {}
     inventory = testbed.ini_inventory()
     template = [("t.j2", "a {{ 1 + 1 }}\n{% for i in [1, 2] %}\n{{ i }}\n{% endfor %}\n")]
     runs = {}
@@ -558,25 +560,24 @@ def test_native_modules_report_what_the_real_modules_report(testbed, tmp_path, c
         try:
             _, res = engine_calls(tmp_path / kind, inventory, [("node0", m, a) for m, a in native_steps(p)],
                                   cmdline=cmdline, extra_files=template, worker_vars=extra,
-                                  kwargs={"envvars": env_for(core)})
+                                  kwargs={"envvars": {**env_for(core), **inject}})
         finally:
             shutil.rmtree(p, ignore_errors=True)
         runs[kind] = (p, [(e["event"], e["event_data"].get("res", {})) for e in res.events
                           if e["event"] in RESULT_EVENTS])
         assert len(runs[kind][1]) == len(native_steps(p)), res.stdout[-3000:]
     (pn, native), (pr, real) = runs["n"], runs["r"]
+    if inject:
+        assert all("invocation" in r for _, r in real), "the setting did not reach the real modules"
     diffs = []
     for (module, args), (nev, nres), (rev, rres) in zip(native_steps("<dir>"), native, real):
         a = without_temp_names(normalise(nres, pn, "\0"))
         b = without_temp_names(normalise(rres, pr, "\0"))
-        if module in ("command", "shell", "file") and not (module == "file" and cmdline):
-            # What these native modules, which stay native for speed, do not report (DESIGN.md):
-            # up to 2.19 the arguments with every default, and 2.15 file's diff. (ping and
-            # slurp report theirs.)
-            if core in ("2.19", "2.15"):
-                b.pop("invocation", None)
-            if core == "2.15" and module == "file":
-                b.pop("diff", None)
+        if module == "file" and not cmdline and core == "2.15":
+            # What the native file module, which stays native for speed, reports its own way
+            # (DESIGN.md): 2.15 file's diff.
+            a.pop("diff", None)
+            b.pop("diff", None)
         diffs.append(difference(f"{module} {json.dumps(args)}", (nev, a), (rev, b), ("native", "real")))
     diffs = [d for d in diffs if d]
     assert not diffs, "\n".join(diffs)
@@ -607,12 +608,8 @@ def test_changed_when_and_failed_when_as_ansible_playbook_applies_them(testbed, 
     r = ansible_runner.interface.run(private_data_dir=str(pdd), playbook="site.yml", quiet=True, envvars=env_for(core))
     theirs = [(e["event"], e["event_data"].get("res", {})) for e in r.events if e["event"] in RESULT_EVENTS]
     assert len(ours) == len(theirs) == len(calls), res.stdout[-3000:]
-    def kept_difference(m, t):
-        # Up to 2.19 results carry `invocation`, which the native command does not (DESIGN.md).
-        return {k: v for k, v in t.items() if not (k == "invocation" and m == "command")}
-
     diffs = [difference(f"step {i} ({m} {kw})", (oev, normalise(o, "\0", "\0")),
-                        (tev, normalise(kept_difference(m, t), "\0", "\0")))
+                        (tev, normalise(t, "\0", "\0")))
              for i, ((m, _, kw), (oev, o), (tev, t)) in enumerate(zip(calls, ours, theirs))]
     diffs = [d for d in diffs if d]
     assert not diffs, "\n".join(diffs)

@@ -71,9 +71,13 @@ pub struct Core {
     pub fetch_names_file: bool,
     /// Whether the fetch plugin refuses a flat `dest/` whose computed file is a directory.
     pub fetch_refuses_dir_dest: bool,
-    /// Whether every module result reports its `invocation` (up to 2.19; later only with the
-    /// INJECT_INVOCATION setting, which native results do not follow).
+    /// Whether every module result reports its `invocation`: up to 2.19 always, from 2.21 when
+    /// the INJECT_INVOCATION setting (environment or ansible.cfg) says so; the
+    /// `ansible_inject_invocation` variable overrides it per host.
     pub injects_invocation: bool,
+    /// The argument specs of ping, slurp, command and file in this version (from their source),
+    /// from which native results report `invocation` as the module would.
+    pub specs: Map<String, Value>,
 }
 
 impl Core {
@@ -113,7 +117,55 @@ print(m.group(1)[-1] if m else "'")
 fetch = read("plugins", "action", "fetch.py")
 print(int("'file': source, 'dest': dest" in fetch))
 print(int("calculated dest" in fetch))
-print(int("_ansible_inject_invocation" not in read("plugins", "action", "__init__.py")))
+always = "_ansible_inject_invocation" not in read("plugins", "action", "__init__.py")
+setting = os.environ.get("ANSIBLE_INJECT_INVOCATION")
+if setting is None and not always:
+    import configparser
+    for cfg in (os.environ.get("ANSIBLE_CONFIG"), "ansible.cfg", os.path.expanduser("~/.ansible.cfg"),
+                "/etc/ansible/ansible.cfg"):
+        if cfg and os.path.isfile(cfg):
+            p = configparser.ConfigParser(interpolation=None)
+            try:
+                p.read(cfg)
+                setting = p.get("defaults", "inject_invocation", fallback=None)
+            except Exception:
+                pass
+            break
+print(int(always or str(setting).lower() in ("1", "true", "yes", "on", "y", "t")))
+# The argument specs of the modules native code stands in for, from this version's source.
+import ast, json
+def lit(n):
+    if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "dict" and not n.args:
+        return {k.arg: lit(k.value) for k in n.keywords}
+    if isinstance(n, ast.Dict):
+        return {lit(k): lit(v) for k, v in zip(n.keys, n.values)}
+    try:
+        return ast.literal_eval(n)
+    except ValueError:
+        return None  # e.g. a fallback=(env_fallback, [...]): not a value of the argument
+def spec(src, common):
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "AnsibleModule":
+            kws = {k.arg: k.value for k in node.keywords}
+            out = lit(kws["argument_spec"])
+            if "add_file_common_args" in kws and lit(kws["add_file_common_args"]):
+                for k, v in common.items():
+                    out.setdefault(k, v)
+            return out
+specs = {}
+try:
+    common = {}
+    for node in ast.parse(read("module_utils", "basic.py")).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "FILE_COMMON_ARGUMENTS":
+            common = lit(node.value)
+    for m in ("ping", "slurp", "command", "file"):
+        try:
+            specs[m] = spec(read("modules", m + ".py"), common)
+        except Exception:
+            pass
+except Exception:
+    pass
+print(json.dumps(specs))
 "#;
 
 /// A payload being built or built (or why it cannot be), shared by the hosts that need it.
@@ -200,6 +252,9 @@ impl AnsibleModules {
                     fetch_names_file: text()?.trim() == "1",
                     fetch_refuses_dir_dest: text()?.trim() == "1",
                     injects_invocation: text()?.trim() == "1",
+                    specs: text()
+                        .and_then(|l| serde_json::from_str(&l).ok())
+                        .unwrap_or_default(),
                 };
                 crate::debugln!("ansible-core {version:?} in the EE (probed for native modules)");
                 out.status.success().then_some(core)

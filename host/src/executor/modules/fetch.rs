@@ -218,8 +218,8 @@ fn unreadable(
     let msg = replaced.map_or_else(|| slurp_message(why, src, core), String::from);
     let mut r = failed(msg);
     let slurp_args = obj(json!({ "src": src }));
-    if core.is_some_and(|c| c.injects_invocation)
-        && let Some(inv) = gate::invocation("slurp", &slurp_args)
+    if let Some(c) = core.filter(|c| c.injects_invocation)
+        && let Some(inv) = gate::invocation("slurp", &slurp_args, c)
     {
         r.insert("invocation".into(), inv);
     }

@@ -204,7 +204,7 @@ pub fn as_reported(
     no_log: bool,
 ) -> Map<String, Value> {
     if core.injects_invocation
-        && let Some(inv) = invocation(module, args)
+        && let Some(inv) = invocation(module, args, core)
     {
         result.entry("invocation").or_insert(inv);
     }
@@ -230,12 +230,64 @@ pub fn as_reported(
     result
 }
 
-/// The `invocation` the real module reports for these arguments (up to 2.19 every module
-/// result has it), for the native modules whose arguments are few enough to know it exactly:
-/// ping and slurp (each option given or defaulted, as text; a given alias kept beside its
-/// option). command, shell and file are not here: their invocation lists every option's
-/// default, which only the module's own argument spec holds (DESIGN.md).
-pub fn invocation(module: &str, args: &Map<String, Value>) -> Option<Value> {
+/// The `invocation` the real module reports for these arguments, built from this version's own
+/// argument spec (`Core::specs`) as `AnsibleModule` builds it: every option, given or defaulted
+/// (null without a default), converted to its type, a given alias kept beside its option; a
+/// task's `cmd` moved into `_raw_params` where the module has no `cmd` (up to 2.18), shell as
+/// command with `_uses_shell`. None where it cannot be known here: an unknown option, a value
+/// whose conversion happens on the host (`~` or `$` in a path), or a file call without `state`
+/// (the module works it out from the host). Such calls go to the real module (`needs_real_for_invocation`).
+pub fn invocation(module: &str, args: &Map<String, Value>, core: &Core) -> Option<Value> {
+    let spec_name = if module == "shell" { "command" } else { module };
+    let Some(Value::Object(spec)) = core.specs.get(spec_name) else {
+        return legacy_invocation(module, args);
+    };
+    let mut given = args.clone();
+    if spec_name == "command" {
+        if !spec.contains_key("cmd")
+            && let Some(cmd) = given.remove("cmd")
+        {
+            given.insert("_raw_params".into(), cmd);
+        }
+        if module == "shell" {
+            given.insert("_uses_shell".into(), Value::Bool(true));
+        }
+    }
+    if module == "file" && !given.contains_key("state") {
+        return None;
+    }
+    let mut module_args = Map::new();
+    let mut known = 0;
+    for (name, opt) in spec {
+        let opt = opt.as_object()?;
+        let aliases: Vec<&str> = opt
+            .get("aliases")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let given_names: Vec<&str> = std::iter::once(name.as_str())
+            .chain(aliases.iter().copied())
+            .filter(|n| given.contains_key(*n))
+            .collect();
+        known += given_names.len();
+        let value = match given_names.first() {
+            Some(n) => convert(opt, &given[*n])?,
+            None => opt.get("default").cloned().unwrap_or(Value::Null),
+        };
+        for alias in given_names.iter().filter(|n| **n != name) {
+            module_args.insert((*alias).to_string(), value.clone());
+        }
+        module_args.insert(name.clone(), value);
+    }
+    if known != given.len() {
+        return None;
+    }
+    Some(serde_json::json!({ "module_args": module_args }))
+}
+
+/// Without this version's spec (an EE whose module source could not be read): ping and slurp,
+/// whose few options are known.
+fn legacy_invocation(module: &str, args: &Map<String, Value>) -> Option<Value> {
     let text = |v: &Value| match v {
         Value::String(s) => Value::String(s.clone()),
         Value::Null => Value::Null,
@@ -259,6 +311,67 @@ pub fn invocation(module: &str, args: &Map<String, Value>) -> Option<Value> {
     Some(serde_json::json!({ "module_args": module_args }))
 }
 
+/// A value as the module's argument validation leaves it for its type; None where that is
+/// decided on the host or not known here.
+fn convert(opt: &Map<String, Value>, v: &Value) -> Option<Value> {
+    let ty = opt.get("type").and_then(Value::as_str).unwrap_or("str");
+    if v.is_null() {
+        return Some(Value::Null);
+    }
+    match ty {
+        "str" => python_str(v).map(Value::String),
+        "path" => {
+            let s = python_str(v)?;
+            // expanduser/expandvars run on the host.
+            (!s.starts_with('~') && !s.contains('$')).then_some(Value::String(s))
+        }
+        "bool" => crate::boolean::ansible_bool_strict(v).map(Value::Bool),
+        "raw" => Some(v.clone()),
+        "int" => match v {
+            Value::Number(n) if n.is_i64() || n.is_u64() => Some(v.clone()),
+            Value::String(s) => s.trim().parse::<i64>().ok().map(Value::from),
+            _ => None,
+        },
+        "list" => {
+            let items: Vec<Value> = match v {
+                Value::Array(a) => a.clone(),
+                Value::String(s) => s.split(',').map(|p| Value::String(p.into())).collect(),
+                Value::Number(_) => vec![Value::String(v.to_string())],
+                _ => return None,
+            };
+            match opt.get("elements").and_then(Value::as_str) {
+                None => Some(Value::Array(items)),
+                Some("str") => items
+                    .iter()
+                    .map(|i| python_str(i).map(Value::String))
+                    .collect::<Option<Vec<_>>>()
+                    .map(Value::Array),
+                Some(_) => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Python's `str()` of a JSON scalar, as Ansible's str conversion gives it.
+fn python_str(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(true) => Some("True".into()),
+        Value::Bool(false) => Some("False".into()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether this native call must go to the real module because only it can say what its
+/// `invocation` is (where results carry one).
+pub fn needs_real_for_invocation(module: &str, args: &Map<String, Value>, core: &Core) -> bool {
+    core.injects_invocation
+        && matches!(module, "command" | "shell" | "file" | "ping" | "slurp")
+        && invocation(module, args, core).is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,7 +387,61 @@ mod tests {
             fetch_names_file: true,
             fetch_refuses_dir_dest: true,
             injects_invocation: version < (2, 20),
+            specs: Map::new(),
         }
+    }
+
+    #[test]
+    fn invocation_follows_the_versions_argument_spec() {
+        let mut c = core((2, 15));
+        c.specs = args(json!({
+            "command": {"_raw_params": {}, "_uses_shell": {"type": "bool", "default": false},
+                        "chdir": {"type": "path"}, "argv": {"type": "list", "elements": "str"},
+                        "strip_empty_ends": {"type": "bool", "default": true}},
+            "file": {"path": {"type": "path", "required": true, "aliases": ["dest", "name"]},
+                     "state": {"type": "str"}, "mode": {"type": "raw"},
+                     "recurse": {"type": "bool", "default": false}},
+        }));
+        let inv = invocation(
+            "shell",
+            &args(json!({"cmd": "echo hi", "strip_empty_ends": "no"})),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            inv,
+            json!({"module_args": {"_raw_params": "echo hi", "_uses_shell": true, "chdir": null,
+                                   "argv": null, "strip_empty_ends": false}})
+        );
+        let inv = invocation(
+            "file",
+            &args(json!({"dest": "/x", "state": "directory", "mode": 448})),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            inv,
+            json!({"module_args": {"path": "/x", "dest": "/x", "state": "directory", "mode": 448,
+                                   "recurse": false}})
+        );
+        let inv = invocation("command", &args(json!({"argv": ["a", 1]})), &c).unwrap();
+        assert_eq!(inv["module_args"]["argv"], json!(["a", "1"]));
+        // What only the host or the module can tell: the real module reports it.
+        for (m, a) in [
+            ("command", json!({"cmd": "ls", "chdir": "~/x"})),
+            ("command", json!({"cmd": "ls", "frob": 1})),
+            ("file", json!({"path": "/x"})),
+        ] {
+            assert!(
+                needs_real_for_invocation(m, &args(a.clone()), &c),
+                "{m} {a}"
+            );
+        }
+        assert!(!needs_real_for_invocation(
+            "command",
+            &args(json!({"cmd": "ls", "chdir": "~/x"})),
+            &core((2, 21))
+        ));
     }
 
     #[test]

@@ -216,18 +216,37 @@ pub async fn run(
     if let Some(why) = gate::needs_real(name, &args) {
         return ctx.ansible.run(module, &args, ctx, Some(&why)).await;
     }
-    let core = ctx.ansible.core().await;
-    if core.is_some()
-        && gate::real_reports_it(name, copies_a_directory(name, &args, ctx), ctx.check_mode)
+    let core = ctx.ansible.core().await.map(|c| with_inject_var(c, ctx));
+    if let Some(core) = &core
+        && (gate::real_reports_it(name, copies_a_directory(name, &args, ctx), ctx.check_mode)
+            || gate::needs_real_for_invocation(name, &args, core))
     {
         return ctx.ansible.run(module, &args, ctx, None).await;
     }
     let result = native(name, &args, ctx).await?;
     Ok(match core {
         // fetch's own failures are already as its plugin reports them (fetch.rs).
-        Some(core) if name != "fetch" => gate::as_reported(name, &args, result, core, ctx.no_log),
+        Some(core) if name != "fetch" => gate::as_reported(name, &args, result, &core, ctx.no_log),
         _ => result,
     })
+}
+
+/// The EE's ansible-core as this host's task sees it: from 2.21 the `ansible_inject_invocation`
+/// variable, where set, decides whether results carry `invocation`.
+fn with_inject_var<'a>(
+    core: &'a crate::executor::ansible::Core,
+    ctx: &ModuleCtx<'_>,
+) -> std::borrow::Cow<'a, crate::executor::ansible::Core> {
+    if core.version >= (2, 21)
+        && let Some(v) = (ctx.vars)().get("ansible_inject_invocation")
+        && let Some(b) = crate::boolean::ansible_bool(v)
+        && b != core.injects_invocation
+    {
+        let mut core = core.clone();
+        core.injects_invocation = b;
+        return std::borrow::Cow::Owned(core);
+    }
+    std::borrow::Cow::Borrowed(core)
 }
 
 /// Whether a copy call copies a directory of the controller (which only the native copy does).

@@ -608,6 +608,7 @@ def test_local_commands_run_without_a_shell_and_report_as_over_ssh(testbed, tmp_
     first = local[0]
     assert (first["rc"], first["stdout"], first["stderr"]) == (3, "in\nfed", "err"), first
     assert local[1]["stdout"] == "a b|c|", local[1]
-    assert local[2]["rc"] == 127, local[2]
+    # A program that cannot be started fails as the command module's run_command says it: errno.
+    assert (local[2]["rc"], local[2]["msg"]) == (2, "Error executing command."), local[2]
     # The job's environment reaches commands on the controller (not over SSH, as in Ansible).
     assert results[-1][0]["output"]["stdout"] == "from-job", results[-1]

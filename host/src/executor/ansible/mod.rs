@@ -78,6 +78,9 @@ pub struct Core {
     /// The argument specs of ping, slurp, command and file in this version (from their source),
     /// from which native results report `invocation` as the module would.
     pub specs: Map<String, Value>,
+    /// Whether `run_command` says "Error executing command." for a program that cannot be
+    /// started (2.19 on) rather than Python's OSError text.
+    pub exec_error_generic: bool,
 }
 
 impl Core {
@@ -166,6 +169,7 @@ try:
 except Exception:
     pass
 print(json.dumps(specs))
+print(int("Error executing command." in read("module_utils", "basic.py")))
 "#;
 
 /// A payload being built or built (or why it cannot be), shared by the hosts that need it.
@@ -255,6 +259,7 @@ impl AnsibleModules {
                     specs: text()
                         .and_then(|l| serde_json::from_str(&l).ok())
                         .unwrap_or_default(),
+                    exec_error_generic: text()?.trim() == "1",
                 };
                 crate::debugln!("ansible-core {version:?} in the EE (probed for native modules)");
                 out.status.success().then_some(core)

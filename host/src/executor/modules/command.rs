@@ -170,6 +170,9 @@ pub async fn command(
         let exe = super::str_arg(&args, "executable").unwrap_or_else(|| "/bin/sh".into());
         full.push_str(&format!("exec {} -c {}", quote(&exe), quote(&cmdline)));
     } else {
+        if let Some(program) = argv.as_ref().and_then(|w| w.first()) {
+            full.push_str(&exec_check(program));
+        }
         full.push_str("exec ");
         full.push_str(&cmdline);
     }
@@ -194,6 +197,15 @@ pub async fn command(
         None => ctx.sh(&full, stdin.as_deref()).await?,
     };
     let end = chrono::Local::now();
+    if !shell
+        && rc == 127
+        && let Some(errno) = String::from_utf8_lossy(&stderr)
+            .strip_prefix(EXEC_FAILED)
+            .and_then(|n| n.trim_end().parse::<i32>().ok())
+    {
+        let words = argv.unwrap_or_default();
+        return Ok(exec_failed(errno, &words, ctx.ansible.core().await));
+    }
     let strip = bool_arg(&args, "strip_empty_ends", true);
     let (out, err) = if strip {
         (
@@ -220,6 +232,120 @@ pub async fn command(
         m.insert("failed".into(), json!(true));
     }
     Ok(m)
+}
+
+/// What the check before `exec` says on stderr when the program cannot be started.
+const EXEC_FAILED: &str = "FTL2-EXEC-FAILED ";
+
+/// Lines before `exec program ...` that find the program as Python's exec does (a name with a
+/// `/` as it is, else on PATH) and, where it is missing, a directory or not executable, say so
+/// with its errno (ENOENT, EACCES) instead of letting the shell print its own `not found`. A
+/// file that is not a program (no `#!`, not a binary) is still run by the shell as a script,
+/// where Python's exec fails with ENOEXEC (DESIGN.md).
+fn exec_check(program: &str) -> String {
+    // Builtins and redirections only: no process is started for the check (a `$(...)` would
+    // fork one on every command).
+    format!(
+        "ftl2_prog={p}\n\
+         case $ftl2_prog in\n\
+         */*) if [ ! -e \"$ftl2_prog\" ]; then echo '{EXEC_FAILED}2' >&2; exit 127; \
+         elif [ -d \"$ftl2_prog\" ] || [ ! -x \"$ftl2_prog\" ]; then echo '{EXEC_FAILED}13' >&2; exit 127; fi ;;\n\
+         *) command -v \"$ftl2_prog\" >/dev/null || {{ echo '{EXEC_FAILED}2' >&2; exit 127; }} ;;\n\
+         esac\n",
+        p = quote(program)
+    )
+}
+
+/// The command module's result for a program that could not be started: `run_command`'s
+/// failure in the EE's version (2.19 on: "Error executing command."; before: Python's OSError
+/// text), `rc` the errno, `cmd` the words as `_clean_args` prints them.
+fn exec_failed(
+    errno: i32,
+    words: &[String],
+    core: Option<&crate::executor::ansible::Core>,
+) -> Map<String, Value> {
+    let generic = core.is_none_or(|c| c.exec_error_generic);
+    let msg = if generic {
+        "Error executing command.".to_string()
+    } else {
+        let text = std::io::Error::from_raw_os_error(errno).to_string();
+        let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+        format!(
+            "[Errno {errno}] {text}: {}",
+            python_bytes_repr(words.first().map(String::as_str).unwrap_or(""))
+        )
+    };
+    let mut m = obj(json!({
+        "changed": false, "cmd": clean_args(words), "msg": msg, "rc": errno,
+        "stderr": "", "stderr_lines": [], "stdout": "", "stdout_lines": [],
+    }));
+    m.insert("failed".into(), json!(true));
+    m
+}
+
+/// `AnsibleModule._clean_args`: each word as Python's `shlex.quote` gives it, a password-like
+/// option's value masked (its `heuristic_log_sanitize` of `user:pass@` URLs is not done).
+fn clean_args(words: &[String]) -> String {
+    let mut out = Vec::with_capacity(words.len());
+    let mut next_is_password = false;
+    for w in words {
+        if next_is_password {
+            next_is_password = false;
+            out.push(python_quote("********"));
+            continue;
+        }
+        // PASSWD_ARG_RE, `^[-]{0,2}pass[-]?(word|wd)?`, matched at the start: any word that
+        // begins with at most two dashes and `pass`.
+        let bare = w.trim_start_matches('-');
+        if w.len() - bare.len() <= 2 && bare.starts_with("pass") {
+            if let Some(eq) = w.find('=') {
+                out.push(python_quote(&format!("{}=********", &w[..eq])));
+                continue;
+            }
+            next_is_password = true;
+        }
+        out.push(python_quote(w));
+    }
+    out.join(" ")
+}
+
+/// Python's `shlex.quote`.
+fn python_quote(s: &str) -> String {
+    if s.is_empty() {
+        return "''".into();
+    }
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\"'\"'"))
+}
+
+/// Python's `repr()` of a name as bytes (`b'prog'`), as OSError messages print file names.
+fn python_bytes_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = format!("b{quote}");
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b if b as char == quote => {
+                out.push('\\');
+                out.push(quote);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// `raw`: the command line as given, no module machinery at all.

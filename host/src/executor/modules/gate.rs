@@ -388,6 +388,7 @@ mod tests {
             fetch_refuses_dir_dest: true,
             injects_invocation: version < (2, 20),
             specs: Map::new(),
+            exec_error_generic: version >= (2, 19),
         }
     }
 

@@ -20,6 +20,9 @@ pub(super) const BRIDGED: &[&str] = &[
     "ansible.builtin.assemble",
     "ansible.builtin.uri",
     "ansible.builtin.reboot",
+    // A copy of a directory with what the native copy does not handle (the copy port takes
+    // one file or `content`).
+    "ansible.builtin.copy",
 ];
 
 fn b64(data: &[u8]) -> Value {
@@ -75,7 +78,10 @@ impl AnsibleModules {
         loop {
             match session.next().await {
                 Event::Call(call) => {
-                    let answer = match self.answer(&call, ctx, staging.path(), &mut staged).await {
+                    let answer = match self
+                        .answer(&call, ctx, staging.path(), &mut staged, plugin, args)
+                        .await
+                    {
                         Ok(a) => a,
                         // The plugin decides (reboot waits for the host to come back).
                         Err(Unreachable(msg)) => obj(json!({ "unreachable": msg })),
@@ -105,6 +111,8 @@ impl AnsibleModules {
         ctx: &ModuleCtx<'_>,
         staging: &Path,
         staged: &mut usize,
+        plugin: &str,
+        args: &Map<String, Value>,
     ) -> Result<Map<String, Value>, Unreachable> {
         let text = |k: &str| call.get(k).and_then(Value::as_str).unwrap_or("");
         Ok(match text("what") {
@@ -141,11 +149,18 @@ impl AnsibleModules {
             }
             "find" => {
                 *staged += 1;
+                // copy walks a directory's whole tree, following links unless told not to.
+                let tree = (plugin == "ansible.builtin.copy").then(|| {
+                    args.get("local_follow")
+                        .and_then(crate::boolean::ansible_bool)
+                        .unwrap_or(true)
+                });
                 find(
                     ctx.local,
                     text("kind"),
                     text("path"),
                     &staging.join(staged.to_string()),
+                    tree,
                 )
             }
             "reset" => {
@@ -163,17 +178,32 @@ impl AnsibleModules {
 /// then `<script dir>/<path>` (an absolute path as given). The first that exists is copied into
 /// `into` (a directory: its regular files, as `assemble` reads them), and the copy is what the
 /// plugin gets; else the places searched.
-fn find(local: &LocalFiles, kind: &str, path: &str, into: &Path) -> Map<String, Value> {
+fn find(
+    local: &LocalFiles,
+    kind: &str,
+    path: &str,
+    into: &Path,
+    tree: Option<bool>,
+) -> Map<String, Value> {
     let candidates: Vec<PathBuf> = if Path::new(path).is_absolute() {
         vec![PathBuf::from(path)]
     } else {
         vec![local.base.join(kind).join(path), local.base.join(path)]
     };
     let Some(found) = candidates.iter().find(|c| c.exists()) else {
-        let searched: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+        // An absolute path is checked, not searched for: Ansible lists no places then.
+        let searched: Vec<String> = if Path::new(path).is_absolute() {
+            Vec::new()
+        } else {
+            candidates.iter().map(|c| c.display().to_string()).collect()
+        };
         return obj(json!({ "searched": searched }));
     };
-    match stage(local, found, into) {
+    let staged = match tree {
+        Some(follow) => stage_tree(local, found, into, follow),
+        None => stage(local, found, into),
+    };
+    match staged {
         Ok(p) => obj(json!({ "path": p })),
         Err(why) => obj(json!({ "error": why })),
     }
@@ -203,6 +233,80 @@ fn stage(local: &LocalFiles, found: &Path, into: &Path) -> Result<PathBuf, Strin
     Ok(dest)
 }
 
+/// Most directory levels a staged tree may have (a circular link followed ends here).
+const MAX_DEPTH: usize = 64;
+
+/// Copy a readable file, or a directory's whole tree, into `into` as the copy plugin's walk
+/// should see it: with `follow` (its `local_follow`, on by default) a link to a file or a
+/// directory the script may read becomes what it points to, and a link to something missing
+/// stays a link; without, links stay links (their text is all the plugin sends). A link
+/// leading outside what the script may read is an error naming it, never followed.
+fn stage_tree(
+    local: &LocalFiles,
+    found: &Path,
+    into: &Path,
+    follow: bool,
+) -> Result<PathBuf, String> {
+    let real = local.readable(&found.to_string_lossy())?;
+    let dest = into.join(real.file_name().unwrap_or_default());
+    std::fs::create_dir_all(into)
+        .map_err(|e| format!("cannot stage {} for the action: {e}", real.display()))?;
+    if real.is_dir() {
+        copy_tree(local, &real, &dest, follow, 0)?;
+    } else {
+        std::fs::copy(&real, &dest)
+            .map_err(|e| format!("cannot stage {} for the action: {e}", real.display()))?;
+    }
+    Ok(dest)
+}
+
+fn copy_tree(
+    local: &LocalFiles,
+    dir: &Path,
+    dest: &Path,
+    follow: bool,
+    depth: usize,
+) -> Result<(), String> {
+    let err =
+        |p: &Path, e: std::io::Error| format!("cannot stage {} for the action: {e}", p.display());
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "cannot stage {} for the action: more than {MAX_DEPTH} directory levels (a circular link?)",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir(dest).map_err(|e| err(dest, e))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| err(dir, e))? {
+        let entry = entry.map_err(|e| err(dir, e))?;
+        let path = entry.path();
+        let to = dest.join(entry.file_name());
+        let kind = entry.file_type().map_err(|e| err(&path, e))?;
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&path).map_err(|e| err(&path, e))?;
+            if !follow || !path.exists() {
+                std::os::unix::fs::symlink(&target, &to).map_err(|e| err(&to, e))?;
+                continue;
+            }
+            let real = local.readable(&path.to_string_lossy()).map_err(|why| {
+                format!(
+                    "copy with local_follow=yes would follow {}: {why}",
+                    path.display()
+                )
+            })?;
+            if real.is_dir() {
+                copy_tree(local, &real, &to, follow, depth + 1)?;
+            } else if real.is_file() {
+                std::fs::copy(&real, &to).map_err(|e| err(&real, e))?;
+            }
+        } else if kind.is_dir() {
+            copy_tree(local, &path, &to, follow, depth + 1)?;
+        } else if kind.is_file() {
+            std::fs::copy(&path, &to).map_err(|e| err(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +317,61 @@ mod tests {
             read_roots: vec![dir.join("scripts").canonicalize().unwrap()],
             write_roots: vec![],
         }
+    }
+
+    #[test]
+    fn a_copied_tree_follows_only_links_the_script_may_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("scripts/files/tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("a.txt"), "a").unwrap();
+        std::fs::write(tree.join("sub/b.txt"), "b").unwrap();
+        std::os::unix::fs::symlink("a.txt", tree.join("inner")).unwrap();
+        std::os::unix::fs::symlink("sub", tree.join("subdir")).unwrap();
+        std::fs::write(dir.path().join("secret"), "no").unwrap();
+        let local = files(dir.path());
+        let got = |m: Map<String, Value>| m.get("path").and_then(Value::as_str).map(PathBuf::from);
+        let staged = got(find(
+            &local,
+            "files",
+            "tree",
+            &dir.path().join("s1"),
+            Some(true),
+        ))
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(staged.join("inner")).unwrap(), "a");
+        assert!(!staged.join("inner").is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(staged.join("subdir/b.txt")).unwrap(),
+            "b"
+        );
+        // A link out of what the script may read is never followed ...
+        std::os::unix::fs::symlink(dir.path().join("secret"), tree.join("out")).unwrap();
+        let refused = find(&local, "files", "tree", &dir.path().join("s2"), Some(true));
+        assert!(
+            refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("local_follow=yes would follow"),
+            "{refused:?}"
+        );
+        // ... without local_follow it stays a link, its text all the plugin sends.
+        let staged = got(find(
+            &local,
+            "files",
+            "tree",
+            &dir.path().join("s3"),
+            Some(false),
+        ))
+        .unwrap();
+        assert_eq!(
+            std::fs::read_link(staged.join("out")).unwrap(),
+            dir.path().join("secret")
+        );
+        assert_eq!(
+            std::fs::read_link(staged.join("inner")).unwrap(),
+            PathBuf::from("a.txt")
+        );
     }
 
     #[test]
@@ -230,15 +389,15 @@ mod tests {
         let stage_dir = dir.path().join("stage");
         let got = |m: Map<String, Value>| m.get("path").and_then(Value::as_str).map(PathBuf::from);
 
-        let a = got(find(&local, "files", "a.sh", &stage_dir.join("1"))).unwrap();
+        let a = got(find(&local, "files", "a.sh", &stage_dir.join("1"), None)).unwrap();
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "files/");
         assert!(a.starts_with(&stage_dir));
-        let b = got(find(&local, "files", "b.sh", &stage_dir.join("2"))).unwrap();
+        let b = got(find(&local, "files", "b.sh", &stage_dir.join("2"), None)).unwrap();
         assert_eq!(std::fs::read_to_string(b).unwrap(), "b");
-        let frags = got(find(&local, "files", "frags", &stage_dir.join("3"))).unwrap();
+        let frags = got(find(&local, "files", "frags", &stage_dir.join("3"), None)).unwrap();
         assert_eq!(std::fs::read_to_string(frags.join("1")).unwrap(), "one");
 
-        let missing = find(&local, "files", "nope.sh", &stage_dir.join("4"));
+        let missing = find(&local, "files", "nope.sh", &stage_dir.join("4"), None);
         assert_eq!(
             missing["searched"],
             json!([
@@ -246,7 +405,7 @@ mod tests {
                 scripts.join("nope.sh").display().to_string()
             ])
         );
-        let outside = find(&local, "files", "link", &stage_dir.join("5"));
+        let outside = find(&local, "files", "link", &stage_dir.join("5"), None);
         assert!(
             outside["error"].as_str().unwrap().contains("outside"),
             "{outside:?}"
@@ -256,6 +415,7 @@ mod tests {
             "files",
             &dir.path().join("secret").to_string_lossy(),
             &stage_dir.join("6"),
+            None,
         );
         assert!(absolute.contains_key("error"), "{absolute:?}");
     }

@@ -29,6 +29,35 @@ const TEMPLATE_RENDERING: &[(&str, Option<Value>)] = &[
     ("output_encoding", None),
 ];
 
+/// Whether a copy's `src` is a directory of the controller (where the plugin's `_find_needle`
+/// finds it: the script's `files/`, then beside the script), or is not there at all; not the
+/// host's, not `content`.
+fn copies_a_directory_or_nothing(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> bool {
+    let remote = args
+        .get("remote_src")
+        .and_then(crate::boolean::ansible_bool)
+        .unwrap_or(false);
+    let Some(src) = args
+        .get("src")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return false;
+    };
+    if remote || args.get("content").is_some_and(|c| !c.is_null()) {
+        return false;
+    }
+    let base = &ctx.local.base;
+    let found = if std::path::Path::new(src).is_absolute() {
+        std::path::PathBuf::from(src)
+    } else if base.join("files").join(src).exists() {
+        base.join("files").join(src)
+    } else {
+        base.join(src)
+    };
+    found.is_dir() || !found.exists()
+}
+
 /// A template rendered here, handed to the copy steps as the plugin hands its temp file.
 #[derive(Default)]
 struct Rendered {
@@ -46,6 +75,13 @@ impl AnsibleModules {
         args: &Map<String, Value>,
         ctx: &ModuleCtx<'_>,
     ) -> Result<Map<String, Value>, Unreachable> {
+        if copies_a_directory_or_nothing(args, ctx) {
+            // A tree: the EE's own plugin walks it (staged), every touch of the host ours; a
+            // source that is not there: the plugin says where it looked.
+            return self
+                .bridged_action("ansible.builtin.copy", "copy", args, ctx)
+                .await;
+        }
         let result = self.copy_steps(args, ctx, None).await?;
         Ok(self.copy_finish(args, result, ctx).await)
     }
@@ -220,12 +256,6 @@ impl AnsibleModules {
                         return Ok(failed(format!("could not find src={s}, {why}")));
                     }
                 };
-                if path.is_dir() {
-                    return Ok(failed(format!(
-                        "ftl2-runner runs copy of a directory (src={s}) natively only, and these \
-                         arguments need Ansible's copy action; copy its files one by one"
-                    )));
-                }
                 let data = match std::fs::read(&path) {
                     Ok(d) => d,
                     Err(e) => return Ok(failed(format!("could not find src={s}, {e}"))),

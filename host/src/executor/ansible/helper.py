@@ -694,6 +694,7 @@ _BRIDGED = {
     "ansible.builtin.assemble",
     "ansible.builtin.uri",
     "ansible.builtin.reboot",
+    "ansible.builtin.copy",
 }
 _REPLIES = {}
 _CALL_IDS = itertools.count(1)

@@ -331,6 +331,20 @@ def test_password_login_and_sudo_become_with_password(become_user, tmp_path):
         assert results[1][0]["output"]["stdout_lines"][0] == "root", results[1]
         assert results[2][0]["status"] == "ok", results[2]  # only root may read shadow
         assert pw.encode() not in res.stdout
+        # synchronize's rsync logs in as this connection does, by password, without sshpass.
+        from test_ansible_modules import env_for
+        dest = Path(tempfile.mkdtemp(prefix="ftl2-sync-pw-"))
+        dest.chmod(0o777)
+        try:
+            results, res = engine_calls(tmp_path / "s", inv, [(h.name, "synchronize", {"src": "site", "dest": f"{dest}/"})],
+                                        kwargs={"passwords": prompts, "envvars": env_for("newest")},
+                                        cmdline=f"-u {name} --ask-pass", extra_files=[("files/site/f.txt", "synced\n")])
+            assert results[0][0]["status"] == "changed", results[0][0]["output"]["msg"]
+            assert (dest / "site" / "f.txt").read_text() == "synced\n"
+            assert (dest / "site" / "f.txt").owner() == name
+            assert pw.encode() not in res.stdout
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
         # Without become: the login user.
         results, _ = engine_calls(tmp_path / "b", inv, calls, kwargs={"passwords": prompts},
                                   cmdline=f"-u {name} --ask-pass")

@@ -20,16 +20,44 @@ pub struct Pool {
     members: Mutex<Vec<Weak<SshConnection>>>,
     /// Told when a slot is given back or a connection goes idle.
     changed: Notify,
+    /// Hosts waiting for a slot, and slots of connections closed for them that are on their
+    /// way back (a closed session gives its slot back once it has ended): a waiter closes
+    /// another connection only when no slot is already coming for it.
+    waits: Mutex<Waits>,
+}
+
+#[derive(Default)]
+struct Waits {
+    waiting: usize,
+    returning: usize,
 }
 
 /// A slot held by an open connection; given back (and waiters told) when dropped.
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
     pool: Arc<Pool>,
+    /// Closed to free it for a waiting host: counted as on its way back until dropped.
+    returning: std::sync::atomic::AtomicBool,
+}
+
+impl Slot {
+    /// This slot's connection is being closed for a waiting host.
+    pub(super) fn mark_returning(&self) {
+        if !self
+            .returning
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.pool.waits().returning += 1;
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if self.returning.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut w = self.pool.waits();
+            w.returning = w.returning.saturating_sub(1);
+        }
         self.pool.changed.notify_waiters();
     }
 }
@@ -43,7 +71,12 @@ impl Pool {
             budget,
             members: Mutex::new(Vec::new()),
             changed: Notify::new(),
+            waits: Mutex::new(Waits::default()),
         })
+    }
+
+    fn waits(&self) -> std::sync::MutexGuard<'_, Waits> {
+        self.waits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The job's pool: what the descriptor limit in force leaves for sockets, or
@@ -78,18 +111,37 @@ impl Pool {
     /// A slot for `me`: a free one, else the one of the connection idle the longest (closed
     /// for it), else the first to come free.
     pub(super) async fn acquire(self: &Arc<Self>, me: &SshConnection) -> Slot {
+        let slot = |permit| Slot {
+            _permit: permit,
+            pool: Arc::clone(self),
+            returning: Default::default(),
+        };
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            return slot(permit);
+        }
+        self.waits().waiting += 1;
+        // Counted out however the wait ends (a call given up on drops this future).
+        struct Waiting<'a>(&'a Pool);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.waits().waiting -= 1;
+            }
+        }
+        let _waiting = Waiting(self);
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
-                return Slot {
-                    _permit: permit,
-                    pool: Arc::clone(self),
-                };
+                return slot(permit);
             }
-            if self.close_least_recently_used(me) {
-                continue;
+            // Close one only when fewer slots are on their way back than hosts wait for them.
+            let close = {
+                let w = self.waits();
+                w.returning < w.waiting
+            };
+            if close {
+                self.close_least_recently_used(me);
             }
             changed.await;
         }

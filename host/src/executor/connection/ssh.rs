@@ -26,6 +26,8 @@ pub struct SshConnection {
     slot: std::sync::Mutex<Option<Slot>>,
     /// Calls in progress on this host: a busy connection is never closed for another host.
     busy: AtomicUsize,
+    /// Orders a call's start against the pool's check-and-close of an idle connection.
+    entering: std::sync::Mutex<()>,
     /// When the last call on this host ended.
     last_used: std::sync::Mutex<Instant>,
     /// Sessions opened so far: what was started on an earlier one is gone with it.
@@ -230,6 +232,7 @@ impl SshConnection {
             busy: AtomicUsize::new(0),
             last_used: std::sync::Mutex::new(Instant::now()),
             generation: AtomicU64::new(0),
+            entering: std::sync::Mutex::new(()),
             shells: std::sync::Mutex::new(Vec::new()),
             jump: std::sync::Mutex::new(None),
             sudo_nopasswd: AsyncMutex::new(std::collections::HashMap::new()),
@@ -247,6 +250,9 @@ impl SshConnection {
     /// socket open), and the slot is given back only once it has ended, so the budget counts
     /// every socket still open.
     fn close(&self, session: &mut Option<Arc<Handle<Client>>>) {
+        // What was started on this session (a resident runner) is gone with it, even before
+        // the next session opens.
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let handles: Vec<Arc<Handle<Client>>> = session
             .take()
             .into_iter()
@@ -281,6 +287,9 @@ impl SshConnection {
         let Ok(mut session) = self.session.try_lock() else {
             return false;
         };
+        // Held while deciding and closing: a call that enters meanwhile waits, then finds the
+        // connection closed (and reopens it) rather than using it as it closes.
+        let _entering = self.entering.lock().unwrap_or_else(|e| e.into_inner());
         if self.busy.load(Ordering::SeqCst) != 0 || !self.holds_slot() {
             return false;
         }
@@ -288,6 +297,9 @@ impl SshConnection {
             "closing the idle connection to {} for another host (connection budget)",
             self.access.name
         );
+        if let Some(slot) = self.slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            slot.mark_returning();
+        }
         self.close(&mut session);
         true
     }
@@ -316,6 +328,7 @@ impl SshConnection {
 
     /// A call starts on this host.
     pub(super) fn enter(&self) {
+        let _entering = self.entering.lock().unwrap_or_else(|e| e.into_inner());
         self.busy.fetch_add(1, Ordering::SeqCst);
     }
 

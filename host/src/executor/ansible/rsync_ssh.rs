@@ -189,37 +189,38 @@ async fn serve(sock: tokio::net::UnixStream, routes: Arc<Mutex<Vec<Route>>>) {
         .and_then(Value::as_u64)
         .and_then(|p| u16::try_from(p).ok());
     let command = text("command").unwrap_or_default();
-    let found = routes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .find(|r| r.host == host && r.port == port && (user.is_none() || r.user == user))
-        .map(|r| (r.conn.clone(), r.rsync_path.clone()));
+    // Hosts sharing an address, port and user are one endpoint; their calls may still differ
+    // in the rsync they start (become users): the route whose rsync the command starts.
+    let (found, others) = {
+        let routes = routes.lock().unwrap_or_else(|e| e.into_inner());
+        let to_target: Vec<&Route> = routes
+            .iter()
+            .filter(|r| r.host == host && r.port == port && (user.is_none() || r.user == user))
+            .collect();
+        let found = to_target
+            .iter()
+            .find(|r| command.starts_with(&format!("{} --server ", r.rsync_path)))
+            .map(|r| r.conn.clone());
+        (found, to_target.first().map(|r| r.rsync_path.clone()))
+    };
     let target = format!(
         "{}{host}{}",
         user.as_deref().map(|u| format!("{u}@")).unwrap_or_default(),
         port.map(|p| format!(":{p}")).unwrap_or_default()
     );
-    let Some((conn, rsync_path)) = found else {
-        return refuse(
-            &mut w,
-            &format!(
-                "ftl2-runner: rsync asked to reach {target}, which is not the host of a \
-                 synchronize task in progress"
-            ),
-        )
-        .await;
-    };
-    if !command.starts_with(&format!("{rsync_path} --server ")) {
-        return refuse(
-            &mut w,
-            &format!(
+    let Some(conn) = found else {
+        let why = match others {
+            Some(rsync_path) => format!(
                 "ftl2-runner: only `{rsync_path} --server ...` is run on {target} for \
                  synchronize, not `{command}`"
             ),
-        )
-        .await;
-    }
+            None => format!(
+                "ftl2-runner: rsync asked to reach {target}, which is not the host of a \
+                 synchronize task in progress"
+            ),
+        };
+        return refuse(&mut w, &why).await;
+    };
     let _busy = conn.busy();
     let mut stream = match conn.open_stream(&command, None).await {
         Ok(Ok(s)) => s,
@@ -471,6 +472,82 @@ mod tests {
 
     fn words(s: &str) -> Vec<String> {
         s.split(' ').map(String::from).collect()
+    }
+
+    /// What the worker answers a shim that sends `header`: (stdout, stderr, exit status).
+    async fn ask(bridge: &Bridge, header: Value) -> (String, String, i32) {
+        let mut s = tokio::net::UnixStream::connect(bridge.dir.join(SOCKET))
+            .await
+            .unwrap();
+        s.write_all(format!("{header}\n").as_bytes()).await.unwrap();
+        s.shutdown().await.unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        loop {
+            let mut head = [0u8; 5];
+            s.read_exact(&mut head).await.unwrap();
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut data = vec![0u8; len];
+            s.read_exact(&mut data).await.unwrap();
+            match head[0] {
+                b'o' => out.extend(data),
+                b'e' => err.extend(data),
+                _ => {
+                    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+                    return (text(out), text(err), text(data).parse().unwrap());
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_registered_hosts_rsync_server_is_run() {
+        let access = HostAccess {
+            name: "h1".into(),
+            connection: "local".into(),
+            address: "h1".into(),
+            port: 22,
+            user: "u".into(),
+            key: None,
+            password: None,
+            become_: None,
+            timeout: std::time::Duration::from_secs(5),
+            host_key_checking: false,
+            known_hosts: None,
+            python: None,
+            jump: None,
+        };
+        let bridge = Bridge::start(&[], access.clone()).unwrap();
+        let dir = bridge.dir.clone();
+        assert!(dir.join("ssh").is_symlink());
+        let conn = Connection::Local(Arc::new(LocalConnection {
+            name: "h1".into(),
+            env: Vec::new(),
+            access,
+        }));
+        let route = bridge.route("10.0.0.1", Some(2222), Some("u"), "echo", &conn);
+        let ask_for = |host: &str, command: &str| json!({"host": host, "user": "u", "port": 2222, "command": command});
+        // The registered target, its program: run (here on the local connection).
+        let (out, _, rc) = ask(&bridge, ask_for("10.0.0.1", "echo --server hi")).await;
+        assert_eq!((out.as_str(), rc), ("--server hi\n", 0));
+        // Another program on that host, or another host: refused as ssh refuses, with why.
+        let (out, err, rc) = ask(&bridge, ask_for("10.0.0.1", "id")).await;
+        assert_eq!((out.as_str(), rc), ("", 255));
+        assert!(
+            err.contains("only `echo --server ...` is run on u@10.0.0.1:2222"),
+            "{err}"
+        );
+        let (_, err, rc) = ask(&bridge, ask_for("10.0.0.2", "echo --server hi")).await;
+        assert_eq!(rc, 255);
+        assert!(
+            err.contains("not the host of a synchronize task in progress"),
+            "{err}"
+        );
+        // Once the call ends, its route is gone; with the job, the directory.
+        drop(route);
+        let (_, err, _) = ask(&bridge, ask_for("10.0.0.1", "echo --server hi")).await;
+        assert!(err.contains("not the host of a synchronize task"), "{err}");
+        drop(bridge);
+        assert!(!dir.exists());
     }
 
     #[test]

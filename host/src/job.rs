@@ -295,15 +295,12 @@ fn string_pairs(v: &Value) -> Result<Vec<(String, String)>> {
     Ok(string_map(v)?.into_iter().collect())
 }
 
-/// How Python's `str()` shows a JSON scalar, which is what ansible-runner puts in the environment.
+/// How Python's `str()` shows a JSON value, which is what ansible-runner puts in the environment.
 fn python_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
+    crate::pyjson::scalar_str(v).unwrap_or_else(|| match v {
         Value::Null => "None".into(),
         other => other.to_string(),
-    }
+    })
 }
 
 fn truthy(v: Option<&Value>) -> bool {

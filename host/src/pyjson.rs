@@ -81,6 +81,19 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> String {
     String::from_utf8(to_vec(value)).expect("JSON text is ASCII")
 }
 
+/// Python's `str()` of a JSON scalar (a string as it is, `True`/`False`, a number); None for
+/// null, arrays and objects, whose Python text is not their JSON.
+pub fn scalar_str(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(true) => Some("True".into()),
+        Value::Bool(false) => Some("False".into()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

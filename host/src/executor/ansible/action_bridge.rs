@@ -185,11 +185,7 @@ fn find(
     into: &Path,
     tree: Option<bool>,
 ) -> Map<String, Value> {
-    let candidates: Vec<PathBuf> = if Path::new(path).is_absolute() {
-        vec![PathBuf::from(path)]
-    } else {
-        vec![local.base.join(kind).join(path), local.base.join(path)]
-    };
+    let candidates = local.needle_candidates(kind, path);
     let Some(found) = candidates.iter().find(|c| c.exists()) else {
         // An absolute path is checked, not searched for: Ansible lists no places then.
         let searched: Vec<String> = if Path::new(path).is_absolute() {

@@ -47,15 +47,15 @@ fn copies_a_directory_or_nothing(args: &Map<String, Value>, ctx: &ModuleCtx<'_>)
     if remote || args.get("content").is_some_and(|c| !c.is_null()) {
         return false;
     }
-    let base = &ctx.local.base;
-    let found = if std::path::Path::new(src).is_absolute() {
-        std::path::PathBuf::from(src)
-    } else if base.join("files").join(src).exists() {
-        base.join("files").join(src)
-    } else {
-        base.join(src)
-    };
-    found.is_dir() || !found.exists()
+    match ctx
+        .local
+        .needle_candidates("files", src)
+        .into_iter()
+        .find(|c| c.exists())
+    {
+        Some(found) => found.is_dir(),
+        None => true,
+    }
 }
 
 /// A template rendered here, handed to the copy steps as the plugin hands its temp file.

@@ -13,7 +13,7 @@
 use super::{AnsibleModules, Caller, rsync_ssh};
 use crate::executor::connection::{Connection, Unreachable};
 use crate::executor::login::HostAccess;
-use crate::executor::modules::{ModuleCtx, failed};
+use crate::executor::modules::{LocalFiles, ModuleCtx, bool_arg, failed};
 use serde_json::{Map, Value, json};
 
 /// ansible-core's `C.LOCALHOST`.
@@ -144,10 +144,6 @@ const SAFE_LONG: &[&str] = &[
     "backup",
     "suffix",
     "cvs-exclude",
-    "blocking-io",
-    "D",
-    "F",
-    "P",
 ];
 /// Long options the side receiving files interprets as its own paths or link policy: fine when
 /// that is the host, refused when it is the controller (pull).
@@ -287,25 +283,16 @@ fn var(vars: &Map<String, Value>, names: &[&str]) -> Option<String> {
     })
 }
 
-fn arg_bool(args: &Map<String, Value>, key: &str, default: bool) -> bool {
-    args.get(key)
-        .and_then(crate::boolean::ansible_bool)
-        .unwrap_or(default)
-}
-
 /// The plugin's `_get_absolute_path`: a relative local path is looked for in the script's
 /// `files/` directory, else beside the script (a trailing `/` kept, as rsync reads it).
-fn absolute(path: &str, base: &std::path::Path) -> String {
+fn absolute(path: &str, local: &LocalFiles) -> String {
     if path.contains(':') || path.starts_with('/') {
         return path.to_string();
     }
-    let trimmed = path.trim_end_matches('/');
-    let in_files = base.join("files").join(trimmed);
-    let found = if in_files.exists() {
-        in_files
-    } else {
-        base.join(trimmed)
-    };
+    // path_dwim_relative: the first place that exists, else the last looked at.
+    let mut candidates = local.needle_candidates("files", path.trim_end_matches('/'));
+    let last = candidates.pop().unwrap_or_default();
+    let found = candidates.into_iter().find(|c| c.exists()).unwrap_or(last);
     let mut out = crate::unpack::normalize(&found)
         .unwrap_or(found)
         .to_string_lossy()
@@ -324,6 +311,111 @@ fn rsh_target(host: &str, path: &str, user: Option<&str>) -> String {
     } else {
         format!("{prefix}{host}:{path}")
     }
+}
+
+/// A pulled destination: in the scratch directory when relative, as fetch's.
+fn pull_dest(dest: &str, ctx: &ModuleCtx<'_>) -> String {
+    if dest.starts_with('/') {
+        return dest.to_string();
+    }
+    let mut out = ctx
+        .local
+        .write_base()
+        .join(dest.trim_end_matches('/'))
+        .to_string_lossy()
+        .into_owned();
+    if dest.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
+/// What ftl2-runner refuses before anything runs: controller paths outside the script's
+/// directories, rsync options that reach further, and what the connection cannot honour.
+fn vet(
+    a: &Map<String, Value>,
+    src: &str,
+    dest: &str,
+    mode: Mode,
+    ctx: &ModuleCtx<'_>,
+    vars: &Map<String, Value>,
+) -> Result<(), String> {
+    let access = ctx.conn.access();
+    for (what, p) in [("src", src), ("dest", dest)] {
+        if p.contains(':') {
+            return Err(format!(
+                "synchronize {what}={p:?} names a host or an rsync daemon; ftl2-runner's \
+                 synchronize copies between the controller and the task's host only"
+            ));
+        }
+    }
+    match mode {
+        Mode::Push => {
+            ctx.local.readable(&absolute(src, ctx.local))?;
+        }
+        Mode::Pull => {
+            let d = pull_dest(dest, ctx);
+            ctx.local.writable(d.trim_end_matches('/'))?;
+            for l in a
+                .get("link_dest")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(l) = l.as_str() {
+                    ctx.local.readable(l)?;
+                }
+            }
+        }
+    }
+    if mode == Mode::Push && bool_arg(a, "copy_links", false) {
+        return Err(
+            "synchronize copy_links=yes would follow links out of the source on the \
+             controller, which ftl2-runner does not allow"
+                .into(),
+        );
+    }
+    for opt in rsync_opts(a) {
+        vet_rsync_opt(&opt, mode)?;
+    }
+    if !matches!(ctx.conn, Connection::Ssh(_)) {
+        return Ok(());
+    }
+    if let Some(p) = a.get("dest_port").filter(|p| !p.is_null()) {
+        let given = match p {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if given.parse::<u16>() != Ok(access.port) {
+            return Err(format!(
+                "synchronize dest_port={given} differs from the port ftl2-runner reaches {} \
+                 on ({}); rsync goes through that connection",
+                ctx.host, access.port
+            ));
+        }
+    }
+    if let Some(k) = a.get("private_key").and_then(Value::as_str) {
+        let own = var(
+            vars,
+            &["ansible_ssh_private_key_file", "ansible_private_key_file"],
+        );
+        if own.as_deref() != Some(k) {
+            return Err(format!(
+                "synchronize private_key={k:?} is not the key ftl2-runner reaches {} with; \
+                 rsync goes through that connection",
+                ctx.host
+            ));
+        }
+    }
+    if bool_arg(a, "verify_host", false) && !access.host_key_checking {
+        return Err(format!(
+            "synchronize verify_host=yes asks for {}'s host key to be verified, but this \
+             job does not check host keys (host_key_checking is off); rsync goes through \
+             that connection",
+            ctx.host
+        ));
+    }
+    Ok(())
 }
 
 impl AnsibleModules {
@@ -360,7 +452,9 @@ impl AnsibleModules {
             )));
         }
         a.insert("_local_rsync_path".into(), json!(local_rsync));
-        let mut dest_host = var(&vars, &["ansible_host"]).unwrap_or_else(|| ctx.host.to_string());
+        // The task's host as rsync names it (the plugin's dest_host, or its src_host when
+        // pulling); the controller's side is a local path.
+        let host = var(&vars, &["ansible_host"]).unwrap_or_else(|| ctx.host.to_string());
         let inv_port = var(&vars, &["ansible_port"]);
         if a.get("dest_port").is_none_or(Value::is_null)
             && let Some(p) = &inv_port
@@ -374,10 +468,6 @@ impl AnsibleModules {
             Some("pull") => Mode::Pull,
             _ => Mode::Push,
         };
-        let mut src_host = "127.0.0.1".to_string();
-        if mode == Mode::Pull {
-            std::mem::swap(&mut dest_host, &mut src_host);
-        }
         let (Some(src), Some(dest)) = (
             a.get("src").and_then(Value::as_str).map(String::from),
             a.get("dest").and_then(Value::as_str).map(String::from),
@@ -387,14 +477,13 @@ impl AnsibleModules {
             ));
         };
         // What only ftl2-runner refuses: the controller's files and what it cannot honour.
-        if let Err(msg) = self.vet(&a, &src, &dest, mode, access, remote, ctx) {
+        if let Err(msg) = vet(&a, &src, &dest, mode, ctx, &vars) {
             return Ok(failed(msg));
         }
-        let base = &ctx.local.base;
         let (mut src, mut dest) = (src, dest);
         let mut user = None;
         if remote {
-            if arg_bool(&a, "set_remote_user", true) {
+            if bool_arg(&a, "set_remote_user", true) {
                 user =
                     var(&vars, &["ansible_user", "ansible_ssh_user"]).or(Some(access.user.clone()));
             }
@@ -408,30 +497,25 @@ impl AnsibleModules {
             }
             // _process_remote: the host is this machine's own sshd (no port of its own, as
             // localhost has none here) -> the module is told to substitute the controller.
-            let host_side = if mode == Mode::Push {
-                &dest_host
-            } else {
-                &src_host
-            };
-            if LOCALHOST.contains(&host_side.as_str()) && inv_port.is_none() {
+            if LOCALHOST.contains(&host.as_str()) && inv_port.is_none() {
                 a.insert("_substitute_controller".into(), json!(true));
             }
             // _process_origin / _process_remote for the controller's side and the host's.
             match mode {
                 Mode::Push => {
-                    src = absolute(&src, base);
-                    dest = rsh_target(&dest_host, &dest, user.as_deref());
+                    src = absolute(&src, ctx.local);
+                    dest = rsh_target(&host, &dest, user.as_deref());
                 }
                 Mode::Pull => {
-                    src = rsh_target(&src_host, &src, user.as_deref());
-                    dest = self.pull_dest(&dest, ctx);
+                    src = rsh_target(&host, &src, user.as_deref());
+                    dest = pull_dest(&dest, ctx);
                 }
             }
         } else {
-            src = absolute(&src, base);
+            src = absolute(&src, ctx.local);
             dest = match mode {
-                Mode::Push => absolute(&dest, base),
-                Mode::Pull => self.pull_dest(&dest, ctx),
+                Mode::Push => absolute(&dest, ctx.local),
+                Mode::Pull => pull_dest(&dest, ctx),
             };
         }
         a.insert("src".into(), json!(src));
@@ -468,13 +552,8 @@ impl AnsibleModules {
             Value::String(s) => s.parse().ok(),
             _ => None,
         });
-        let target_host = if mode == Mode::Push {
-            &dest_host
-        } else {
-            &src_host
-        };
         let _route = bridge.route(
-            target_host,
+            &host,
             port.and_then(|p| u16::try_from(p).ok()),
             user.as_deref(),
             rsync_path.as_deref().unwrap_or("rsync"),
@@ -497,113 +576,6 @@ impl AnsibleModules {
         };
         self.run_module("ansible.posix.synchronize", &a, &controller, Caller::Port)
             .await
-    }
-
-    /// A pulled destination: in the scratch directory when relative, as fetch's.
-    fn pull_dest(&self, dest: &str, ctx: &ModuleCtx<'_>) -> String {
-        if dest.starts_with('/') {
-            return dest.to_string();
-        }
-        let mut out = ctx
-            .local
-            .write_base()
-            .join(dest.trim_end_matches('/'))
-            .to_string_lossy()
-            .into_owned();
-        if dest.ends_with('/') {
-            out.push('/');
-        }
-        out
-    }
-
-    /// What ftl2-runner refuses before anything runs: controller paths outside the script's
-    /// directories, rsync options that reach further, and what the connection cannot honour.
-    #[allow(clippy::too_many_arguments)]
-    fn vet(
-        &self,
-        a: &Map<String, Value>,
-        src: &str,
-        dest: &str,
-        mode: Mode,
-        access: &HostAccess,
-        remote: bool,
-        ctx: &ModuleCtx<'_>,
-    ) -> Result<(), String> {
-        for (what, p) in [("src", src), ("dest", dest)] {
-            if p.contains(':') {
-                return Err(format!(
-                    "synchronize {what}={p:?} names a host or an rsync daemon; ftl2-runner's \
-                     synchronize copies between the controller and the task's host only"
-                ));
-            }
-        }
-        match mode {
-            Mode::Push => {
-                ctx.local.readable(&absolute(src, &ctx.local.base))?;
-            }
-            Mode::Pull => {
-                let d = self.pull_dest(dest, ctx);
-                ctx.local.writable(d.trim_end_matches('/'))?;
-                for l in a
-                    .get("link_dest")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(l) = l.as_str() {
-                        ctx.local.readable(l)?;
-                    }
-                }
-            }
-        }
-        if mode == Mode::Push && arg_bool(a, "copy_links", false) {
-            return Err(
-                "synchronize copy_links=yes would follow links out of the source on the \
-                 controller, which ftl2-runner does not allow"
-                    .into(),
-            );
-        }
-        for opt in rsync_opts(a) {
-            vet_rsync_opt(&opt, mode)?;
-        }
-        if !remote {
-            return Ok(());
-        }
-        if let Some(p) = a.get("dest_port").filter(|p| !p.is_null()) {
-            let given = match p {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            if given.parse::<u16>() != Ok(access.port) {
-                return Err(format!(
-                    "synchronize dest_port={given} differs from the port ftl2-runner reaches {} \
-                     on ({}); rsync goes through that connection",
-                    ctx.host, access.port
-                ));
-            }
-        }
-        if let Some(k) = a.get("private_key").and_then(Value::as_str) {
-            let own = var(
-                &(ctx.vars)(),
-                &["ansible_ssh_private_key_file", "ansible_private_key_file"],
-            );
-            if own.as_deref() != Some(k) {
-                return Err(format!(
-                    "synchronize private_key={k:?} is not the key ftl2-runner reaches {} with; \
-                     rsync goes through that connection",
-                    ctx.host
-                ));
-            }
-        }
-        if arg_bool(a, "verify_host", false) && !access.host_key_checking {
-            return Err(format!(
-                "synchronize verify_host=yes asks for {}'s host key to be verified, but this \
-                 job does not check host keys (host_key_checking is off); rsync goes through \
-                 that connection",
-                ctx.host
-            ));
-        }
-        Ok(())
     }
 
     /// The job's rsync bridge, started on first use.
@@ -690,9 +662,15 @@ mod tests {
         std::fs::create_dir_all(dir.join("files/site")).unwrap();
         std::fs::create_dir_all(dir.join("other")).unwrap();
         let d = dir.display();
-        assert_eq!(absolute("site/", &dir), format!("{d}/files/site/"));
-        assert_eq!(absolute("other", &dir), format!("{d}/other"));
-        assert_eq!(absolute("/abs/x", &dir), "/abs/x");
+        let local = LocalFiles {
+            base: dir.clone(),
+            read_roots: vec![dir.clone()],
+            write_roots: Vec::new(),
+        };
+        assert_eq!(absolute("site/", &local), format!("{d}/files/site/"));
+        assert_eq!(absolute("other", &local), format!("{d}/other"));
+        assert_eq!(absolute("nothere/", &local), format!("{d}/nothere/"));
+        assert_eq!(absolute("/abs/x", &local), "/abs/x");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -319,9 +319,9 @@ fn convert(opt: &Map<String, Value>, v: &Value) -> Option<Value> {
         return Some(Value::Null);
     }
     match ty {
-        "str" => python_str(v).map(Value::String),
+        "str" => crate::pyjson::scalar_str(v).map(Value::String),
         "path" => {
-            let s = python_str(v)?;
+            let s = crate::pyjson::scalar_str(v)?;
             // expanduser/expandvars run on the host.
             (!s.starts_with('~') && !s.contains('$')).then_some(Value::String(s))
         }
@@ -343,23 +343,12 @@ fn convert(opt: &Map<String, Value>, v: &Value) -> Option<Value> {
                 None => Some(Value::Array(items)),
                 Some("str") => items
                     .iter()
-                    .map(|i| python_str(i).map(Value::String))
+                    .map(|i| crate::pyjson::scalar_str(i).map(Value::String))
                     .collect::<Option<Vec<_>>>()
                     .map(Value::Array),
                 Some(_) => None,
             }
         }
-        _ => None,
-    }
-}
-
-/// Python's `str()` of a JSON scalar, as Ansible's str conversion gives it.
-fn python_str(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(true) => Some("True".into()),
-        Value::Bool(false) => Some("False".into()),
-        Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }

@@ -75,6 +75,16 @@ impl LocalFiles {
         }
     }
 
+    /// Where Ansible's `_find_needle` looks for a controller file of `kind` (`files`, ...):
+    /// `<script dir>/<kind>/<path>`, then `<script dir>/<path>`; an absolute path as given.
+    pub fn needle_candidates(&self, kind: &str, path: &str) -> Vec<PathBuf> {
+        if Path::new(path).is_absolute() {
+            vec![PathBuf::from(path)]
+        } else {
+            vec![self.base.join(kind).join(path), self.base.join(path)]
+        }
+    }
+
     /// A local file or directory to read (copy/template sources).
     pub fn readable(&self, path: &str) -> Result<PathBuf, String> {
         let mut roots = self.read_roots.clone();

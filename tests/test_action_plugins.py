@@ -107,29 +107,37 @@ def clean(value, p: str, files_dir: str):
     return value
 
 
-@pytest.mark.parametrize("core,mode", [("newest", "run"), ("newest", "check_diff"), ("2.15", "run"),
-                                       ("2.19", "become"), ("newest", "local")])
-def test_action_plugins_match_ansible_playbook(testbed, http_root, tmp_path, core, mode):  # noqa: F811
+def side_by_side(testbed, tmp_path, core, mode, make_steps, files, tag, clean_result=clean):
+    """Run make_steps(dir) through a script (the worker) and through ansible-playbook on node0
+    (mode: run, check_diff, become, or local: the local connection); each non-setup step's
+    difference after clean_result(res, dir, files dir)."""
     cmdline = "--check --diff" if mode == "check_diff" else None
     become = mode == "become"
     inventory = testbed.ini_inventory()
     if mode == "local":
         inventory = f"node0 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
     run_id = uuid.uuid4().hex[:6]
-    ours_dir, ans_dir = f"/tmp/ftl2-act-o{run_id}", f"/tmp/ftl2-act-a{run_id}"
+    ours_dir, ans_dir = f"/tmp/ftl2-{tag}-o{run_id}", f"/tmp/ftl2-{tag}-a{run_id}"
     try:
-        ours, res = our_results(tmp_path / "ours", inventory, steps_for(ours_dir, http_root), cmdline, core,
-                                become, files=FILES)
-        theirs = ansible_playbook_results(inventory, steps_for(ans_dir, http_root), cmdline, tmp_path, core=core,
-                                          become=become, files=FILES)
+        ours, res = our_results(tmp_path / "ours", inventory, make_steps(ours_dir), cmdline, core, become,
+                                files=files)
+        theirs = ansible_playbook_results(inventory, make_steps(ans_dir), cmdline, tmp_path, core=core,
+                                          become=become, files=files)
     finally:
         for d in (ours_dir, ans_dir):
             shutil.rmtree(d, ignore_errors=True)
-    steps = steps_for("<dir>", http_root)
+    steps = make_steps("<dir>")
     assert len(ours) == len(steps), (len(ours), res.stdout[-4000:])
     assert len(theirs) == len(steps)
-    diffs = step_differences(steps, ours, theirs, lambda r: clean(r, ours_dir, str(tmp_path / "ours" / "scripts")),
-                             lambda r: clean(r, ans_dir, str(tmp_path / "ans-pdd" / "project")))
+    return step_differences(steps, ours, theirs,
+                            lambda r: clean_result(r, ours_dir, str(tmp_path / "ours" / "scripts")),
+                            lambda r: clean_result(r, ans_dir, str(tmp_path / "ans-pdd" / "project")))
+
+
+@pytest.mark.parametrize("core,mode", [("newest", "run"), ("newest", "check_diff"), ("2.15", "run"),
+                                       ("2.19", "become"), ("newest", "local")])
+def test_action_plugins_match_ansible_playbook(testbed, http_root, tmp_path, core, mode):  # noqa: F811
+    diffs = side_by_side(testbed, tmp_path, core, mode, lambda p: steps_for(p, http_root), FILES, "act")
     assert not diffs, "\n".join(diffs)
     # Only staged copies of the script's own files were ever handed to the plugin: none is left.
     assert not list(tmp_path.glob("**/ftl2-stage-*"))

@@ -9,7 +9,6 @@ import os
 import random
 import re
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -17,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from test_action_plugins import clean
-from test_ansible_modules import SETUP, ansible_playbook_results, our_results, step_differences
+from test_action_plugins import clean, side_by_side
+from test_ansible_modules import SETUP
 from testbed import Testbed
 
 # A file larger than a pipe's buffer in both directions: rsync leaves its ssh's stdout
@@ -66,27 +65,7 @@ def sync_clean(value, p, files_dir):
 
 @pytest.mark.parametrize("mode", ["run", "check_diff", "become", "local"])
 def test_synchronize_matches_ansible_playbook(testbed, tmp_path, mode):
-    cmdline = "--check --diff" if mode == "check_diff" else None
-    become = mode == "become"
-    inventory = testbed.ini_inventory()
-    if mode == "local":
-        inventory = f"node0 ansible_connection=local ansible_python_interpreter={sys.executable}\n"
-    run_id = uuid.uuid4().hex[:6]
-    ours_dir, ans_dir = f"/tmp/ftl2-sync-o{run_id}", f"/tmp/ftl2-sync-a{run_id}"
-    try:
-        ours, res = our_results(tmp_path / "ours", inventory, steps_for(ours_dir), cmdline, "newest", become,
-                                files=FILES)
-        theirs = ansible_playbook_results(inventory, steps_for(ans_dir), cmdline, tmp_path, core="newest",
-                                          become=become, files=FILES)
-    finally:
-        for d in (ours_dir, ans_dir):
-            shutil.rmtree(d, ignore_errors=True)
-    steps = steps_for("<dir>")
-    assert len(ours) == len(steps), (len(ours), res.stdout[-4000:])
-    assert len(theirs) == len(steps)
-    diffs = step_differences(steps, ours, theirs,
-                             lambda r: sync_clean(r, ours_dir, str(tmp_path / "ours" / "scripts")),
-                             lambda r: sync_clean(r, ans_dir, str(tmp_path / "ans-pdd" / "project")))
+    diffs = side_by_side(testbed, tmp_path, "newest", mode, steps_for, FILES, "sync", sync_clean)
     assert not diffs, "\n".join(diffs)
 
 

@@ -28,11 +28,24 @@ def call_module(loop, target, module, args, options):
     call = executor.ModuleCall(
         target=target,
         module=module,
-        args_json=json.dumps(args, default=_json_default),
-        options_json=json.dumps(options, default=_json_default),
+        args_json=json.dumps(_prepare(args), default=_json_default),
+        options_json=json.dumps(_prepare(options), default=_json_default),
     )
     _queued.append((call, fut))
     return fut
+
+
+def _prepare(value):
+    """`value` with secrets (a str subclass, which json would write as its masked text) turned
+    into the markers the host fills in."""
+    marker = getattr(value, "__ftl2_json__", None)
+    if marker is not None:
+        return marker()
+    if isinstance(value, dict):
+        return {k: _prepare(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_prepare(v) for v in value]
+    return value
 
 
 def _json_default(value):
@@ -83,7 +96,7 @@ def host_vars(host):
 
 
 def add_host(name, groups, hostvars):
-    executor.add_host(name, list(groups), json.dumps(hostvars, default=_json_default))
+    executor.add_host(name, list(groups), json.dumps(_prepare(hostvars), default=_json_default))
 
 
 def remove_host(name):

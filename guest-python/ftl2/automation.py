@@ -11,25 +11,37 @@ Forms scripts use (see FTL2-API.md):
 
 import asyncio
 import collections.abc
+import enum
 import fnmatch
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from . import _host
+from ._excluded import excluded
 from .exceptions import (
     ExcludedModuleError,
     ModuleNotAllowedError,
     UnsupportedParameterError,
 )
 from .ftl_modules import ExecuteResult
+from .policy import Policy, PolicyDeniedError
 
-# Playbook keywords FTL2 refuses to run as modules.
-EXCLUDED_MODULES = {
-    "debug", "fail", "assert", "pause", "set_fact", "set_stats", "group_by", "meta",
-    "include_vars",
-}
-EXCLUDED_PREFIXES = ("include_", "import_")
+
+class OutputMode(enum.Enum):
+    """What a context prints, as FTL2 derives it from quiet/on_event/verbose (`ftl.output_mode`).
+    In ftl2-runner the job output is AWX's task events whatever the mode."""
+
+    QUIET = "quiet"
+    NORMAL = "normal"
+    VERBOSE = "verbose"
+    EVENTS = "events"
+
+
+# The type of `on_event` callbacks: each receives one event dict.
+EventCallback = Callable[[dict[str, Any]], None]
 
 # The modules whose work uses a task's variables: they render a template on the controller.
 TEMPLATE_MODULES = {"template", "ansible.builtin.template", "ansible.legacy.template"}
@@ -43,30 +55,45 @@ def _check_task_vars(module, value):
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise TypeError(f"_vars must be a dict of variable names to values, not {value!r}")
 
-# FTL2 parameters that need host files or network outside the sandbox.
+# FTL2 parameters that need host files or network outside the sandbox: refused when set.
 UNSUPPORTED = {
+    "auto_install_deps": "installing Python packages needs the controller's network and disk; "
+                         "build them into the execution environment",
+    "record_deps": "recording writes .ftl2-deps.txt and .ftl2-modules.txt on the controller's disk",
+    "import_state_files": "state files live on the controller's disk",
+    "gate_modules": "gates need the controller's network",
+    "gate_dependencies": "gates need the controller's network",
+    "gate_subsystem": "gates need the controller's network",
     "state_file": "state files live on the controller's disk, which the sandbox cannot write",
     "record": "recording needs a file on the controller's disk",
     "replay": "replay needs a file on the controller's disk",
-    "policy": "policy files live on the controller's disk",
+    "policy_audit": "the audit trail is the job's own events; there is no audit file",
     "vault_secrets": "vault secrets come from AWX credentials; use secrets=[...] instead",
     "log_file": "job output goes to AWX; there is no log file",
-    "state": "state files live on the controller's disk",
 }
 
 CONTROLLER = "localhost"
+
+# What makes `ftl["..."]` a host pattern (`web:&prod`, `db*`, `!web1`) rather than a name.
+PATTERN_CHARS = ":,*?![]&~"
 
 # Every result of every context in this job, for runner.has_failures().
 _all_results = []
 
 
 class AutomationError(Exception):
-    """A module call failed on the controller while fail_fast was on."""
+    """A module call failed on the controller while fail_fast was on; `result` is its
+    ExecuteResult."""
 
     def __init__(self, message, result=None):
         super().__init__(message)
-        self.message = message
         self.result = result
+        self.message = message
+
+    def __str__(self):
+        if self.result:
+            return f"{self.message} (module: {self.result.module}, host: {self.result.host})"
+        return self.message
 
 
 def _short(module):
@@ -82,64 +109,149 @@ def _allowed(module, pattern):
     return fnmatch.fnmatch(module, pattern) or fnmatch.fnmatch(_fqcn(module), _fqcn(pattern))
 
 
-def _is_excluded(module):
-    short = _short(module)
-    return short in EXCLUDED_MODULES or short.startswith(EXCLUDED_PREFIXES)
+MASK = "********"
 
 
-class SecretRef:
-    """A named secret the host fills in when a module runs; its value never enters the sandbox."""
+class SecretRef(str):
+    """`ftl.secrets["NAME"]`: a secret as the script sees it. It is the masked text `********`
+    wherever the script looks (str, repr, f-strings, slicing, len); passed as a module argument
+    (or inside one's dict/list) it is the secret itself, which the host fills in, so the value
+    never enters the sandbox. String formatting cannot carry the value: an argument whose text
+    contains the mask is refused (see `_reject_masked`)."""
 
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
+    def __new__(cls, name, own_value=None):
+        ref = super().__new__(cls, MASK)
+        ref.name = name
+        ref._own = own_value
+        return ref
 
     def __ftl2_json__(self):
-        return {"__ftl2_secret__": self.name}
+        marker = {"__ftl2_secret__": self.name}
+        if self._own is not None:
+            marker["__ftl2_value__"] = self._own
+        return marker
 
-    def __repr__(self):
-        return f"<secret {self.name}>"
-
-    def __str__(self):
-        return "********"
-
-    def __bool__(self):
-        return True
+    def __reduce__(self):
+        raise TypeError(f"secret {self.name!r} cannot be pickled or copied out of the sandbox")
 
 
 class SecretsView:
-    """`ftl.secrets["NAME"]`: references to the secrets declared with `secrets=[...]`."""
+    """`ftl.secrets`: the secrets declared with `automation(secrets=[...])`, as FTL2's
+    SecretsProxy behaves: `in`, `len`, `get` and `loaded_keys()` count a secret only when it has a
+    value (from the job's credentials, or the script's own `os.environ` when it declared it)."""
 
     def __init__(self, declared):
-        self._declared = list(declared or [])
+        self._declared = list(dict.fromkeys(declared or []))
+        available = set(_host.job_info().get("secret_names") or [])
+        self._own = {n: os.environ[n] for n in self._declared
+                     if n not in available and n in os.environ}
+        self._loaded = [n for n in self._declared if n in available or n in self._own]
 
     def __getitem__(self, name):
         if name not in self._declared:
-            raise KeyError(f"secret {name!r} was not declared in automation(secrets=[...])")
-        return SecretRef(name)
+            raise KeyError(f"Secret '{name}' was not requested in automation(secrets=[...])")
+        if name not in self._loaded:
+            raise KeyError(f"Secret '{name}' is not set in environment")
+        return self.ref(name)
+
+    def ref(self, name):
+        """The reference to a secret by name (for `secret_bindings`, also one not declared: the
+        host fills in the job's value, or says the secret is missing)."""
+        own = self._own.get(name)
+        if own is None and name not in self._declared and name in os.environ:
+            own = os.environ[name]
+        return SecretRef(name, own)
 
     def get(self, name, default=None):
-        return self[name] if name in self._declared else default
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
     def __contains__(self, name):
-        return name in self._declared
+        return name in self._loaded
 
     def keys(self):
+        """The declared names."""
         return list(self._declared)
 
-    def __iter__(self):
-        return iter(self._declared)
+    def loaded_keys(self):
+        """The declared names that have a value."""
+        return list(self._loaded)
 
     def __len__(self):
-        return len(self._declared)
+        return len(self._loaded)
 
     def __repr__(self):
-        return f"<secrets {self._declared}>"
+        missing = [n for n in self._declared if n not in self._loaded]
+        return f"SecretsProxy(loaded={self._loaded}, missing={missing})"
+
+    def __str__(self):
+        return f"<SecretsProxy: {len(self._loaded)} secrets loaded>"
 
 
-class HostsView:
-    """`ftl.hosts`: group name -> host names, from the job's inventory."""
+def _reject_masked(value, path="", declared=()):
+    """A module argument whose text contains a secret's mask was made by formatting a secret
+    (`f"Bearer {token}"`), which carries the mask, not the value: refuse it rather than send
+    asterisks as a password."""
+    if isinstance(value, SecretRef):
+        return
+    if isinstance(value, str):
+        if MASK in value:
+            raise ValueError(
+                f"module argument {path or 'value'} contains {MASK!r}, the masked text of a secret "
+                f"({', '.join(declared)}): string formatting cannot carry a secret's value; pass "
+                "ftl.secrets[NAME] itself as the argument (or as a value inside a dict or list)")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _reject_masked(v, f"{path}.{k}" if path else str(k), declared)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _reject_masked(v, f"{path}[{i}]", declared)
+
+
+# The inventory variables HostConfig has fields for, and Ansible's magic variables; the rest
+# go to its `vars`, as FTL2 fills them.
+_HOST_FIELDS = {"ansible_host", "ansible_port", "ansible_user", "ansible_connection",
+                "ansible_python_interpreter", "ansible_become", "ansible_become_user",
+                "inventory_hostname", "inventory_hostname_short", "group_names", "groups",
+                "inventory_dir", "inventory_file", "playbook_dir", "omit"}
+
+
+def _truthy(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+    return bool(value)
+
+
+def host_config(name):
+    """The HostConfig of an inventory host, from its variables as the host resolves them (group
+    variables merged, children groups expanded, as Ansible does; passwords masked)."""
+    from .types import HostConfig
+
+    hostvars = _host.host_vars(name) or {}
+    port = hostvars.get("ansible_port", 22)
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        pass
+    return HostConfig(
+        name=name,
+        ansible_host=str(hostvars.get("ansible_host", name)),
+        ansible_port=port,
+        ansible_user=str(hostvars.get("ansible_user", "")),
+        ansible_connection=str(hostvars.get("ansible_connection", "ssh")),
+        ansible_python_interpreter=str(hostvars.get("ansible_python_interpreter", "python3")),
+        ansible_become=_truthy(hostvars.get("ansible_become", False)),
+        ansible_become_user=str(hostvars.get("ansible_become_user", "root")),
+        vars={k: v for k, v in hostvars.items() if k not in _HOST_FIELDS},
+    )
+
+
+class HostsProxy:
+    """`ftl.hosts`: the inventory as FTL2 shows it. `ftl.hosts["web"]` is the HostConfig of each
+    host of a group (or of one host), iterating or `keys()` gives host names, `groups` the group
+    names, `all` every host's HostConfig."""
 
     def __init__(self, ctx):
         self._ctx = ctx
@@ -147,39 +259,47 @@ class HostsView:
     def _groups(self):
         return self._ctx._groups
 
-    def __getitem__(self, group):
-        return list(self._groups()[group])
+    def _host_names(self):
+        return list(self._groups().get("all", []))
 
-    def __contains__(self, name):
-        g = self._groups()
-        return name in g or any(name in hosts for hosts in g.values())
+    def __getitem__(self, key):
+        groups = self._groups()
+        if key in groups:
+            return [host_config(h) for h in groups[key]]
+        if key in self._host_names():
+            return [host_config(key)]
+        raise KeyError(f"Host or group '{key}' not found in inventory")
+
+    def get(self, key, default=None):
+        """`self[key]`, or `default` for a name that is neither host nor group."""
+        return self[key] if key in self else default
+
+    def __contains__(self, key):
+        return key in self._groups() or key in self._host_names()
 
     def __iter__(self):
-        return iter(self._groups())
+        return iter(self._host_names())
 
     def __len__(self):
-        return len(self._groups())
+        return len(self._host_names())
 
     def keys(self):
-        return list(self._groups().keys())
-
-    def items(self):
-        return [(k, list(v)) for k, v in self._groups().items()]
-
-    def get(self, group, default=None):
-        g = self._groups()
-        return list(g[group]) if group in g else default
+        """The host names."""
+        return self._host_names()
 
     @property
     def all(self):
-        return list(self._groups().get("all", []))
+        """Every host's HostConfig."""
+        return [host_config(h) for h in self._host_names()]
 
     @property
     def groups(self):
-        return [g for g in self._groups() if g not in ("all", "ungrouped")]
+        """The group names (`ungrouped` when it has hosts; not `all`)."""
+        return [g for g, hosts in self._groups().items()
+                if g != "all" and (g != "ungrouped" or hosts)]
 
     def __repr__(self):
-        return f"<hosts {dict(self._groups())}>"
+        return f"<hosts {self._host_names()}>"
 
 
 class _Call(collections.abc.Coroutine):
@@ -217,77 +337,148 @@ class _Call(collections.abc.Coroutine):
                   "(write `await` before it)", file=sys.stderr)
 
 
-class _Module:
-    """A module (or the start of a fully qualified name) bound to a target."""
+class HostScopedModuleProxy:
+    """`ftl.<host|group>.<module>` (also `...ansible.posix.firewalld`): a module bound to a host,
+    group or pattern; calling it runs it on every matching host concurrently and returns one
+    ExecuteResult per host (on `ftl.local`/`ftl.localhost`: the controller's result dict)."""
 
-    def __init__(self, ctx, target, name, controller):
-        self._ctx = ctx
+    def __init__(self, context, target, path):
+        self._context = context
         self._target = target
-        self._name = name
-        self._controller = controller
+        self._path = path
 
-    def __getattr__(self, part):
-        if part.startswith("__"):
-            raise AttributeError(part)
-        return _Module(self._ctx, self._target, f"{self._name}.{part}", self._controller)
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return HostScopedModuleProxy(self._context, self._target, f"{self._path}.{name}")
 
-    def __call__(self, **params):
+    def __call__(self, **kwargs):
         site = _call_site()
-        return _Call(self._ctx._call(self._target, self._name, params, self._controller, site),
-                     self._name, site)
+        local = self._target in ("local", "localhost")
+        target = CONTROLLER if local else self._target
+        return _Call(self._context._call(target, self._path, kwargs, local, site), self._path, site)
 
     def __repr__(self):
-        return f"<module {self._name} on {self._target}>"
+        return f"HostScopedModuleProxy({self._target!r}, {self._path!r})"
 
 
-class HostTarget:
+class NamespaceProxy:
+    """`ftl.<namespace>.<collection>.<module>`: a fully qualified name being spelled out;
+    calling it runs the module on the controller and returns its result dict."""
+
+    def __init__(self, context, path):
+        self._context = context
+        self._path = path
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return NamespaceProxy(self._context, f"{self._path}.{name}")
+
+    def __call__(self, **kwargs):
+        site = _call_site()
+        return _Call(self._context._call(CONTROLLER, self._path, kwargs, True, site), self._path, site)
+
+    def __repr__(self):
+        return f"NamespaceProxy({self._path!r})"
+
+
+class HostScopedProxy:
     """`ftl.<group|host>` / `ftl["name"]`: modules run on every matching host concurrently."""
 
-    def __init__(self, ctx, target):
-        self._ctx = ctx
+    def __init__(self, context, target):
+        self._context = context
         self._target = target
 
-    def __getattr__(self, module):
-        if module.startswith("_"):
-            raise AttributeError(module)
-        return _Module(self._ctx, self._target, module, controller=False)
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return HostScopedModuleProxy(self._context, self._target, name)
 
     @property
     def hosts(self):
+        """The inventory hosts this target matches (ftl2-runner's addition)."""
         return _host.list_hosts(self._target)
 
     def __repr__(self):
-        return f"<hosts {self._target}>"
+        return f"HostScopedProxy({self._target!r})"
 
 
-class _ControllerModules:
-    """`ftl.local` / `ftl.localhost` / `ftl.module`: modules on the controller, returning dicts
-    (`ftl.module.NAME` is always a module, even if a host or group has that name)."""
+class ModuleAccessProxy:
+    """`ftl.module.NAME`: always a module on the controller, even if a host or group has that
+    name (FTL2 resolves only its own module names here; ftl2-runner resolves any module)."""
 
-    def __init__(self, ctx):
-        self._ctx = ctx
+    def __init__(self, context):
+        self._context = context
 
-    def __getattr__(self, module):
-        if module.startswith("_"):
-            raise AttributeError(module)
-        return _Module(self._ctx, CONTROLLER, module, controller=True)
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return NamespaceProxy(self._context, name)
+
+    def __repr__(self):
+        return "ModuleAccessProxy()"
+
+
+class ModuleProxy:
+    """What `ftl.<name>` and `ftl["name"]` resolve through: `local`/`localhost`, then a host or
+    group of the inventory (also with `_` read as `-`), else a module on the controller."""
+
+    def __init__(self, context):
+        self._context = context
+
+    def __getitem__(self, name):
+        if name in ("local", "localhost"):
+            return HostScopedProxy(self._context, "localhost")
+        if name in self._context.hosts:
+            return HostScopedProxy(self._context, name)
+        if any(c in name for c in PATTERN_CHARS):
+            return HostScopedProxy(self._context, name)  # ftl2-runner's addition: a host pattern
+        raise KeyError(f"Host or group '{name}' not found in inventory")
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in ("local", "localhost"):
+            return HostScopedProxy(self._context, "localhost")
+        target = self._context._resolve_target(name)
+        if target is not None:
+            return HostScopedProxy(self._context, target)
+        return NamespaceProxy(self._context, name)
+
+    @property
+    def module(self):
+        """Modules by name, bypassing host and group names."""
+        return ModuleAccessProxy(self._context)
 
 
 class AutomationContext:
     """The object `async with automation(...) as ftl` yields."""
 
-    def __init__(self, inventory=None, modules=None, check_mode=None, fail_fast=True, quiet=False,
-                 verbose=False, on_event=None, secrets=None, secret_bindings=None, name=None,
-                 **unsupported):
-        for key, value in unsupported.items():
-            if key.startswith("gate_") or key in UNSUPPORTED:
-                if value in (None, False, (), [], {}):
-                    continue
-                why = UNSUPPORTED.get(key, "gates need the controller's network")
-                raise UnsupportedParameterError(
-                    f"automation({key}=...) is not supported inside ftl2-runner: {why}"
-                )
-            raise UnsupportedParameterError(f"automation() got an unsupported parameter {key!r}")
+    def __init__(self, modules=None, inventory=None, secrets=None, secret_bindings=None,
+                 check_mode=False, verbose=True, quiet=False, on_event=None, fail_fast=True,
+                 print_summary=True, print_errors=True, auto_install_deps=False, record_deps=False,
+                 deps_file=".ftl2-deps.txt", modules_file=".ftl2-modules.txt", gate_modules=None,
+                 gate_dependencies=None, gate_subsystem=False, state_file=".ftl2-state.json",
+                 import_state_files=None, log_file="ftl2.log", record=None, replay=None,
+                 vault_secrets=None, policy=None, environment="", policy_audit=None,
+                 ignore_missing_inventory=False, name=None):
+        # FTL2's parameters, each honoured or refused. Output knobs (verbose, quiet, print_summary,
+        # print_errors) are accepted: the job output is AWX's task events and recap either way.
+        # deps_file/modules_file only matter with record_deps, as in FTL2.
+        _refuse_unsupported({
+            "auto_install_deps": auto_install_deps, "record_deps": record_deps,
+            "gate_modules": gate_modules, "gate_dependencies": gate_dependencies,
+            "gate_subsystem": gate_subsystem,
+            "state_file": None if state_file == ".ftl2-state.json" else state_file,
+            "import_state_files": import_state_files,
+            "log_file": None if log_file == "ftl2.log" else log_file,
+            "record": record, "replay": replay, "vault_secrets": vault_secrets,
+            "policy_audit": policy_audit,
+        })
+        self.print_summary = print_summary
+        self.print_errors = print_errors
+        self._ignore_missing_inventory = ignore_missing_inventory
         self._inventory = inventory
         self._modules = list(modules) if modules else None
         self._check_mode = check_mode
@@ -295,15 +486,21 @@ class AutomationContext:
         self.quiet = quiet
         self.verbose = verbose
         self._on_event = on_event
-        self.secrets = SecretsView(secrets)
+        self._secrets = SecretsView(secrets)
         self._secret_bindings = dict(secret_bindings or {})
         self._name = name
         self._groups = {}
-        self.results = []
-        self.hosts = HostsView(self)
-        self.module = _ControllerModules(self)
-        self.local = _ControllerModules(self)
-        self.localhost = self.local
+        self._results = []
+        self._hosts = HostsProxy(self)
+        self._proxy = ModuleProxy(self)
+        # A policy file (or directory of them) is read from the script's readable directories,
+        # as FTL2 reads it.
+        self._policy_source = policy
+        self._policy = _load_policy(policy) if policy else Policy.empty()
+        self._environment = environment
+        import uuid
+
+        self._session_id = str(uuid.uuid4())
         if isinstance(inventory, dict):
             self._pending_inventory = inventory
         else:
@@ -327,35 +524,96 @@ class AutomationContext:
 
     # -- job facts -------------------------------------------------------------------------
     @property
+    def results(self):
+        """Every ExecuteResult of this context so far (a copy, as FTL2 gives)."""
+        return list(self._results)
+
+    @property
+    def output_mode(self):
+        """FTL2's output mode for the quiet/on_event/verbose given."""
+        if self.quiet:
+            return OutputMode.QUIET
+        if self._on_event is not None:
+            return OutputMode.EVENTS
+        return OutputMode.VERBOSE if self.verbose else OutputMode.NORMAL
+
+    @property
+    def policy(self):
+        """The Policy every call is checked against (empty: everything permitted)."""
+        return self._policy
+
+    async def reload_policy(self, path=None):
+        """Load the policy again (from `path`, which becomes the source, or the one given to
+        automation()); the old one stays if the new one does not load."""
+        source = path or self._policy_source
+        if not source:
+            raise ValueError("No policy source to reload from. "
+                             "Pass a path or use automation(policy=...) to set the source.")
+        self._policy = _load_policy(source)
+        if path:
+            self._policy_source = path
+
+    @property
+    def session_id(self):
+        """This context's unique id."""
+        return self._session_id
+
+    @property
+    def hosts(self):
+        """The inventory's groups and hosts."""
+        return self._hosts
+
+    @property
+    def secrets(self):
+        """The secrets declared with `secrets=[...]`, as references the host fills in."""
+        return self._secrets
+
+    @property
+    def available_modules(self):
+        """FTL2's own module names (its in-process ones), narrowed to the `modules=` allowlist as
+        FTL2 narrows it. Every Ansible module of the EE can be called besides these."""
+        from .ftl_modules import list_modules
+
+        known = list_modules()
+        if self._modules is None:
+            return known
+        return [m for m in self._modules if m in known or m.rsplit(".", 1)[-1] in known]
+
+    async def execute(self, module_name, params):
+        """Run `module_name` with `params` on the controller; its result dict (FTL2's method
+        behind `ftl.<module>()`)."""
+        return await self._call(CONTROLLER, module_name, dict(params), True, _call_site())
+
+    @property
+    def module(self):
+        """Modules by name, bypassing host and group names (`ftl.module.file(...)`)."""
+        return self._proxy.module
+
+    @property
     def check_mode(self):
         return bool(self._check_mode) or bool(_host.job_info().get("check_mode"))
 
     @property
     def failed(self):
-        return any(not r.success for r in self.results)
+        return any(not r.success for r in self._results)
 
     @property
     def errors(self):
-        return [r for r in self.results if not r.success]
+        return [r for r in self._results if not r.success]
 
     @property
     def error_messages(self):
-        return [f"{r.host}: {r.module}: {r.error}" for r in self.results if not r.success]
+        return [r.error for r in self._results if not r.success and r.error]
 
     # -- name lookup -----------------------------------------------------------------------
     def __getattr__(self, name):
         if name.startswith("_"):
             # As FTL2: a private or mistyped attribute is an AttributeError, never a module call.
             raise AttributeError(name)
-        target = self._resolve_target(name)
-        if target is not None:
-            return HostTarget(self, target)
-        return _Module(self, CONTROLLER, name, controller=True)
+        return getattr(self._proxy, name)
 
     def __getitem__(self, name):
-        if name in ("local", "localhost"):
-            return self.local
-        return HostTarget(self, self._resolve_target(name) or name)
+        return self._proxy[name]
 
     def _explain_unknown_target(self, module, results):
         """`ftl.webserver.ping()` with a group `webservers`: the name was tried as a host, a group
@@ -388,47 +646,55 @@ class AutomationContext:
         return None
 
     # -- inventory changes -----------------------------------------------------------------
-    def add_host(self, name, ansible_host=None, ansible_user=None, ansible_port=22, groups=None,
-                 **hostvars):
-        if ansible_host is not None:
-            hostvars["ansible_host"] = ansible_host
-        if ansible_user is not None:
-            hostvars["ansible_user"] = ansible_user
-        if ansible_port is not None and ansible_port != 22:
-            hostvars["ansible_port"] = ansible_port
+    def add_host(self, hostname, ansible_host=None, ansible_user=None, ansible_port=22,
+                 ansible_python_interpreter="python3", ansible_password=None, ansible_become=False,
+                 ansible_become_user="root", groups=None, **vars):
+        """Add a host to the job's inventory (in `groups`, else `ungrouped`) and return its
+        HostConfig. Parameters left at their defaults leave the variable unset, so Ansible's
+        defaults apply (interpreter discovery; the job's credential's user)."""
+        hostvars = dict(vars)
+        for key, value, default in (
+                ("ansible_host", ansible_host, None), ("ansible_user", ansible_user, None),
+                ("ansible_port", ansible_port, 22),
+                ("ansible_python_interpreter", ansible_python_interpreter, "python3"),
+                ("ansible_password", ansible_password, None),
+                ("ansible_become", ansible_become, False),
+                ("ansible_become_user", ansible_become_user, "root")):
+            if value is not None and value != default:
+                hostvars[key] = value
         if isinstance(groups, str):
             groups = [groups]
-        _check(lambda: _host.add_host(name, groups or [], hostvars))
+        _check(lambda: _host.add_host(hostname, groups or [], hostvars))
         self._refresh()
-        return HostTarget(self, name)
+        return host_config(hostname)
 
-    async def remove_host(self, name):
-        _check(lambda: _host.remove_host(name))
+    async def remove_host(self, hostname):
+        """Remove a host from the job's inventory."""
+        _check(lambda: _host.remove_host(hostname))
         self._refresh()
 
     # -- running modules -------------------------------------------------------------------
     def run_on(self, target, module, **params):
-        """Run `module` on `target` (a pattern, host, group, HostTarget or a list of them)."""
-        if isinstance(target, HostTarget):
-            target = target._target
-        elif isinstance(target, (list, tuple, set)):
-            target = ":".join(t._target if isinstance(t, HostTarget) else str(t) for t in target)
+        """Run `module` on `target` (a pattern, host, group, HostScopedProxy, host object or a
+        list of them)."""
+        target = _target_of(target)
         site = _call_site()
         return _Call(self._call(str(target), module, params, False, site), module, site)
 
     async def _call(self, target, module, params, controller, site=""):
-        if _is_excluded(module):
-            raise ExcludedModuleError(
-                f"{module} is a playbook keyword, not a module; FTL2 scripts use Python for it"
-            )
+        keyword = excluded(module)
+        if keyword is not None:
+            raise ExcludedModuleError(keyword)
         if self._modules is not None and not any(_allowed(module, pat) for pat in self._modules):
             raise ModuleNotAllowedError(f"module {module!r} is not in this automation's modules= allowlist")
         params = dict(params)
+        if self._secrets.keys():
+            _reject_masked(params, declared=self._secrets.keys())
         task_name = params.pop("_name", None)
         for glob, binding in self._secret_bindings.items():
             if fnmatch.fnmatch(module, glob) or fnmatch.fnmatch(_short(module), glob):
                 for param, secret in binding.items():
-                    params.setdefault(param, SecretRef(secret))
+                    params.setdefault(param, self._secrets.ref(secret))
         options = {}
         if task_name is not None:
             options["name"] = str(task_name)
@@ -459,26 +725,32 @@ class AutomationContext:
                 raise ValueError(f"_{key} must be a whole number of seconds (0 or more), not {value!r}")
         if "poll" in options and not options.get("async"):
             raise ValueError("_poll applies to a call with _async (seconds it may run in the background)")
-        if self._check_mode is not None:
-            options["check_mode"] = bool(self._check_mode)
+        if self._check_mode:
+            options["check_mode"] = True  # the job's own check mode applies whatever the script says
         if site:
             options["task_path"] = site
         if controller:
             options["controller"] = True
-        self._notify({"event": "module_start", "module": module, "host": target})
+        denied, target = self._check_policy(module, params, target, controller)
+        check_mode = self.check_mode
+        self._notify({"event": "module_start", "module": module, "host": target,
+                      "check_mode": check_mode})
         started = time.monotonic()
         loop = asyncio.get_running_loop()
-        raw = await _host.call_module(loop, target, module, params, options)
+        raw = await _host.call_module(loop, target, module, params, options) if target else []
         duration = time.monotonic() - started
-        results = [_to_result(r, module, params, duration) for r in raw]
+        results = denied + [_to_result(r, module, params, duration) for r in raw]
+        for r in results:
+            r.timestamp = time.time() - duration
         if controller and "." in module:
             self._explain_unknown_target(module, results)
-        self.results.extend(results)
+        self._results.extend(results)
         _all_results.extend(results)
         for r in results:
             self._notify({
                 "event": "module_complete", "module": module, "host": r.host, "success": r.success,
-                "changed": r.changed, "duration": r.duration, "result": r.output,
+                "changed": r.changed, "check_mode": check_mode, "duration": r.duration,
+                "error": r.error, "output": r.output,
             })
         if not controller:
             return results
@@ -486,14 +758,64 @@ class AutomationContext:
             raise AutomationError(f"{module}: no host matched {target!r}", None)
         r = results[0]
         if not r.success and self.fail_fast:
-            raise AutomationError(f"{module} failed on {r.host}: {r.error}", r.output)
+            raise AutomationError(f"Module '{module}' failed: {r.error}", result=r)
         return r.output
+
+    def _check_policy(self, module, params, target, controller):
+        """FTL2's policy check before a call: on the controller a denial raises
+        PolicyDeniedError; on hosts each denied host gets a failed result and the call goes on
+        with the others. Returns (denied results, the target left to run on)."""
+        if not self._policy.rules:
+            return [], target
+        shown = {k: v for k, v in params.items() if not isinstance(v, SecretRef)}
+        hosts = ["localhost"] if controller else _host.list_hosts(target)
+        denied, allowed = [], []
+        for host in hosts:
+            verdict = self._policy.evaluate(module, shown, host, self._environment)
+            if verdict.permitted:
+                allowed.append(host)
+                continue
+            message = f"Policy denied {module} on {host}: {verdict.reason}"
+            if controller:
+                raise PolicyDeniedError(message, rule=verdict.rule)
+            denied.append(ExecuteResult.from_error(message, module, host))
+        if not denied:
+            return [], target
+        return denied, ":".join(allowed)
 
     def _notify(self, event):
         cb = self._on_event
         if cb is None or getattr(cb, "__ftl2_runner__", False):
             return  # the host already records every call for AWX
+        event["timestamp"] = time.time()
         cb(event)
+
+
+def _load_policy(source):
+    from pathlib import Path
+
+    source = Path(source)
+    return Policy.from_directory(source) if source.is_dir() else Policy.from_file(source)
+
+
+def _target_of(target):
+    """A run_on target as a host pattern: names, proxies and host objects, alone or in a list."""
+    if isinstance(target, HostScopedProxy):
+        return target._target
+    if isinstance(target, (list, tuple, set)):
+        return ":".join(_target_of(t) for t in target)
+    name = getattr(target, "name", None)
+    return name if isinstance(name, str) else str(target)
+
+
+def _refuse_unsupported(values):
+    """UnsupportedParameterError for the first of FTL2's parameters that is set (not None, False
+    or empty) and cannot be honoured in the sandbox, naming it and why."""
+    for key, value in values.items():
+        if value in (None, False, (), [], {}):
+            continue
+        raise UnsupportedParameterError(
+            f"automation({key}=...) is not supported inside ftl2-runner: {UNSUPPORTED[key]}")
 
 
 def _check(fn):
@@ -558,9 +880,26 @@ def contexts_entered():
     return _entered
 
 
-def automation(**kwargs):
-    """`async with automation(...) as ftl:` -- see AutomationContext for the parameters."""
-    return AutomationContext(**kwargs)
+def automation(modules=None, inventory=None, secrets=None, secret_bindings=None, check_mode=False,
+               verbose=True, quiet=False, on_event=None, fail_fast=True, print_summary=True,
+               print_errors=True, auto_install_deps=False, record_deps=False,
+               deps_file=".ftl2-deps.txt", modules_file=".ftl2-modules.txt", gate_modules=None,
+               gate_dependencies=None, gate_subsystem=False, state_file=".ftl2-state.json",
+               import_state_files=None, record=None, replay=None, vault_secrets=None, policy=None,
+               environment="", policy_audit=None, ignore_missing_inventory=True,
+               log_file="ftl2.log", name=None):
+    """`async with automation(...) as ftl:` -- FTL2's parameters (see AutomationContext), plus
+    `name`, the play name the job output shows."""
+    return AutomationContext(
+        modules=modules, inventory=inventory, secrets=secrets, secret_bindings=secret_bindings,
+        check_mode=check_mode, verbose=verbose, quiet=quiet, on_event=on_event,
+        fail_fast=fail_fast, print_summary=print_summary, print_errors=print_errors,
+        auto_install_deps=auto_install_deps, record_deps=record_deps, deps_file=deps_file,
+        modules_file=modules_file, gate_modules=gate_modules, gate_dependencies=gate_dependencies,
+        gate_subsystem=gate_subsystem, state_file=state_file,
+        import_state_files=import_state_files, log_file=log_file, record=record, replay=replay,
+        vault_secrets=vault_secrets, policy=policy, environment=environment,
+        policy_audit=policy_audit, ignore_missing_inventory=ignore_missing_inventory, name=name)
 
 
 def any_failures():

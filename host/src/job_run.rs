@@ -158,6 +158,8 @@ pub async fn run(
         "forks": job.cmdline.forks,
         "limit": job.cmdline.limit,
         "playbook": job.playbook,
+        // Which secrets have a value (names only), for `name in ftl.secrets`.
+        "secret_names": job.envvars.keys().collect::<Vec<_>>(),
     });
     let bridge = Bridge::new(
         Arc::clone(&executor),

@@ -296,7 +296,9 @@ impl Bridge {
     }
 
     /// Replace `{"__ftl2_secret__": NAME}` markers: the shown args get `********`, the real ones
-    /// the value. Returns the first secret name with no value, if any.
+    /// the value: the job's credential's, else the one the script itself had in its environment
+    /// when it declared the secret (`"__ftl2_value__"`; the script knows it already, and it is
+    /// scrubbed from output like any other). Returns the first secret name with no value, if any.
     fn resolve_secrets(
         &mut self,
         args: &Map<String, Value>,
@@ -304,12 +306,17 @@ impl Bridge {
         let mut missing = None;
         let mut shown = Value::Object(args.clone());
         let mut real = Value::Object(args.clone());
-        replace_markers(&mut shown, &mut |_| Some("********".into()));
+        replace_markers(&mut shown, &mut |_, _| Some("********".into()));
         let mut used = Vec::new();
-        replace_markers(&mut real, &mut |name| match self.secrets.get(name) {
+        replace_markers(&mut real, &mut |name, own| match self
+            .secrets
+            .get(name)
+            .map(String::as_str)
+            .or(own)
+        {
             Some(v) => {
-                used.push(v.clone());
-                Some(v.clone())
+                used.push(v.to_string());
+                Some(v.to_string())
             }
             None => {
                 missing.get_or_insert_with(|| name.to_string());
@@ -326,14 +333,19 @@ impl Bridge {
     }
 }
 
-fn replace_markers(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
+/// Replace each secret marker in `v` by what `f(name, the script's own value)` gives.
+fn replace_markers(v: &mut Value, f: &mut dyn FnMut(&str, Option<&str>) -> Option<String>) {
     match v {
         Value::Object(m) => {
-            if m.len() == 1
-                && let Some(Value::String(name)) = m.get("__ftl2_secret__")
+            let own = m.get("__ftl2_value__");
+            if let Some(Value::String(name)) = m.get("__ftl2_secret__")
+                && (m.len() == 1 || (m.len() == 2 && matches!(own, Some(Value::String(_)))))
             {
+                let own = own.and_then(Value::as_str).map(str::to_string);
                 let name = name.clone();
-                *v = f(&name).map(Value::String).unwrap_or(Value::Null);
+                *v = f(&name, own.as_deref())
+                    .map(Value::String)
+                    .unwrap_or(Value::Null);
                 return;
             }
             for x in m.values_mut() {

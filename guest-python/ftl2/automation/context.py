@@ -1,33 +1,23 @@
-"""`automation()`: FTL2's context for running modules, backed by the ftl2-runner host.
-
-Forms scripts use (see FTL2-API.md):
-    await ftl.ping()                       controller; returns the result dict
-    await ftl.community.general.x(...)     controller, fully qualified name
-    await ftl.local.command(cmd=...)       controller
-    await ftl.webservers.ping()            every host of a group, concurrently: list[ExecuteResult]
-    await ftl["db-1"].command(cmd=...)     one inventory host: list[ExecuteResult]
-    await ftl.run_on("web:&prod", "ping")  any host pattern: list[ExecuteResult]
-"""
+"""AutomationContext: what `async with automation(...) as ftl` gives a script, backed by the
+ftl2-runner host: module calls, results, the inventory, secrets, policy."""
 
 import asyncio
-import collections.abc
 import enum
 import fnmatch
-import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import _host
-from ._excluded import excluded
-from .exceptions import (
-    ExcludedModuleError,
-    ModuleNotAllowedError,
-    UnsupportedParameterError,
-)
-from .ftl_modules import ExecuteResult
-from .policy import Policy, PolicyDeniedError
+from .. import _host
+from .._excluded import excluded
+from ..exceptions import ExcludedModuleError, ModuleNotAllowedError, UnsupportedParameterError
+from ..ftl_modules import ExecuteResult
+from ..policy import Policy, PolicyDeniedError
+from .hosts import HostsProxy, host_config
+from .proxy import CONTROLLER, HostScopedProxy, ModuleProxy, _Call, _call_site
+from .secrets import SecretRef, SecretsView, _reject_masked
 
 
 class OutputMode(enum.Enum):
@@ -72,11 +62,6 @@ UNSUPPORTED = {
     "log_file": "job output goes to AWX; there is no log file",
 }
 
-CONTROLLER = "localhost"
-
-# What makes `ftl["..."]` a host pattern (`web:&prod`, `db*`, `!web1`) rather than a name.
-PATTERN_CHARS = ":,*?![]&~"
-
 # Every result of every context in this job, for runner.has_failures().
 _all_results = []
 
@@ -107,349 +92,6 @@ def _fqcn(name):
 def _allowed(module, pattern):
     """`modules=["ping", "ansible.builtin.command", "community.*"]` allowlist matching."""
     return fnmatch.fnmatch(module, pattern) or fnmatch.fnmatch(_fqcn(module), _fqcn(pattern))
-
-
-MASK = "********"
-
-
-class SecretRef(str):
-    """`ftl.secrets["NAME"]`: a secret as the script sees it. It is the masked text `********`
-    wherever the script looks (str, repr, f-strings, slicing, len); passed as a module argument
-    (or inside one's dict/list) it is the secret itself, which the host fills in, so the value
-    never enters the sandbox. String formatting cannot carry the value: an argument whose text
-    contains the mask is refused (see `_reject_masked`)."""
-
-    def __new__(cls, name, own_value=None):
-        ref = super().__new__(cls, MASK)
-        ref.name = name
-        ref._own = own_value
-        return ref
-
-    def __ftl2_json__(self):
-        marker = {"__ftl2_secret__": self.name}
-        if self._own is not None:
-            marker["__ftl2_value__"] = self._own
-        return marker
-
-    def __reduce__(self):
-        raise TypeError(f"secret {self.name!r} cannot be pickled or copied out of the sandbox")
-
-
-class SecretsView:
-    """`ftl.secrets`: the secrets declared with `automation(secrets=[...])`, as FTL2's
-    SecretsProxy behaves: `in`, `len`, `get` and `loaded_keys()` count a secret only when it has a
-    value (from the job's credentials, or the script's own `os.environ` when it declared it)."""
-
-    def __init__(self, declared):
-        self._declared = list(dict.fromkeys(declared or []))
-        available = set(_host.job_info().get("secret_names") or [])
-        self._own = {n: os.environ[n] for n in self._declared
-                     if n not in available and n in os.environ}
-        self._loaded = [n for n in self._declared if n in available or n in self._own]
-
-    def __getitem__(self, name):
-        if name not in self._declared:
-            raise KeyError(f"Secret '{name}' was not requested in automation(secrets=[...])")
-        if name not in self._loaded:
-            raise KeyError(f"Secret '{name}' is not set in environment")
-        return self.ref(name)
-
-    def ref(self, name):
-        """The reference to a secret by name (for `secret_bindings`, also one not declared: the
-        host fills in the job's value, or says the secret is missing)."""
-        own = self._own.get(name)
-        if own is None and name not in self._declared and name in os.environ:
-            own = os.environ[name]
-        return SecretRef(name, own)
-
-    def get(self, name, default=None):
-        try:
-            return self[name]
-        except KeyError:
-            return default
-
-    def __contains__(self, name):
-        return name in self._loaded
-
-    def keys(self):
-        """The declared names."""
-        return list(self._declared)
-
-    def loaded_keys(self):
-        """The declared names that have a value."""
-        return list(self._loaded)
-
-    def __len__(self):
-        return len(self._loaded)
-
-    def __repr__(self):
-        missing = [n for n in self._declared if n not in self._loaded]
-        return f"SecretsProxy(loaded={self._loaded}, missing={missing})"
-
-    def __str__(self):
-        return f"<SecretsProxy: {len(self._loaded)} secrets loaded>"
-
-
-def _reject_masked(value, path="", declared=()):
-    """A module argument whose text contains a secret's mask was made by formatting a secret
-    (`f"Bearer {token}"`), which carries the mask, not the value: refuse it rather than send
-    asterisks as a password."""
-    if isinstance(value, SecretRef):
-        return
-    if isinstance(value, str):
-        if MASK in value:
-            raise ValueError(
-                f"module argument {path or 'value'} contains {MASK!r}, the masked text of a secret "
-                f"({', '.join(declared)}): string formatting cannot carry a secret's value; pass "
-                "ftl.secrets[NAME] itself as the argument (or as a value inside a dict or list)")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _reject_masked(v, f"{path}.{k}" if path else str(k), declared)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _reject_masked(v, f"{path}[{i}]", declared)
-
-
-# The inventory variables HostConfig has fields for, and Ansible's magic variables; the rest
-# go to its `vars`, as FTL2 fills them.
-_HOST_FIELDS = {"ansible_host", "ansible_port", "ansible_user", "ansible_connection",
-                "ansible_python_interpreter", "ansible_become", "ansible_become_user",
-                "inventory_hostname", "inventory_hostname_short", "group_names", "groups",
-                "inventory_dir", "inventory_file", "playbook_dir", "omit"}
-
-
-def _truthy(value):
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
-    return bool(value)
-
-
-def host_config(name):
-    """The HostConfig of an inventory host, from its variables as the host resolves them (group
-    variables merged, children groups expanded, as Ansible does; passwords masked)."""
-    from .types import HostConfig
-
-    hostvars = _host.host_vars(name) or {}
-    port = hostvars.get("ansible_port", 22)
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        pass
-    return HostConfig(
-        name=name,
-        ansible_host=str(hostvars.get("ansible_host", name)),
-        ansible_port=port,
-        ansible_user=str(hostvars.get("ansible_user", "")),
-        ansible_connection=str(hostvars.get("ansible_connection", "ssh")),
-        ansible_python_interpreter=str(hostvars.get("ansible_python_interpreter", "python3")),
-        ansible_become=_truthy(hostvars.get("ansible_become", False)),
-        ansible_become_user=str(hostvars.get("ansible_become_user", "root")),
-        vars={k: v for k, v in hostvars.items() if k not in _HOST_FIELDS},
-    )
-
-
-class HostsProxy:
-    """`ftl.hosts`: the inventory as FTL2 shows it. `ftl.hosts["web"]` is the HostConfig of each
-    host of a group (or of one host), iterating or `keys()` gives host names, `groups` the group
-    names, `all` every host's HostConfig."""
-
-    def __init__(self, ctx):
-        self._ctx = ctx
-
-    def _groups(self):
-        return self._ctx._groups
-
-    def _host_names(self):
-        return list(self._groups().get("all", []))
-
-    def __getitem__(self, key):
-        groups = self._groups()
-        if key in groups:
-            return [host_config(h) for h in groups[key]]
-        if key in self._host_names():
-            return [host_config(key)]
-        raise KeyError(f"Host or group '{key}' not found in inventory")
-
-    def get(self, key, default=None):
-        """`self[key]`, or `default` for a name that is neither host nor group."""
-        return self[key] if key in self else default
-
-    def __contains__(self, key):
-        return key in self._groups() or key in self._host_names()
-
-    def __iter__(self):
-        return iter(self._host_names())
-
-    def __len__(self):
-        return len(self._host_names())
-
-    def keys(self):
-        """The host names."""
-        return self._host_names()
-
-    @property
-    def all(self):
-        """Every host's HostConfig."""
-        return [host_config(h) for h in self._host_names()]
-
-    @property
-    def groups(self):
-        """The group names (`ungrouped` when it has hosts; not `all`)."""
-        return [g for g, hosts in self._groups().items()
-                if g != "all" and (g != "ungrouped" or hosts)]
-
-    def __repr__(self):
-        return f"<hosts {self._host_names()}>"
-
-
-class _Call(collections.abc.Coroutine):
-    """A module call, made but not yet awaited: a coroutine (await it, gather it, make it a task)
-    that says so in the job output, with its script line, if it is dropped without ever running
-    (a forgotten `await` would otherwise run nothing and let the job succeed)."""
-
-    def __init__(self, coro, module, site):
-        self._coro = coro
-        self._module = module
-        self._site = site
-        self._started = False
-
-    def send(self, value):
-        self._started = True
-        return self._coro.send(value)
-
-    def throw(self, *args):
-        self._started = True
-        return self._coro.throw(*args)
-
-    def close(self):
-        self._started = True
-        self._coro.close()
-
-    def __await__(self):
-        self._started = True
-        return self._coro.__await__()
-
-    def __del__(self):
-        if not self._started:
-            self._coro.close()
-            where = f" at {self._site}" if self._site else ""
-            print(f"[WARNING]: the call of {self._module}{where} was never awaited, so it did not run "
-                  "(write `await` before it)", file=sys.stderr)
-
-
-class HostScopedModuleProxy:
-    """`ftl.<host|group>.<module>` (also `...ansible.posix.firewalld`): a module bound to a host,
-    group or pattern; calling it runs it on every matching host concurrently and returns one
-    ExecuteResult per host (on `ftl.local`/`ftl.localhost`: the controller's result dict)."""
-
-    def __init__(self, context, target, path):
-        self._context = context
-        self._target = target
-        self._path = path
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return HostScopedModuleProxy(self._context, self._target, f"{self._path}.{name}")
-
-    def __call__(self, **kwargs):
-        site = _call_site()
-        local = self._target in ("local", "localhost")
-        target = CONTROLLER if local else self._target
-        return _Call(self._context._call(target, self._path, kwargs, local, site), self._path, site)
-
-    def __repr__(self):
-        return f"HostScopedModuleProxy({self._target!r}, {self._path!r})"
-
-
-class NamespaceProxy:
-    """`ftl.<namespace>.<collection>.<module>`: a fully qualified name being spelled out;
-    calling it runs the module on the controller and returns its result dict."""
-
-    def __init__(self, context, path):
-        self._context = context
-        self._path = path
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return NamespaceProxy(self._context, f"{self._path}.{name}")
-
-    def __call__(self, **kwargs):
-        site = _call_site()
-        return _Call(self._context._call(CONTROLLER, self._path, kwargs, True, site), self._path, site)
-
-    def __repr__(self):
-        return f"NamespaceProxy({self._path!r})"
-
-
-class HostScopedProxy:
-    """`ftl.<group|host>` / `ftl["name"]`: modules run on every matching host concurrently."""
-
-    def __init__(self, context, target):
-        self._context = context
-        self._target = target
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return HostScopedModuleProxy(self._context, self._target, name)
-
-    @property
-    def hosts(self):
-        """The inventory hosts this target matches (ftl2-runner's addition)."""
-        return _host.list_hosts(self._target)
-
-    def __repr__(self):
-        return f"HostScopedProxy({self._target!r})"
-
-
-class ModuleAccessProxy:
-    """`ftl.module.NAME`: always a module on the controller, even if a host or group has that
-    name (FTL2 resolves only its own module names here; ftl2-runner resolves any module)."""
-
-    def __init__(self, context):
-        self._context = context
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return NamespaceProxy(self._context, name)
-
-    def __repr__(self):
-        return "ModuleAccessProxy()"
-
-
-class ModuleProxy:
-    """What `ftl.<name>` and `ftl["name"]` resolve through: `local`/`localhost`, then a host or
-    group of the inventory (also with `_` read as `-`), else a module on the controller."""
-
-    def __init__(self, context):
-        self._context = context
-
-    def __getitem__(self, name):
-        if name in ("local", "localhost"):
-            return HostScopedProxy(self._context, "localhost")
-        if name in self._context.hosts:
-            return HostScopedProxy(self._context, name)
-        if any(c in name for c in PATTERN_CHARS):
-            return HostScopedProxy(self._context, name)  # ftl2-runner's addition: a host pattern
-        raise KeyError(f"Host or group '{name}' not found in inventory")
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name in ("local", "localhost"):
-            return HostScopedProxy(self._context, "localhost")
-        target = self._context._resolve_target(name)
-        if target is not None:
-            return HostScopedProxy(self._context, target)
-        return NamespaceProxy(self._context, name)
-
-    @property
-    def module(self):
-        """Modules by name, bypassing host and group names."""
-        return ModuleAccessProxy(self._context)
 
 
 class AutomationContext:
@@ -498,8 +140,6 @@ class AutomationContext:
         self._policy_source = policy
         self._policy = _load_policy(policy) if policy else Policy.empty()
         self._environment = environment
-        import uuid
-
         self._session_id = str(uuid.uuid4())
         if isinstance(inventory, dict):
             self._pending_inventory = inventory
@@ -572,7 +212,7 @@ class AutomationContext:
     def available_modules(self):
         """FTL2's own module names (its in-process ones), narrowed to the `modules=` allowlist as
         FTL2 narrows it. Every Ansible module of the EE can be called besides these."""
-        from .ftl_modules import list_modules
+        from ..ftl_modules import list_modules
 
         known = list_modules()
         if self._modules is None:
@@ -858,19 +498,6 @@ def _load_dict_inventory(ctx, inv):
             _check(lambda: _host.add_host(hostname, groups, dict(hostvars or {})))
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def _call_site():
-    """`file:line` of the script line that made the call being set up (Ansible's task path):
-    the nearest caller outside this package, taken when the call is made, before any task or
-    gather separates the coroutine from the line that made it."""
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
-
-
 # How many automation contexts the script entered (a script with none ran nothing).
 _entered = 0
 
@@ -878,28 +505,6 @@ _entered = 0
 def contexts_entered():
     """How many `automation()` contexts the script has entered so far."""
     return _entered
-
-
-def automation(modules=None, inventory=None, secrets=None, secret_bindings=None, check_mode=False,
-               verbose=True, quiet=False, on_event=None, fail_fast=True, print_summary=True,
-               print_errors=True, auto_install_deps=False, record_deps=False,
-               deps_file=".ftl2-deps.txt", modules_file=".ftl2-modules.txt", gate_modules=None,
-               gate_dependencies=None, gate_subsystem=False, state_file=".ftl2-state.json",
-               import_state_files=None, record=None, replay=None, vault_secrets=None, policy=None,
-               environment="", policy_audit=None, ignore_missing_inventory=True,
-               log_file="ftl2.log", name=None):
-    """`async with automation(...) as ftl:` -- FTL2's parameters (see AutomationContext), plus
-    `name`, the play name the job output shows."""
-    return AutomationContext(
-        modules=modules, inventory=inventory, secrets=secrets, secret_bindings=secret_bindings,
-        check_mode=check_mode, verbose=verbose, quiet=quiet, on_event=on_event,
-        fail_fast=fail_fast, print_summary=print_summary, print_errors=print_errors,
-        auto_install_deps=auto_install_deps, record_deps=record_deps, deps_file=deps_file,
-        modules_file=modules_file, gate_modules=gate_modules, gate_dependencies=gate_dependencies,
-        gate_subsystem=gate_subsystem, state_file=state_file,
-        import_state_files=import_state_files, log_file=log_file, record=record, replay=replay,
-        vault_secrets=vault_secrets, policy=policy, environment=environment,
-        policy_audit=policy_audit, ignore_missing_inventory=ignore_missing_inventory, name=name)
 
 
 def any_failures():

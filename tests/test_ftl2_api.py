@@ -380,3 +380,64 @@ def test_a_misspelt_group_says_what_was_tried_with_the_closest_names(tmp_path):
     """)
     assert "[WARNING]: 'webb' is not a host or group of the inventory (closest: web" in out, out
     assert "so ftl.webb.ping() was taken as a module, which does not exist either" in out, out
+
+
+def test_an_inventory_file_given_to_automation_is_loaded_never_ignored(tmp_path):
+    """automation(inventory="file") as FTL2 takes it: the file (beside the script) and its
+    group_vars/host_vars join the job's inventory, parsed by Ansible's rules; a missing file is a
+    warning (FTL2's default ignore_missing_inventory=True) or FileNotFoundError; a file the sandbox
+    cannot read is missing to the script; a broken one is a ValueError naming it."""
+    scripts = tmp_path / "scripts"
+    (scripts / "group_vars").mkdir(parents=True)
+    (scripts / "host_vars" / "extra-2").mkdir(parents=True)
+    (scripts / "extra.yml").write_text("""
+all:
+  children:
+    extra:
+      hosts:
+        extra-1: {ansible_connection: local, colour: blue}
+        extra-2: {ansible_connection: local}
+      children:
+        extra_child:
+          hosts:
+            extra-3: {ansible_connection: local}
+""")
+    (scripts / "group_vars" / "extra.yml").write_text("tier: front\ncolour: red\n")
+    (scripts / "host_vars" / "extra-2" / "a.yml").write_text("size: 2\n")
+    (scripts / "broken.ini").write_text("[web\nweb1\n")
+    res, out = api_job(tmp_path, """
+        import os
+        from ftl2 import automation
+        async def run(inventory_path, extravars, runner):
+            async with automation(inventory="extra.yml") as ftl:
+                print("hosts", sorted(ftl.hosts.keys()))
+                print("extra", [h.name for h in ftl.hosts["extra"]], "child", [h.name for h in ftl.hosts["extra_child"]])
+                print("vars", ftl.hosts["extra-1"][0].vars["colour"], ftl.hosts["extra-1"][0].vars["tier"],
+                      ftl.hosts["extra-2"][0].vars["size"], ftl.hosts["extra-3"][0].vars["tier"])
+                r = await ftl.extra.ping()
+                print("pinged", sorted(x.host for x in r))
+                await ftl.remove_host("extra-1")
+                print("removed", "extra-1" in ftl.hosts)
+            async with automation(inventory="missing.yml") as ftl:
+                print("still", "web1" in ftl.hosts)
+            for path in ("missing.yml", "/etc/hostname"):
+                try:
+                    async with automation(inventory=path, ignore_missing_inventory=False):
+                        pass
+                except FileNotFoundError as e:
+                    print("FileNotFoundError", e)
+            try:
+                async with automation(inventory="broken.ini"):
+                    pass
+            except ValueError as e:
+                print("ValueError", e)
+            return 0
+    """)
+    assert "hosts ['db-1', 'extra-1', 'extra-2', 'extra-3', 'localhost', 'web1', 'web2']" in out, out
+    assert "extra ['extra-1', 'extra-2', 'extra-3'] child ['extra-3']" in out, out
+    assert "vars blue front 2 front" in out, out  # host vars over group_vars, host_vars/ dirs read
+    assert "pinged ['extra-1', 'extra-2', 'extra-3']" in out and "removed False" in out, out
+    assert "[WARNING]: inventory file " in out and "missing.yml not found" in out and "still True" in out, out
+    assert "FileNotFoundError Inventory file not found: " in out and "FileNotFoundError Inventory file not found: /etc/hostname" in out, out
+    assert "ValueError inventory " in out and "broken.ini" in out, out
+    assert res.final_status == "successful", out

@@ -99,6 +99,11 @@ def add_host(name, groups, hostvars):
     executor.add_host(name, list(groups), json.dumps(_prepare(hostvars), default=_json_default))
 
 
+def load_inventory(source):
+    """Hand the host an inventory the script read; returns the hosts it brought."""
+    return list(executor.load_inventory(json.dumps(source)))
+
+
 def remove_host(name):
     executor.remove_host(name)
 

@@ -93,6 +93,8 @@ def main(script_path, inventory_path, extravars_json):
     except OSError as e:
         return _fail(f"ERROR! cannot read the script {script_path}: {e}")
     script_dir = os.path.dirname(os.path.abspath(script_path))
+    _job.script_path = script_path
+    _job.inventory_path = inventory_path
     if script_dir not in sys.path:
         sys.path.insert(0, script_dir)
     try:

@@ -8,3 +8,6 @@ variables and the path of its inventory. `automation()` already uses the job's i
 # Set by the runner before the script starts.
 extravars: dict = {}
 inventory_path: str = ""
+# The script's own path; relative paths given to automation() (inventory=, policy=) are taken
+# from its directory.
+script_path: str = ""

@@ -4,6 +4,7 @@ ftl2-runner host: module calls, results, the inventory, secrets, policy."""
 import asyncio
 import enum
 import fnmatch
+import os
 import sys
 import time
 import uuid
@@ -137,8 +138,8 @@ class AutomationContext:
         self._proxy = ModuleProxy(self)
         # A policy file (or directory of them) is read from the script's readable directories,
         # as FTL2 reads it.
-        self._policy_source = policy
-        self._policy = _load_policy(policy) if policy else Policy.empty()
+        self._policy_source = _beside_script(policy) if policy else None
+        self._policy = _load_policy(self._policy_source) if policy else Policy.empty()
         self._environment = environment
         self._session_id = str(uuid.uuid4())
         if isinstance(inventory, dict):
@@ -150,9 +151,11 @@ class AutomationContext:
     async def __aenter__(self):
         global _entered
         _entered += 1
-        _host.play_start(self._name or "")
         if self._pending_inventory:
             _load_dict_inventory(self, self._pending_inventory)
+        elif isinstance(self._inventory, (str, os.PathLike)):
+            _load_inventory_file(os.fspath(self._inventory), self._ignore_missing_inventory)
+        _host.play_start(self._name or "")
         self._refresh()
         return self
 
@@ -185,13 +188,13 @@ class AutomationContext:
     async def reload_policy(self, path=None):
         """Load the policy again (from `path`, which becomes the source, or the one given to
         automation()); the old one stays if the new one does not load."""
-        source = path or self._policy_source
+        source = _beside_script(path) if path else self._policy_source
         if not source:
             raise ValueError("No policy source to reload from. "
                              "Pass a path or use automation(policy=...) to set the source.")
         self._policy = _load_policy(source)
         if path:
-            self._policy_source = path
+            self._policy_source = source
 
     @property
     def session_id(self):
@@ -429,6 +432,71 @@ class AutomationContext:
             return  # the host already records every call for AWX
         event["timestamp"] = time.time()
         cb(event)
+
+
+def _beside_script(path):
+    """A path the script gave, relative ones taken from the script's directory."""
+    from .. import job
+
+    path = os.fspath(path)
+    if os.path.isabs(path) or not job.script_path:
+        return path
+    return os.path.join(os.path.dirname(os.path.abspath(job.script_path)), path)
+
+
+# Largest inventory (with its variable files) a script may hand the host, as text.
+MAX_INVENTORY_BYTES = 16 << 20
+
+
+def _load_inventory_file(path, ignore_missing):
+    """`automation(inventory="file")`: the file and the group_vars/host_vars beside it, read
+    here (within what the sandbox lets the script read), join the job's inventory, parsed by the
+    host as Ansible parses inventories. The job's own inventory path changes nothing."""
+    from .. import job
+
+    if job.inventory_path and os.path.normpath(path) == os.path.normpath(job.inventory_path):
+        return
+    path = _beside_script(path)
+    if not os.path.exists(path):
+        if ignore_missing:
+            print(f"[WARNING]: inventory file {path} not found (or not readable by the script); "
+                  "only the job's inventory is used", file=sys.stderr)
+            return
+        raise FileNotFoundError(f"Inventory file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"inventory {path} is a directory: give automation() one inventory file")
+    budget = [MAX_INVENTORY_BYTES]
+
+    def read(p):
+        with open(p, encoding="utf-8") as f:
+            text = f.read(budget[0] + 1)
+        budget[0] -= len(text)
+        if budget[0] < 0:
+            raise ValueError(f"inventory {path} with its variable files is larger than "
+                             f"{MAX_INVENTORY_BYTES >> 20} MiB, the most a script may load")
+        return text
+
+    def vars_files(kind):
+        found = []
+        base = os.path.join(os.path.dirname(os.path.abspath(path)), kind)
+        if not os.path.isdir(base):
+            return found
+        for entry in sorted(os.listdir(base)):
+            if entry.startswith("."):
+                continue
+            full = os.path.join(base, entry)
+            name = next((entry[:-len(e)] for e in (".yml", ".yaml", ".json") if entry.endswith(e)), entry)
+            if os.path.isdir(full):
+                texts = [read(os.path.join(full, f)) for f in sorted(os.listdir(full))
+                         if not f.startswith(".") and os.path.isfile(os.path.join(full, f))]
+            else:
+                texts = [read(full)]
+            found.append([name, texts])
+        return found
+
+    source = {"name": path, "text": read(path), "group-vars": vars_files("group_vars"),
+              "host-vars": vars_files("host_vars")}
+    _check(lambda: _host.load_inventory(source))
 
 
 def _load_policy(source):

@@ -221,6 +221,15 @@ impl Executor {
             .add_runtime_host(name, groups, vars)
     }
 
+    /// `automation(inventory="file")`: the hosts, groups and variables of an inventory the script
+    /// read join the job's. Returns the hosts it brought.
+    pub fn add_inventory(&self, other: Inventory) -> Result<Vec<String>> {
+        self.inventory
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .merge(other)
+    }
+
     /// `ftl.remove_host`.
     pub fn remove_host(&self, name: &str) -> Result<()> {
         self.connections

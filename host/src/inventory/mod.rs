@@ -137,24 +137,115 @@ impl Inventory {
                 .merge_json(&json)
                 .with_context(|| format!("inventory script {shown}"));
         }
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        self.merge_text(&shown, ext, &text)
+    }
+
+    /// Merge an inventory source's text (JSON, YAML or INI; `ext` is its file extension).
+    fn merge_text(&mut self, shown: &str, ext: &str, text: &str) -> Result<()> {
         let trimmed = text.trim_start();
         if trimmed.starts_with('{') {
-            let v: Value = serde_json::from_str(&text)
+            let v: Value = serde_json::from_str(text)
                 .with_context(|| format!("inventory {shown} is not valid JSON"))?;
             return self
                 .merge_json(&v)
                 .with_context(|| format!("inventory {shown}"));
         }
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if matches!(ext, "yml" | "yaml") || looks_like_yaml_inventory(&text) {
-            let v = crate::job::parse_yaml_or_json(&text)
+        if matches!(ext, "yml" | "yaml") || looks_like_yaml_inventory(text) {
+            let v = crate::job::parse_yaml_or_json(text)
                 .with_context(|| format!("inventory {shown}"))?;
             return self
                 .merge_yaml(&v)
                 .with_context(|| format!("inventory {shown}"));
         }
-        self.merge_ini(&text)
+        self.merge_ini(text)
             .with_context(|| format!("inventory {shown}"))
+    }
+
+    /// The inventory a script gives `automation(inventory="file")`, from the text the sandbox read
+    /// (so the host opens nothing the script could not): the file and the `group_vars/` and
+    /// `host_vars/` files beside it.
+    pub fn from_script(src: &ScriptInventory) -> Result<Inventory> {
+        let cap = max_bytes();
+        let total = src.text.len()
+            + src
+                .group_vars
+                .iter()
+                .chain(&src.host_vars)
+                .flat_map(|(_, texts)| texts)
+                .map(String::len)
+                .sum::<usize>();
+        if total > cap {
+            bail!(
+                "inventory {} and its variable files are larger than {cap} bytes, the cap on inventory files (FTL2_INVENTORY_MAX_BYTES)",
+                src.name
+            );
+        }
+        if src.text.starts_with("#!") {
+            bail!(
+                "inventory {}: an executable inventory cannot be given to automation() (its program would run outside the sandbox)",
+                src.name
+            );
+        }
+        let mut inv = Inventory::empty();
+        let ext = Path::new(&src.name)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("");
+        inv.merge_text(&src.name, ext, &src.text)?;
+        for (kind, list) in [
+            ("group_vars", &src.group_vars),
+            ("host_vars", &src.host_vars),
+        ] {
+            for (name, texts) in list {
+                for text in texts {
+                    let vars = vars_from_text(text, &format!("{kind}/{name}"))?;
+                    if kind == "group_vars" {
+                        inv.group(name).vars.extend(vars);
+                    } else if let Some(hv) = inv.host_vars.get_mut(name) {
+                        hv.extend(vars);
+                    }
+                }
+            }
+        }
+        inv.finish();
+        inv.check_host_cap()?;
+        Ok(inv)
+    }
+
+    /// Add another inventory's hosts, groups and variables to this one, as Ansible merges several
+    /// inventory sources (the later source's variables win); its hosts count as added at run time
+    /// (`remove_host` may remove them). Returns the hosts it brought.
+    pub fn merge(&mut self, other: Inventory) -> Result<Vec<String>> {
+        for (name, g) in &other.groups {
+            if name != "all" && name != "ungrouped" {
+                self.group(name);
+            }
+            self.group(name).vars.extend(g.vars.clone());
+            for c in &g.children {
+                self.add_child(name, c);
+            }
+        }
+        for h in &other.hosts {
+            if !self.host_vars.contains_key(h) {
+                self.added.insert(h.clone());
+            }
+            self.add_host(h);
+            if let Some(v) = other.host_vars.get(h) {
+                self.host_vars.get_mut(h).unwrap().extend(v.clone());
+            }
+        }
+        for (name, g) in &other.groups {
+            if name == "all" || name == "ungrouped" {
+                continue;
+            }
+            for h in &g.hosts {
+                self.add_to_group(name, h);
+            }
+        }
+        self.finish();
+        self.check_host_cap()?;
+        Ok(other.hosts)
     }
 
     /// An error once the inventory holds more hosts than [`max_hosts`].
@@ -428,6 +519,33 @@ fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
+/// What a script read for `automation(inventory="file")`: the file's name and text, and the text of
+/// each `group_vars/<group>` and `host_vars/<host>` file (several for a directory, in name order).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ScriptInventory {
+    /// The path the script gave (for messages and the file extension).
+    pub name: String,
+    /// The inventory file's text.
+    pub text: String,
+    /// `(group, texts)` from `group_vars/`.
+    #[serde(default)]
+    #[serde(rename = "group-vars")]
+    pub group_vars: Vec<(String, Vec<String>)>,
+    /// `(host, texts)` from `host_vars/`.
+    #[serde(default)]
+    #[serde(rename = "host-vars")]
+    pub host_vars: Vec<(String, Vec<String>)>,
+}
+
+/// A vars file's mapping from its text (`shown` names it in errors).
+fn vars_from_text(text: &str, shown: &str) -> Result<Map<String, Value>> {
+    match crate::job::parse_yaml_or_json(text).with_context(|| format!("vars file {shown}"))? {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        _ => bail!("vars file {shown} must be a mapping"),
+    }
+}
+
 fn read_vars(path: &Path) -> Result<Map<String, Value>> {
     if path.is_dir() {
         let mut out = Map::new();
@@ -446,13 +564,7 @@ fn read_vars(path: &Path) -> Result<Map<String, Value>> {
     }
     let text = String::from_utf8(read_capped(path)?)
         .map_err(|_| anyhow!("vars file {} is not UTF-8 text", path.display()))?;
-    match crate::job::parse_yaml_or_json(&text)
-        .with_context(|| format!("vars file {}", path.display()))?
-    {
-        Value::Object(m) => Ok(m),
-        Value::Null => Ok(Map::new()),
-        _ => bail!("vars file {} must be a mapping", path.display()),
-    }
+    vars_from_text(&text, &path.display().to_string())
 }
 
 #[cfg(test)]
@@ -465,6 +577,39 @@ mod tests {
         inv.merge_ini(text).unwrap();
         inv.finish();
         inv
+    }
+
+    #[test]
+    fn a_script_inventory_joins_the_job_inventory_with_its_vars_files() {
+        let mut job = ini("web1\n[web]\nweb2\n");
+        let source = ScriptInventory {
+            name: "extra.ini".into(),
+            text: "[extra]\nx1 colour=blue\nx2\n[extra:children]\nweb\n".into(),
+            group_vars: vec![("extra".into(), vec!["tier: front\ncolour: red\n".into()])],
+            host_vars: vec![("x2".into(), vec!["size: 2".into(), "size: 3".into()])],
+        };
+        let added = job.merge(Inventory::from_script(&source).unwrap()).unwrap();
+        assert_eq!(added, vec!["x1", "x2"]);
+        assert_eq!(job.group_hosts("extra"), vec!["web2", "x1", "x2"]);
+        let v = job.vars_for("x1").unwrap();
+        assert_eq!(
+            (&v["colour"], &v["tier"]),
+            (&json!("blue"), &json!("front"))
+        );
+        assert_eq!(job.vars_for("x2").unwrap()["size"], json!(3));
+        assert_eq!(job.vars_for("web2").unwrap()["tier"], json!("front"));
+        job.remove_runtime_host("x1").unwrap();
+        assert!(job.remove_runtime_host("web1").is_err(), "job hosts stay");
+        let script = ScriptInventory {
+            name: "x".into(),
+            text: "#!/bin/sh\n".into(),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Inventory::from_script(&script).unwrap_err());
+        assert!(
+            err.contains("executable inventory cannot be given"),
+            "{err}"
+        );
     }
 
     #[test]

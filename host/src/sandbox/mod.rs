@@ -491,6 +491,19 @@ impl ftl2::runner::executor::Host for State {
             .map_err(|e| format!("{e:#}")))
     }
 
+    fn load_inventory(
+        &mut self,
+        source_json: String,
+    ) -> wasmtime::Result<Result<Vec<String>, String>> {
+        let source: crate::inventory::ScriptInventory = match serde_json::from_str(&source_json) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(format!("inventory source: {e}"))),
+        };
+        Ok(crate::inventory::Inventory::from_script(&source)
+            .and_then(|inv| self.bridge.executor.add_inventory(inv))
+            .map_err(|e| format!("{e:#}")))
+    }
+
     fn remove_host(&mut self, name: String) -> wasmtime::Result<Result<(), String>> {
         Ok(self
             .bridge

@@ -139,7 +139,7 @@ def test_refusals_are_clear(tmp_path):
     """)
     assert "Module 'debug' is not available in FTL2" in out and "Alternative: print()" in out, out
     assert "not allowed: module 'shell' is not in" in out
-    assert "unsupported: automation(state_file=...) is not supported" in out
+    assert "unsupported: automation(state_file='/tmp/state.json') is not supported inside ftl2-runner: the state file must be in the job's scratch directory" in out, out
     assert "unsupported: automation(auto_install_deps=...) is not supported inside ftl2-runner: installing" in out
     assert "unknown: automation() got an unexpected keyword argument 'bogus_param'" in out
     # Which message depends on the EE's ansible-core: test_ansible_modules checks both.
@@ -441,3 +441,111 @@ all:
     assert "FileNotFoundError Inventory file not found: " in out and "FileNotFoundError Inventory file not found: /etc/hostname" in out, out
     assert "ValueError inventory " in out and "broken.ini" in out, out
     assert res.final_status == "successful", out
+
+
+def test_host_calls_read_as_ftl2s_results_and_ping_raises_as_ftl2(tmp_path):
+    """FTL2 runs ping and wait_for_connection on hosts natively: ping gives {"ping": "pong"} and
+    raises FTL2ConnectionError for a host that does not answer; wait_for_ssh gives elapsed or
+    TimeoutError. Here they run the modules (tasks AWX shows) with those shapes; any host call's
+    results also read like one result dict where all hosts agree; become= on a host call is
+    privilege escalation, as in FTL2; gate features say they need FTL2's gate."""
+    res, out = api_job(tmp_path, """
+        from ftl2.exceptions import FTL2ConnectionError
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation(fail_fast=False) as ftl:
+                r = await ftl.web.ping()
+                print("ping", r["ping"], len(r), (await ftl["db-1"].ansible.builtin.ping())["ping"])
+                ftl.add_host("gone", ansible_host="127.0.0.1", ansible_port=1, ansible_connection="ssh")
+                try:
+                    await ftl.run_on("web1:gone", "ping")
+                    await ftl["gone"].ping()
+                except FTL2ConnectionError as e:
+                    print("raised", type(e).__name__, str(e)[:40])
+                w = await ftl.web.wait_for_ssh(timeout=5)
+                print("waited", sorted(w), w["changed"])
+                try:
+                    await ftl.gone.wait_for_connection(timeout=2, sleep=1)
+                except TimeoutError as e:
+                    print("timeout", e)
+                c = await ftl.web.command(cmd="echo same")
+                print("same", c["stdout"], c.get("nope", "dflt"))
+                d = await ftl.web.shell(cmd="echo $$")
+                try:
+                    d["stdout"]
+                except KeyError as e:
+                    print("differs", "differs between the 2 hosts" in str(e))
+                b = await ftl["web1"].command(cmd="id -un", become=True, become_user="nobody")
+                print("become", b["stdout"])
+                try:
+                    await ftl.web1.command(cmd="true", become_method="pbrun")
+                except ValueError as e:
+                    print("method", str(e)[:50])
+                try:
+                    await ftl.web.watch("/etc")
+                except NotImplementedError as e:
+                    print("gate", str(e)[:40])
+            return 0
+    """)
+    assert "ping pong 2 pong" in out, out
+    assert "raised FTL2ConnectionError Ping failed on 1/1 host(s): gone:" in out, out
+    assert "waited ['changed', 'elapsed'] False" in out, out
+    assert "timeout SSH not available on gone after 2 seconds" in out, out
+    assert "same same dflt" in out and "differs True" in out, out
+    assert "become nobody" in out, out
+    assert "method become_method='pbrun' cannot be chosen per call" in out, out
+    assert "gate watch() needs FTL2's gate, a helper pr" in out, out
+
+
+def test_state_observations_and_policy_watching_within_the_job(tmp_path):
+    """ftl.state as FTL2 keeps it (in the job's scratch, carried across automation() blocks of
+    the job, hosts added restored), observe_on_failure diagnostics attached to a failed result
+    (run as shell tasks), and watch_policy reloading a policy the script rewrote in scratch."""
+    res, out = api_job(tmp_path, """
+        import asyncio, json, os, tempfile
+        from ftl2.policy import PolicyDeniedError
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                print("state", ftl.state.hosts(), ftl.state.has("db"))
+                ftl.state.add("db", {"provider": "test", "id": 7})
+                ftl.add_host("later", ansible_connection="local", groups=["made"], role="x")
+                print("recorded", ftl.state.hosts(), ftl.state.get("db")["id"])
+                print("file", os.path.dirname(str(ftl.state.path)) == tempfile.gettempdir())
+            async with runner.automation() as ftl:
+                print("again", ftl.state.get_host("later")["groups"], ftl.state.resources("test").keys())
+                print("restored", [h.name for h in ftl.hosts["made"]], ftl.hosts["later"][0].vars["role"])
+                await ftl.remove_host("later")
+                print("forgotten", ftl.state.has_host("later"))
+            async with runner.automation(state_file=None) as ftl:
+                try:
+                    ftl.state
+                except RuntimeError as e:
+                    print("no state", e)
+            async with runner.automation(fail_fast=False) as ftl:
+                ftl.observe_on_failure("command", [{"name": "listing", "cmd": "ls -d {chdir}"},
+                                                   {"name": "unknown", "cmd": "echo {nope}"}])
+                r = await ftl.web1.command(cmd="false", chdir="/tmp")
+                print("observed", r[0].output["observations"])
+            rules = os.path.join(tempfile.gettempdir(), "rules.yml")
+            with open(rules, "w") as f:
+                f.write("rules: []\\n")
+            async with runner.automation(policy=rules) as ftl:
+                await ftl.watch_policy(interval=0.1)
+                await ftl.command(cmd="true")
+                with open(rules, "w") as f:
+                    f.write("rules:\\n  - {decision: deny, match: {module: command}, reason: frozen}\\n")
+                os.utime(rules, (1, 1))
+                await asyncio.sleep(0.5)
+                try:
+                    await ftl.command(cmd="true")
+                except PolicyDeniedError as e:
+                    print("reloaded", e)
+                ftl.unwatch_policy()
+            return 0
+    """)
+    assert "state [] False" in out and "recorded ['later'] 7" in out and "file True" in out, out
+    assert "again ['made'] dict_keys(['db'])" in out and "restored ['later'] x" in out, out
+    assert "forgotten False" in out, out
+    assert "no state State not available. Enable with: automation(state_file='.ftl2-state.json')" in out, out
+    assert "observed {'listing': {'stdout': '/tmp', 'stderr': '', 'rc': 0}}" in out, out
+    assert "TASK [observe listing]" in out, out
+    assert "reloaded Policy denied command on localhost: frozen" in out, out

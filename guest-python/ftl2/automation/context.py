@@ -16,8 +16,9 @@ from .._excluded import excluded
 from ..exceptions import ExcludedModuleError, ModuleNotAllowedError, UnsupportedParameterError
 from ..ftl_modules import ExecuteResult
 from ..policy import Policy, PolicyDeniedError
+from ..state import State
 from .hosts import HostsProxy, host_config
-from .proxy import CONTROLLER, HostScopedProxy, ModuleProxy, _Call, _call_site
+from .proxy import CONTROLLER, HostResults, HostScopedProxy, ModuleProxy, _Call, _call_site, _no_gate
 from .secrets import SecretRef, SecretsView, _reject_masked
 
 
@@ -55,7 +56,6 @@ UNSUPPORTED = {
     "gate_modules": "gates need the controller's network",
     "gate_dependencies": "gates need the controller's network",
     "gate_subsystem": "gates need the controller's network",
-    "state_file": "state files live on the controller's disk, which the sandbox cannot write",
     "record": "recording needs a file on the controller's disk",
     "replay": "replay needs a file on the controller's disk",
     "policy_audit": "the audit trail is the job's own events; there is no audit file",
@@ -113,12 +113,12 @@ class AutomationContext:
             "auto_install_deps": auto_install_deps, "record_deps": record_deps,
             "gate_modules": gate_modules, "gate_dependencies": gate_dependencies,
             "gate_subsystem": gate_subsystem,
-            "state_file": None if state_file == ".ftl2-state.json" else state_file,
             "import_state_files": import_state_files,
             "log_file": None if log_file == "ftl2.log" else log_file,
             "record": record, "replay": replay, "vault_secrets": vault_secrets,
             "policy_audit": policy_audit,
         })
+        self._state = _open_state(state_file) if state_file else None
         self.print_summary = print_summary
         self.print_errors = print_errors
         self._ignore_missing_inventory = ignore_missing_inventory
@@ -142,6 +142,8 @@ class AutomationContext:
         self._policy = _load_policy(self._policy_source) if policy else Policy.empty()
         self._environment = environment
         self._session_id = str(uuid.uuid4())
+        self._policy_watch = None
+        self._observations = {}
         if isinstance(inventory, dict):
             self._pending_inventory = inventory
         else:
@@ -155,6 +157,8 @@ class AutomationContext:
             _load_dict_inventory(self, self._pending_inventory)
         elif isinstance(self._inventory, (str, os.PathLike)):
             _load_inventory_file(os.fspath(self._inventory), self._ignore_missing_inventory)
+        if self._state is not None:
+            _load_state_hosts(self._state)
         _host.play_start(self._name or "")
         self._refresh()
         return self
@@ -195,6 +199,104 @@ class AutomationContext:
         self._policy = _load_policy(source)
         if path:
             self._policy_source = source
+
+    @property
+    def state(self):
+        """The job's State (hosts added and resources recorded, kept across this job's
+        automation() blocks in its scratch directory)."""
+        if self._state is None:
+            raise RuntimeError(
+                "State not available. Enable with: automation(state_file='.ftl2-state.json')")
+        return self._state
+
+    async def watch_policy(self, interval=1.0):
+        """Reload the policy whenever its file (or a file of its directory) changes, checked every
+        `interval` seconds, until unwatch_policy() or the end of the script."""
+        if self._policy_source is None:
+            raise ValueError("No policy source to watch.")
+        if self._policy_watch is not None:
+            return
+        seen = _policy_mtimes(self._policy_source)
+
+        async def watch():
+            nonlocal seen
+            while True:
+                await asyncio.sleep(interval)
+                now = _policy_mtimes(self._policy_source)
+                if now != seen:
+                    seen = now
+                    try:
+                        await self.reload_policy()
+                    except Exception as e:  # noqa: BLE001 -- the old policy stays, as in FTL2
+                        print(f"[WARNING]: policy reload failed, the current policy stays: {e}",
+                              file=sys.stderr)
+
+        self._policy_watch = asyncio.get_running_loop().create_task(watch())
+
+    def unwatch_policy(self):
+        """Stop watching the policy file."""
+        if self._policy_watch is not None:
+            self._policy_watch.cancel()
+            self._policy_watch = None
+
+    def observe_on_failure(self, module_type, observations):
+        """Diagnostics to run on a host where a `module_type` call failed: each
+        `{"name": ..., "cmd": ...}` (`{param}` filled from the call's arguments) runs as a shell
+        task on that host, and its stdout, stderr and rc go to the failed result's
+        `output["observations"][name]`, as FTL2 attaches them."""
+        if self._modules is not None and not any(_allowed("shell", pat) for pat in self._modules):
+            raise ModuleNotAllowedError("observe_on_failure runs its commands with the shell module, "
+                                        "which is not in this automation's modules= allowlist")
+        for obs in observations:
+            if not (isinstance(obs, dict) and isinstance(obs.get("name"), str)
+                    and isinstance(obs.get("cmd"), str)):
+                raise TypeError(f'each observation is {{"name": str, "cmd": str}}, not {obs!r}')
+        self._observations.setdefault(module_type, []).extend(observations)
+
+    async def _observe(self, module, params, results, site):
+        """Run the observations registered for `module` on each host where it failed (not where
+        the host was unreachable) and attach what they printed to that host's result."""
+        loop = asyncio.get_running_loop()
+        shown = {k: v for k, v in params.items() if not isinstance(v, SecretRef)}
+        for r in results:
+            if r.success or r.status == "unreachable":
+                continue
+            found = {}
+            for obs in self._observations[_short(module)]:
+                try:
+                    cmd = obs["cmd"].format_map(shown)
+                except (KeyError, ValueError, IndexError):
+                    continue  # a placeholder this call has no argument for, as in FTL2
+                verdict = self._policy.evaluate("shell", {"cmd": cmd}, r.host, self._environment)
+                if not verdict.permitted:
+                    found[obs["name"]] = {"error": f"Policy denied shell on {r.host}: {verdict.reason}"}
+                    continue
+                options = {"name": f"observe {obs['name']}", "failed_when": False, "task_path": site}
+                raw = await _host.call_module(loop, r.host, "shell", {"cmd": cmd}, options)
+                out = (raw[0].get("result") or {}) if raw else {}
+                found[obs["name"]] = {"stdout": str(out.get("stdout", "")).strip(),
+                                      "stderr": str(out.get("stderr", "")).strip(), "rc": out.get("rc")}
+            if found:
+                r.output["observations"] = found
+
+    # FTL2's gate management and gate event listening: no gate exists in ftl2-runner.
+    async def gate_deploy(self, target, **kwargs):
+        _no_gate("gate_deploy")
+
+    async def gate_drain(self, target, timeout_seconds=300):
+        _no_gate("gate_drain")
+
+    async def gate_upgrade(self, target, **kwargs):
+        _no_gate("gate_upgrade")
+
+    async def gate_restart(self, target, **kwargs):
+        _no_gate("gate_restart")
+
+    async def gate_decommission(self, target, **kwargs):
+        _no_gate("gate_decommission")
+
+    async def listen(self, timeout=None):
+        _no_gate("listen")
 
     @property
     def session_id(self):
@@ -309,11 +411,16 @@ class AutomationContext:
             groups = [groups]
         _check(lambda: _host.add_host(hostname, groups or [], hostvars))
         self._refresh()
+        if self._state is not None:
+            self._state.add_host(hostname, ansible_host=ansible_host, ansible_user=ansible_user,
+                                 ansible_port=ansible_port, groups=groups or ["ungrouped"], **vars)
         return host_config(hostname)
 
     async def remove_host(self, hostname):
         """Remove a host from the job's inventory."""
         _check(lambda: _host.remove_host(hostname))
+        if self._state is not None:
+            self._state.remove_host(hostname)
         self._refresh()
 
     # -- running modules -------------------------------------------------------------------
@@ -387,6 +494,8 @@ class AutomationContext:
             r.timestamp = time.time() - duration
         if controller and "." in module:
             self._explain_unknown_target(module, results)
+        if not controller and self._observations.get(_short(module)):
+            await self._observe(module, params, results, site)
         self._results.extend(results)
         _all_results.extend(results)
         for r in results:
@@ -396,7 +505,7 @@ class AutomationContext:
                 "error": r.error, "output": r.output,
             })
         if not controller:
-            return results
+            return HostResults(results)
         if not results:
             raise AutomationError(f"{module}: no host matched {target!r}", None)
         r = results[0]
@@ -497,6 +606,45 @@ def _load_inventory_file(path, ignore_missing):
     source = {"name": path, "text": read(path), "group-vars": vars_files("group_vars"),
               "host-vars": vars_files("host_vars")}
     _check(lambda: _host.load_inventory(source))
+
+
+def _open_state(state_file):
+    """The job's State: a relative `state_file` lives in the scratch directory (the sandbox's
+    only writable place), as does an absolute one inside it; elsewhere it is refused."""
+    import tempfile
+
+    scratch = tempfile.gettempdir()
+    path = os.path.normpath(os.path.join(scratch, os.fspath(state_file)))
+    if os.path.commonpath([path, scratch]) != scratch:
+        raise UnsupportedParameterError(
+            f"automation(state_file={os.fspath(state_file)!r}) is not supported inside ftl2-runner: "
+            f"the state file must be in the job's scratch directory ({scratch}); a relative path "
+            "is taken from there")
+    return State(path)
+
+
+def _load_state_hosts(state):
+    """Hosts an earlier automation() block of this job recorded join the inventory, as FTL2
+    merges its state file into the inventory."""
+    for name in state.hosts():
+        data = dict(state.get_host(name) or {})
+        groups = [g for g in data.pop("groups", []) if g not in ("all", "ungrouped")]
+        data.pop("added_at", None)
+        if _host.host_vars(name) is None:
+            _check(lambda: _host.add_host(name, groups, data))
+
+
+def _policy_mtimes(source):
+    from pathlib import Path
+
+    path = Path(source)
+    try:
+        if path.is_dir():
+            return {str(p): p.stat().st_mtime for p in sorted(path.iterdir())
+                    if p.suffix in (".yaml", ".yml") and p.is_file()}
+        return {str(path): path.stat().st_mtime}
+    except OSError:
+        return {}
 
 
 def _load_policy(source):

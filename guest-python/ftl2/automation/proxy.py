@@ -64,13 +64,76 @@ class HostScopedModuleProxy:
         return HostScopedModuleProxy(self._context, self._target, f"{self._path}.{name}")
 
     def __call__(self, **kwargs):
-        site = _call_site()
+        if self._path in SHADOWED:
+            # As FTL2: ping and wait_for_connection on hosts are its own methods.
+            return HostScopedProxy(self._context, self._target)._native(self._path, kwargs)
+        return self._run(kwargs)
+
+    def _run(self, kwargs, site=None):
+        site = site or _call_site()
         local = self._target in ("local", "localhost")
         target = CONTROLLER if local else self._target
+        kwargs = _become_as_options(kwargs, target)
         return _Call(self._context._call(target, self._path, kwargs, local, site), self._path, site)
 
     def __repr__(self):
         return f"HostScopedModuleProxy({self._target!r}, {self._path!r})"
+
+
+# Modules FTL2 runs as its own HostScopedProxy methods (ping, wait_for_ssh) when called on a host.
+SHADOWED = {"ping", "ansible.builtin.ping", "wait_for_connection", "ansible.builtin.wait_for_connection"}
+
+
+def _become_as_options(kwargs, target):
+    """FTL2 reads `become`, `become_user` and `become_method` given to a host-scoped call as
+    privilege escalation, not module arguments; here they become the `_become`/`_become_user`
+    task options. A become_method other than the hosts' own cannot be chosen per call."""
+    if not any(k in kwargs for k in ("become", "become_user", "become_method")):
+        return kwargs
+    kwargs = dict(kwargs)
+    method = kwargs.pop("become_method", None)
+    if method is not None:
+        hosts = [CONTROLLER] if target == CONTROLLER else _host.list_hosts(target)
+        other = [h for h in hosts
+                 if str((_host.host_vars(h) or {}).get("ansible_become_method", "sudo")) != method]
+        if other:
+            raise ValueError(f"become_method={method!r} cannot be chosen per call in ftl2-runner "
+                             f"({', '.join(other[:3])} use{'s' if len(other) == 1 else ''} another): "
+                             "set ansible_become_method for the hosts in the inventory")
+    for key in ("become", "become_user"):
+        value = kwargs.pop(key, None)
+        if value is not None:
+            kwargs.setdefault(f"_{key}", value)
+    return kwargs
+
+
+class HostResults(list):
+    """What a call on hosts returns: one ExecuteResult per host, in inventory order (FTL2's
+    run_on shape). It also reads like FTL2's single result dict: `results["stdout"]` and
+    `results.get("rc")` give the value every host reported (one host: its value), and say so when
+    the hosts differ, instead of picking one."""
+
+    def _common(self, key, default=None, required=True):
+        values = [r.output[key] for r in self if key in r.output]
+        if not values or len(values) < len(self):
+            if required:
+                missing = [r.host for r in self if key not in r.output] or ["(no host)"]
+                raise KeyError(f"{key!r} (not in the result of {', '.join(missing[:3])})")
+            return default
+        first = values[0]
+        if any(v != first for v in values[1:]):
+            raise KeyError(f"{key!r} differs between the {len(self)} hosts of this call: "
+                           "read each host's result (for r in results: r.output[...])")
+        return first
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return self._common(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        """The value every host reported for `key`, or `default` when a host lacks it."""
+        return self._common(key, default, required=False)
 
 
 class NamespaceProxy:
@@ -111,8 +174,104 @@ class HostScopedProxy:
         """The inventory hosts this target matches (ftl2-runner's addition)."""
         return _host.list_hosts(self._target)
 
+    def _module(self, name, kwargs, site=None):
+        return HostScopedModuleProxy(self._context, self._target, name)._run(kwargs, site or _call_site())
+
+    def _native(self, module, kwargs):
+        """A shadowed module called by name (`ftl.web.ansible.builtin.ping()`)."""
+        site = _call_site()
+        if module.endswith("wait_for_connection"):
+            return _Call(self._wait_for_ssh(module, dict(kwargs), kwargs.get("timeout", 600), site),
+                         module, site)
+        return _Call(self._ping(module, kwargs, site), module, site)
+
+    def ping(self, **kwargs):
+        """FTL2's ping: every host answers (the ping module, shown as a task), else
+        FTL2ConnectionError naming the hosts that did not. The results read as FTL2's
+        `{"ping": "pong"}` (`result["ping"]`) and are one ExecuteResult per host."""
+        site = _call_site()
+        return _Call(self._ping("ping", kwargs, site), "ping", site)
+
+    async def _ping(self, module, kwargs, site):
+        from ..exceptions import FTL2ConnectionError
+        from .context import AutomationError
+
+        try:
+            out = await self._module(module, kwargs, site)
+        except AutomationError as e:
+            raise FTL2ConnectionError(f"Ping failed: {e}") from e
+        if isinstance(out, dict):
+            return out
+        if not out:
+            raise FTL2ConnectionError(f"Ping failed: no response from {self._target}")
+        failed = [f"{r.host}: {r.error}" for r in out if not r.success]
+        if failed:
+            raise FTL2ConnectionError(
+                f"Ping failed on {len(failed)}/{len(out)} host(s): " + "; ".join(failed))
+        return out
+
+    def wait_for_ssh(self, timeout=600, delay=0, sleep=1, connect_timeout=5, **kwargs):
+        """FTL2's wait for SSH, as Ansible's wait_for_connection on each host (a task):
+        `{"elapsed": seconds, "changed": False}`, or TimeoutError naming a host that did not come."""
+        site = _call_site()
+        args = dict(kwargs, timeout=timeout, delay=delay, sleep=sleep, connect_timeout=connect_timeout)
+        return _Call(self._wait_for_ssh("wait_for_connection", args, timeout, site), "wait_for_ssh", site)
+
+    async def _wait_for_ssh(self, module, args, timeout, site):
+        out = await self._module(module, args, site)
+        results = [out] if isinstance(out, dict) else list(out)
+        for r in results:
+            ok = r.get("failed") is not True if isinstance(r, dict) else r.success
+            if not ok:
+                name = self._target if isinstance(r, dict) else r.host
+                raise TimeoutError(f"SSH not available on {name} after {timeout} seconds")
+        elapsed = [(r if isinstance(r, dict) else r.output).get("elapsed", 0) for r in results]
+        return {"elapsed": int(max(elapsed, default=0)), "changed": False}
+
+    # FTL2 runs these natively; here they are the Ansible modules of the same name, run on every
+    # host of the target (results as for any module).
+    def copy(self, **kwargs):
+        """The copy module on the target."""
+        return self._module("copy", kwargs)
+
+    def template(self, **kwargs):
+        """The template module on the target."""
+        return self._module("template", kwargs)
+
+    def fetch(self, **kwargs):
+        """The fetch module on the target."""
+        return self._module("fetch", kwargs)
+
+    def shell(self, **kwargs):
+        """The shell module on the target."""
+        return self._module("shell", kwargs)
+
+    # FTL2's gate features: they need its helper process on the host.
+    async def watch(self, path):
+        _no_gate("watch")
+
+    async def monitor(self, *args, **kwargs):
+        _no_gate("monitor")
+
+    async def unmonitor(self):
+        _no_gate("unmonitor")
+
+    async def gate_status(self, interval=5.0):
+        _no_gate("gate_status")
+
+    async def ungate_status(self):
+        _no_gate("ungate_status")
+
+    def on(self, event_type, handler):
+        _no_gate("on")
+
     def __repr__(self):
         return f"HostScopedProxy({self._target!r})"
+
+
+def _no_gate(name):
+    raise NotImplementedError(f"{name}() needs FTL2's gate, a helper process it runs on each host; "
+                              "ftl2-runner runs modules without one, so it has no gate events")
 
 
 class ModuleAccessProxy:

@@ -226,7 +226,7 @@ def test_user_on_event_callback_gets_ftl2_events(tmp_path):
             print("events", [(e["event"], e.get("host")) for e in seen])
             return 0
     """)
-    assert "('module_start', 'web')" in out and "('module_complete', 'web1')" in out, out
+    assert "('module_start', 'web1'), ('module_start', 'web2')" in out and "('module_complete', 'web1')" in out, out
     # The runner's own callback is not double-reported.
     assert sum(1 for e in res.events if e["event"] == "runner_on_ok") == 2
 

@@ -269,6 +269,41 @@ rules:
 """
 
 
+EVENTS = r"""
+import asyncio
+
+from ftl2 import automation
+
+
+async def main():
+    seen = []
+    async with automation(on_event=seen.append, fail_fast=False, quiet=True, state_file=None,
+                          log_file=None) as ftl:
+        await ftl.command(cmd="echo hi")
+        await ftl.command(cmd="false")
+    for e in seen:
+        # (error: FTL2's in-process command has no message for rc 1, Ansible's says why)
+        shown = {k: e[k] for k in ("event", "module", "host", "success", "changed", "check_mode",
+                                   "decision", "reason", "rule", "environment", "params") if k in e}
+        print("R", sorted(e), shown, isinstance(e["timestamp"], float))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_on_event_dicts_as_ftl2_fills_them(tmp_path):
+    (tmp_path / "events.py").write_text(EVENTS)
+    real = subprocess.run([str(NEWEST_BIN / "python"), "events.py"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    theirs = [l for l in real.stdout.splitlines() if l.startswith("R ")]
+    res, out = job(tmp_path / "ours", EVENTS, name="events.py")
+    ours = [l for l in out.splitlines() if l.startswith("R ")]
+    assert len(theirs) == 6, real.stdout + real.stderr
+    assert ours == theirs, "\n".join(f"ours: {a}\nFTL2: {b}" for a, b in zip(ours, theirs) if a != b) or out
+
+
 def test_ftl2_names_behave_as_in_ftl2(tmp_path):
     real_dir = tmp_path / "real"
     real_dir.mkdir()

@@ -483,8 +483,11 @@ class AutomationContext:
             options["controller"] = True
         denied, target = self._check_policy(module, params, target, controller)
         check_mode = self.check_mode
-        self._notify({"event": "module_start", "module": module, "host": target,
-                      "check_mode": check_mode})
+        if self._listening():
+            # As FTL2: one module_start per host the call runs on.
+            for host in (["localhost"] if controller else _host.list_hosts(target) if target else []):
+                self._notify({"event": "module_start", "module": module, "host": host,
+                              "check_mode": check_mode})
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         raw = await _host.call_module(loop, target, module, params, options) if target else []
@@ -517,13 +520,22 @@ class AutomationContext:
         """FTL2's policy check before a call: on the controller a denial raises
         PolicyDeniedError; on hosts each denied host gets a failed result and the call goes on
         with the others. Returns (denied results, the target left to run on)."""
-        if not self._policy.rules:
+        listening = self._listening()
+        if not self._policy.rules and not listening:
             return [], target
         shown = {k: v for k, v in params.items() if not isinstance(v, SecretRef)}
         hosts = ["localhost"] if controller else _host.list_hosts(target)
         denied, allowed = [], []
         for host in hosts:
             verdict = self._policy.evaluate(module, shown, host, self._environment)
+            if listening:
+                # FTL2's audit event for every evaluation, permitted or not.
+                self._notify({
+                    "event": "policy_evaluation", "session_id": self._session_id, "module": module,
+                    "host": host, "environment": self._environment, "params": dict(params),
+                    "decision": "permitted" if verdict.permitted else "denied",
+                    "rule": verdict.rule.to_dict() if verdict.rule else None, "reason": verdict.reason,
+                })
             if verdict.permitted:
                 allowed.append(host)
                 continue
@@ -535,12 +547,16 @@ class AutomationContext:
             return [], target
         return denied, ":".join(allowed)
 
-    def _notify(self, event):
+    def _listening(self):
+        """Whether the script gave an on_event callback of its own (the seed's `on_event` argument
+        is the host's, which already records every call for AWX)."""
         cb = self._on_event
-        if cb is None or getattr(cb, "__ftl2_runner__", False):
-            return  # the host already records every call for AWX
-        event["timestamp"] = time.time()
-        cb(event)
+        return cb is not None and not getattr(cb, "__ftl2_runner__", False)
+
+    def _notify(self, event):
+        if self._listening():
+            event["timestamp"] = time.time()
+            self._on_event(event)
 
 
 def _beside_script(path):

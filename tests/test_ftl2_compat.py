@@ -16,6 +16,7 @@ import os
 import subprocess
 import textwrap
 
+from conftest import BIN, worker_env
 from test_ansible_modules import NEWEST_BIN
 from test_sandbox import job
 
@@ -141,11 +142,13 @@ def real_names():
     return json.loads(proc.stdout)
 
 
-def side_by_side(tmp_path, script, name, *, files=None, args=(), env=None, lines=None, **job_kw):
+def side_by_side(tmp_path, script, name, *, files=None, args=(), env=None, lines=None,
+                 play_inventory="localhost ansible_connection=local\n", **job_kw):
     """Run `script` under the real FTL2 0.4.7 (in its own directory with `files`, `args` on its
-    command line, `env` added to its environment) and as a job's script (the same `files` beside
-    it; `job_kw` for the job); assert the lines starting "R " are the same, `lines` of them.
-    Returns (the job's WorkerResult, its output)."""
+    command line, `env` added to its environment), as a job's script (the same `files` beside
+    it; `job_kw` for the job) and with `ftl2-runner play` (`play_inventory`, `env`); assert the
+    lines starting "R " are the same in all three, `lines` of them. Returns (the job's
+    WorkerResult, its output)."""
     real_dir = tmp_path / "real"
     ours_dir = tmp_path / "ours" / "scripts"
     for d in (real_dir, ours_dir):
@@ -158,10 +161,16 @@ def side_by_side(tmp_path, script, name, *, files=None, args=(), env=None, lines
     assert real.returncode == 0, f"FTL2 0.4.7 is not usable in {NEWEST_BIN} (.ci/run installs it): {real.stderr[-3000:]}"
     theirs = [l for l in real.stdout.splitlines() if l.startswith("R ")]
     res, out = job(tmp_path / "ours", script, name=name, **job_kw)
-    ours = [l for l in out.splitlines() if l.startswith("R ")]
+    (tmp_path / "play.inv").write_text(play_inventory)
+    played = subprocess.run([str(BIN), "play", str(ours_dir / name), "-i", str(tmp_path / "play.inv")],
+                            capture_output=True, text=True, timeout=120, env=worker_env(**(env or {})))
     assert lines is None or len(theirs) == lines, real.stdout
-    assert ours == theirs, "\n".join(f"ours: {a}\nFTL2: {b}" for a, b in zip(ours, theirs) if a != b) or (
-        f"ours {len(ours)} lines, FTL2 {len(theirs)}:\n" + "\n".join(ours) + "\n--- FTL2:\n" + "\n".join(theirs))
+    for how, text in (("worker", out), ("play", played.stdout)):
+        ours = [l for l in text.splitlines() if l.startswith("R ")]
+        assert ours == theirs, f"{how}:\n" + ("\n".join(
+            f"ours: {a}\nFTL2: {b}" for a, b in zip(ours, theirs) if a != b) or (
+            f"ours {len(ours)} lines, FTL2 {len(theirs)}:\n" + "\n".join(ours) + "\n--- FTL2:\n"
+            + "\n".join(theirs) + "\n--- output:\n" + text + played.stderr))
     return res, out
 
 
@@ -398,7 +407,7 @@ def test_inventory_hosts_and_proxies_as_in_ftl2(tmp_path):
     (FTL2 reads `ansible_become=true` in an INI file as the string 'true' and leaves children
     groups empty; ours follows Ansible's inventory rules, so this inventory avoids both.)"""
     res, out = side_by_side(tmp_path, HOSTS, "hosts.py", files={"inv.ini": INVENTORY}, args=["inv.ini"],
-                            lines=18, extra=[("inventory/ftl2", 0o644, INVENTORY.encode())],
+                            lines=18, play_inventory=INVENTORY, extra=[("inventory/ftl2", 0o644, INVENTORY.encode())],
                             kwargs={"inventory": "inventory/ftl2"})
     assert res.final_status == "successful", out
 

@@ -124,9 +124,10 @@ def test_refusals_are_clear(tmp_path):
             except UnsupportedParameterError as e:
                 print("unsupported:", e)
             try:
-                automation(auto_install_deps=True)
+                automation(record="audit.json")
             except UnsupportedParameterError as e:
                 print("unsupported:", e)
+            automation(auto_install_deps=True, gate_modules="auto", print_summary=False, verbose=False)
             try:
                 automation(bogus_param=1)
             except TypeError as e:
@@ -140,7 +141,11 @@ def test_refusals_are_clear(tmp_path):
     assert "Module 'debug' is not available in FTL2" in out and "Alternative: print()" in out, out
     assert "not allowed: module 'shell' is not in" in out
     assert "unsupported: automation(state_file='/tmp/state.json') is not supported inside ftl2-runner: the state file must be in the job's scratch directory" in out, out
-    assert "unsupported: automation(auto_install_deps=...) is not supported inside ftl2-runner: installing" in out
+    assert "unsupported: automation(record=...) is not supported inside ftl2-runner: an audit recording" in out
+    # Harmless FTL2 options are accepted; those that change nothing say so.
+    assert "[WARNING]: automation(auto_install_deps=...) has no effect in ftl2-runner: ftl2-runner does not install" in out
+    assert "[WARNING]: automation(gate_modules=...) has no effect in ftl2-runner: ftl2-runner has no gates" in out
+    assert "print_summary" not in out
     assert "unknown: automation() got an unexpected keyword argument 'bogus_param'" in out
     # Which message depends on the EE's ansible-core: test_ansible_modules checks both.
     assert "unknown module: " in out and "community.general.nosuch" in out.split("unknown module: ")[1]
@@ -498,8 +503,14 @@ def test_host_calls_read_as_ftl2s_results_and_ping_raises_as_ftl2(tmp_path):
 
 def test_state_observations_and_policy_watching_within_the_job(tmp_path):
     """ftl.state as FTL2 keeps it (in the job's scratch, carried across automation() blocks of
-    the job, hosts added restored), observe_on_failure diagnostics attached to a failed result
-    (run as shell tasks), and watch_policy reloading a policy the script rewrote in scratch."""
+    the job, hosts added restored; import_state_files read from beside the script), observe_on_failure
+    diagnostics attached to a failed result (run as shell tasks), and watch_policy reloading a
+    policy the script rewrote in scratch."""
+    (tmp_path / "scripts").mkdir(parents=True)
+    (tmp_path / "scripts" / "imported.json").write_text(json.dumps({
+        "version": 1, "hosts": {"imp-1": {"ansible_host": "imp-1", "ansible_port": 22, "groups": [],
+                                          "ansible_connection": "local"}},
+        "resources": {"vm": {"provider": "test", "ip": "10.0.0.9"}}}))
     res, out = api_job(tmp_path, """
         import asyncio, json, os, tempfile
         from ftl2.policy import PolicyDeniedError
@@ -520,6 +531,8 @@ def test_state_observations_and_policy_watching_within_the_job(tmp_path):
                     ftl.state
                 except RuntimeError as e:
                     print("no state", e)
+            async with runner.automation(state_file="other.json", import_state_files=["imported.json"]) as ftl:
+                print("imported", ftl.state.hosts(), ftl.state.get("vm")["ip"], "imp-1" in ftl.hosts)
             async with runner.automation(fail_fast=False) as ftl:
                 ftl.observe_on_failure("command", [{"name": "listing", "cmd": "ls -d {chdir}"},
                                                    {"name": "unknown", "cmd": "echo {nope}"}])
@@ -546,6 +559,7 @@ def test_state_observations_and_policy_watching_within_the_job(tmp_path):
     assert "again ['made'] dict_keys(['db'])" in out and "restored ['later'] x" in out, out
     assert "forgotten False" in out, out
     assert "no state State not available. Enable with: automation(state_file='.ftl2-state.json')" in out, out
+    assert "imported ['imp-1'] 10.0.0.9 True" in out, out
     assert "observed {'listing': {'stdout': '/tmp', 'stderr': '', 'rc': 0}}" in out, out
     assert "TASK [observe listing]" in out, out
     assert "reloaded Policy denied command on localhost: frozen" in out, out

@@ -47,20 +47,28 @@ def _check_task_vars(module, value):
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise TypeError(f"_vars must be a dict of variable names to values, not {value!r}")
 
-# FTL2 parameters that need host files or network outside the sandbox: refused when set.
+# FTL2 parameters that cannot be honoured safely in the sandbox: refused when set, with why.
 UNSUPPORTED = {
-    "auto_install_deps": "installing Python packages needs the controller's network and disk; "
-                         "build them into the execution environment",
-    "record_deps": "recording writes .ftl2-deps.txt and .ftl2-modules.txt on the controller's disk",
-    "import_state_files": "state files live on the controller's disk",
-    "gate_modules": "gates need the controller's network",
-    "gate_dependencies": "gates need the controller's network",
-    "gate_subsystem": "gates need the controller's network",
-    "record": "recording needs a file on the controller's disk",
-    "replay": "replay needs a file on the controller's disk",
-    "policy_audit": "the audit trail is the job's own events; there is no audit file",
-    "vault_secrets": "vault secrets come from AWX credentials; use secrets=[...] instead",
-    "log_file": "job output goes to AWX; there is no log file",
+    "record": "an audit recording for replay in a later run would have to outlive the job, "
+              "whose scratch directory is removed with it; the job's events are its record",
+    "replay": "a recording from an earlier run is a file on the controller's disk, outside the "
+              "sandbox, and the job events show what ran",
+    "policy_audit": "the audit file would have to be written outside the sandbox; pass on_event= "
+                    "to receive every policy_evaluation event",
+    "vault_secrets": "the sandbox has no network; vault secrets come from AWX credentials: declare "
+                     "them with secrets=[...]",
+}
+
+# FTL2 parameters that change nothing here: accepted, and the job output says why.
+WITHOUT_EFFECT = {
+    "auto_install_deps": "ftl2-runner does not install Python packages at run time; a module "
+                         "that lacks one fails naming it; build it into the execution environment",
+    "record_deps": "ftl2-runner does not record module dependencies; the execution environment "
+                   "holds them",
+    "gate_modules": "ftl2-runner has no gates: modules run through its resident module runner",
+    "gate_dependencies": "ftl2-runner has no gates: modules run through its resident module runner",
+    "gate_subsystem": "ftl2-runner has no gates: modules run through its resident module runner",
+    "log_file": "the job output goes to AWX; ftl2-runner writes no log file",
 }
 
 # Every result of every context in this job, for runner.has_failures().
@@ -109,16 +117,16 @@ class AutomationContext:
         # FTL2's parameters, each honoured or refused. Output knobs (verbose, quiet, print_summary,
         # print_errors) are accepted: the job output is AWX's task events and recap either way.
         # deps_file/modules_file only matter with record_deps, as in FTL2.
-        _refuse_unsupported({
+        _refuse_unsupported({"record": record, "replay": replay, "vault_secrets": vault_secrets,
+                             "policy_audit": policy_audit})
+        _warn_without_effect({
             "auto_install_deps": auto_install_deps, "record_deps": record_deps,
             "gate_modules": gate_modules, "gate_dependencies": gate_dependencies,
             "gate_subsystem": gate_subsystem,
-            "import_state_files": import_state_files,
             "log_file": None if log_file == "ftl2.log" else log_file,
-            "record": record, "replay": replay, "vault_secrets": vault_secrets,
-            "policy_audit": policy_audit,
         })
         self._state = _open_state(state_file) if state_file else None
+        self._import_state_files = [_beside_script(p) for p in import_state_files or []]
         self.print_summary = print_summary
         self.print_errors = print_errors
         self._ignore_missing_inventory = ignore_missing_inventory
@@ -157,6 +165,11 @@ class AutomationContext:
             _load_dict_inventory(self, self._pending_inventory)
         elif isinstance(self._inventory, (str, os.PathLike)):
             _load_inventory_file(os.fspath(self._inventory), self._ignore_missing_inventory)
+        for path in self._import_state_files:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"state file to import not found (or not readable by the "
+                                        f"script): {path}")
+            _load_state_hosts(State(path), self._state)
         if self._state is not None:
             _load_state_hosts(self._state)
         _host.play_start(self._name or "")
@@ -639,15 +652,22 @@ def _open_state(state_file):
     return State(path)
 
 
-def _load_state_hosts(state):
-    """Hosts an earlier automation() block of this job recorded join the inventory, as FTL2
-    merges its state file into the inventory."""
+def _load_state_hosts(state, into=None):
+    """Hosts a state file records (an earlier automation() block of this job, or an imported
+    file) join the inventory, as FTL2 merges state files into its inventory; with `into`, they
+    are also recorded in the job's own state."""
     for name in state.hosts():
         data = dict(state.get_host(name) or {})
         groups = [g for g in data.pop("groups", []) if g not in ("all", "ungrouped")]
         data.pop("added_at", None)
         if _host.host_vars(name) is None:
             _check(lambda: _host.add_host(name, groups, data))
+        if into is not None and not into.has_host(name):
+            into.add_host(name, groups=groups or ["ungrouped"], **data)
+    if into is not None:
+        for name, resource in state.resources().items():
+            if not into.has_resource(name):
+                into.add_resource(name, resource)
 
 
 def _policy_mtimes(source):
@@ -688,6 +708,15 @@ def _refuse_unsupported(values):
             continue
         raise UnsupportedParameterError(
             f"automation({key}=...) is not supported inside ftl2-runner: {UNSUPPORTED[key]}")
+
+
+def _warn_without_effect(values):
+    """A warning in the job output for each of FTL2's parameters that is set but changes nothing
+    here (never silently ignored)."""
+    for key, value in values.items():
+        if value not in (None, False, (), [], {}):
+            print(f"[WARNING]: automation({key}=...) has no effect in ftl2-runner: "
+                  f"{WITHOUT_EFFECT[key]}", file=sys.stderr)
 
 
 def _check(fn):

@@ -142,11 +142,12 @@ def real_names():
     return json.loads(proc.stdout)
 
 
-def side_by_side(tmp_path, script, name, *, files=None, args=(), env=None, lines=None,
+def side_by_side(tmp_path, script, name, *, files=None, args=(), env=None, real_env=None, lines=None,
                  play_inventory="localhost ansible_connection=local\n", **job_kw):
     """Run `script` under the real FTL2 0.4.7 (in its own directory with `files`, `args` on its
     command line, `env` added to its environment), as a job's script (the same `files` beside
-    it; `job_kw` for the job) and with `ftl2-runner play` (`play_inventory`, `env`); assert the
+    it; `job_kw` for the job) and with `ftl2-runner play` (`play_inventory`, `env`; `real_env`
+    only for FTL2); assert the
     lines starting "R " are the same in all three, `lines` of them. Returns (the job's
     WorkerResult, its output)."""
     real_dir = tmp_path / "real"
@@ -157,7 +158,7 @@ def side_by_side(tmp_path, script, name, *, files=None, args=(), env=None, lines
             (d / fname).write_text(text)
     (real_dir / name).write_text(script)
     real = subprocess.run([str(NEWEST_BIN / "python"), name, *args], capture_output=True, text=True,
-                          timeout=120, cwd=real_dir, env={**os.environ, **(env or {})})
+                          timeout=120, cwd=real_dir, env={**os.environ, **(env or {}), **(real_env or {})})
     assert real.returncode == 0, f"FTL2 0.4.7 is not usable in {NEWEST_BIN} (.ci/run installs it): {real.stderr[-3000:]}"
     theirs = [l for l in real.stdout.splitlines() if l.startswith("R ")]
     res, out = job(tmp_path / "ours", script, name=name, **job_kw)
@@ -470,3 +471,67 @@ def test_secrets_behave_as_in_ftl2_and_never_reach_the_script(tmp_path):
     assert "O refused module argument stdin contains '********', the masked text of a secret" in out, out
     assert job_value.encode() not in res.stdout and b"script-known-value" not in res.stdout
     assert res.final_status == "successful", out
+
+
+# The same over loopback sshd hosts: FTL2 0.4.7 connects with asyncssh, ftl2-runner with its own
+# SSH client; what a script sees of the results must agree.
+OVER_SSH = r"""
+import asyncio
+import sys
+
+from ftl2 import automation
+from ftl2.exceptions import FTL2ConnectionError
+
+
+def r(*args):
+    print("R", *args)
+
+
+async def main():
+    inventory = sys.argv[1] if len(sys.argv) > 1 else None
+    async with automation(inventory=inventory, quiet=True, fail_fast=False, state_file=None,
+                          log_file=None) as ftl:
+        out = await ftl.run_on("nodes", "command", cmd="echo hi")
+        # (stdout stripped: Ansible's command module drops the final newline, FTL2's keeps it)
+        r("command", sorted((x.host, x.success, x.changed, x.output["stdout"].strip(), x.output["rc"])
+                            for x in out))
+        out = await ftl.run_on("node0", "command", cmd="false")
+        r("false", [(x.host, x.success, x.output.get("rc")) for x in out])
+        r("ping", (await ftl.nodes.ping())["ping"])
+        out = await ftl.node1.shell(cmd="echo $((40+2))")
+        r("shell", out["stdout"].strip(), out["rc"], out["changed"])
+        out = await ftl.run_on("nodes", "file", path="/tmp/ftl2-compat-touched", state="touch")
+        r("file", sorted((x.host, x.success, x.changed) for x in out))
+        ftl.add_host("dead", ansible_host="127.0.0.1", ansible_port=1)
+        try:
+            await ftl.dead.ping()
+        except FTL2ConnectionError as e:
+            r("unreachable", type(e).__name__, str(e).startswith("Ping failed"))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_a_script_over_ssh_sees_what_it_sees_under_ftl2(tmp_path):
+    from testbed import Testbed
+
+    tb = Testbed(tmp_path / "testbed", 2).start()
+    try:
+        # FTL2 0.4.7 reads its key from ssh_private_key_file and needs host key checking off.
+        ftl2_inv = "[nodes]\n" + "".join(
+            f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user=root "
+            f"ansible_python_interpreter=/usr/bin/python3 ssh_private_key_file={tb.key} "
+            "disable_host_key_checking=true\n" for h in tb.hosts)
+        ours_inv = tb.ini_inventory()
+        # FTL2's own shell connects with the user's default key, not the inventory's.
+        home = tmp_path / "home"
+        (home / ".ssh").mkdir(parents=True)
+        (home / ".ssh" / "id_ed25519").write_bytes(tb.key.read_bytes())
+        (home / ".ssh" / "id_ed25519").chmod(0o600)
+        side_by_side(tmp_path, OVER_SSH, "over_ssh.py", files={"inv.ini": ftl2_inv}, args=["inv.ini"],
+                     lines=6, play_inventory=ours_inv, real_env={"HOME": str(home)},
+                     extra=[("inventory/ssh", 0o644, ours_inv.encode())], kwargs={"inventory": "inventory/ssh"})
+    finally:
+        tb.stop()

@@ -453,7 +453,10 @@ def test_host_calls_read_as_ftl2s_results_and_ping_raises_as_ftl2(tmp_path):
     raises FTL2ConnectionError for a host that does not answer; wait_for_ssh gives elapsed or
     TimeoutError. Here they run the modules (tasks AWX shows) with those shapes; any host call's
     results also read like one result dict where all hosts agree; become= on a host call is
-    privilege escalation, as in FTL2; gate features say they need FTL2's gate."""
+    privilege escalation, as in FTL2; gate features say they need FTL2's gate; template's and
+    shell's FTL2 parameters (variables as keywords, cmd positional)."""
+    (tmp_path / "scripts").mkdir(parents=True)
+    (tmp_path / "scripts" / "t.j2").write_text("port={{ port }}\n")
     res, out = api_job(tmp_path, """
         from ftl2.exceptions import FTL2ConnectionError
         async def run(inventory_path, extravars, runner):
@@ -489,6 +492,15 @@ def test_host_calls_read_as_ftl2s_results_and_ping_raises_as_ftl2(tmp_path):
                     await ftl.web.watch("/etc")
                 except NotImplementedError as e:
                     print("gate", str(e)[:40])
+                import os, tempfile
+                dest = os.path.join(tempfile.gettempdir(), "rendered")
+                await ftl.local.template(src="t.j2", dest=dest, port=8080, mode="0600")
+                print("rendered", open(dest).read().strip())
+                try:
+                    await ftl.web1.shell("sleep 1", timeout=5)
+                except ValueError as e:
+                    print("timeout", str(e)[:40])
+                print("positional", (await ftl.web1.shell("echo $((6*7))"))["stdout"])
             return 0
     """)
     assert "ping pong 2 pong" in out, out
@@ -499,6 +511,8 @@ def test_host_calls_read_as_ftl2s_results_and_ping_raises_as_ftl2(tmp_path):
     assert "become nobody" in out, out
     assert "method become_method='pbrun' cannot be chosen per call" in out, out
     assert "gate watch() needs FTL2's gate, a helper pr" in out, out
+    assert "rendered port=8080" in out, out  # keywords not the module's are template variables
+    assert "timeout shell(timeout=...) is not supported by" in out and "positional 42" in out, out
 
 
 def test_state_observations_and_policy_watching_within_the_job(tmp_path):

@@ -299,13 +299,13 @@ class AutomationContext:
     async def gate_drain(self, target, timeout_seconds=300):
         _no_gate("gate_drain")
 
-    async def gate_upgrade(self, target, **kwargs):
+    async def gate_upgrade(self, target, strategy="rolling", drain_timeout=300):
         _no_gate("gate_upgrade")
 
-    async def gate_restart(self, target, **kwargs):
+    async def gate_restart(self, target, force=False, drain_timeout=300):
         _no_gate("gate_restart")
 
-    async def gate_decommission(self, target, **kwargs):
+    async def gate_decommission(self, target, cleanup=True, drain_timeout=300):
         _no_gate("gate_decommission")
 
     async def listen(self, timeout=None):
@@ -437,12 +437,17 @@ class AutomationContext:
         self._refresh()
 
     # -- running modules -------------------------------------------------------------------
-    def run_on(self, target, module, **params):
-        """Run `module` on `target` (a pattern, host, group, HostScopedProxy, host object or a
-        list of them)."""
-        target = _target_of(target)
+    def run_on(self, hosts, module_name, _become_overrides=None, **params):
+        """Run `module_name` on `hosts` (a pattern, host, group, HostScopedProxy, HostConfig or a
+        list of them); FTL2's `_become_overrides` dict (become, become_user) escalates."""
+        from .proxy import _become_as_options
+
+        target = str(_target_of(hosts))
+        if _become_overrides:
+            params = _become_as_options(dict(params, **{k: v for k, v in _become_overrides.items()
+                                                         if v is not None}), target)
         site = _call_site()
-        return _Call(self._call(str(target), module, params, False, site), module, site)
+        return _Call(self._call(target, module_name, params, False, site), module_name, site)
 
     async def _call(self, target, module, params, controller, site=""):
         keyword = excluded(module)

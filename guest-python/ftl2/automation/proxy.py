@@ -80,6 +80,31 @@ class HostScopedModuleProxy:
         return f"HostScopedModuleProxy({self._target!r}, {self._path!r})"
 
 
+# The template module's own arguments; other keywords to HostScopedProxy.template are variables.
+TEMPLATE_ARGS = {
+    "src", "dest", "mode", "owner", "group", "backup", "force", "validate", "follow",
+    "newline_sequence", "trim_blocks", "lstrip_blocks", "block_start_string", "block_end_string",
+    "variable_start_string", "variable_end_string", "comment_start_string", "comment_end_string",
+    "output_encoding", "seuser", "serole", "selevel", "setype", "attributes", "unsafe_writes",
+    "local_follow",
+}
+
+
+def _given(**args):
+    """The arguments that were given (not None)."""
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def _with_become(kwargs, become, become_user, overrides):
+    """FTL2's become/become_user parameters (and its internal overrides dict) as the escalation
+    keywords `_become_as_options` reads."""
+    for key, value in (("become", become), ("become_user", become_user),
+                       *(dict(overrides or {}).items())):
+        if value is not None:
+            kwargs.setdefault(key, value)
+    return kwargs
+
+
 # Modules FTL2 runs as its own HostScopedProxy methods (ping, wait_for_ssh) when called on a host.
 SHADOWED = {"ping", "ansible.builtin.ping", "wait_for_connection", "ansible.builtin.wait_for_connection"}
 
@@ -228,29 +253,50 @@ class HostScopedProxy:
         elapsed = [(r if isinstance(r, dict) else r.output).get("elapsed", 0) for r in results]
         return {"elapsed": int(max(elapsed, default=0)), "changed": False}
 
-    # FTL2 runs these natively; here they are the Ansible modules of the same name, run on every
-    # host of the target (results as for any module).
-    def copy(self, **kwargs):
+    # FTL2 runs these natively, with the parameters below; here they are the Ansible modules of
+    # the same name on every host of the target (results as for any module), which also take the
+    # rest of the Ansible module's arguments and ftl2-runner's `_name`-style task options.
+    def copy(self, src=None, dest="", content=None, mode=None, owner=None, group=None, backup=False,
+             become=None, become_user=None, _become_overrides=None, **kwargs):
         """The copy module on the target."""
-        return self._module("copy", kwargs)
+        args = _given(src=src, dest=dest or None, content=content, mode=mode, owner=owner,
+                      group=group, backup=backup or None)
+        return self._module("copy", _with_become(dict(args, **kwargs), become, become_user,
+                                                 _become_overrides))
 
-    def template(self, **kwargs):
-        """The template module on the target."""
-        return self._module("template", kwargs)
+    def template(self, src, dest, mode=None, owner=None, group=None, become=None, become_user=None,
+                 _become_overrides=None, **variables):
+        """The template module on the target. As in FTL2, keyword arguments that are not the
+        template module's own are the template's variables (`_vars`)."""
+        args = _given(src=src, dest=dest, mode=mode, owner=owner, group=group)
+        own = {k: v for k, v in variables.items() if k in TEMPLATE_ARGS or k.startswith("_")}
+        template_vars = {k: v for k, v in variables.items() if k not in own}
+        if template_vars:
+            own["_vars"] = {**template_vars, **own.get("_vars", {})}
+        return self._module("template", _with_become(dict(args, **own), become, become_user,
+                                                     _become_overrides))
 
-    def fetch(self, **kwargs):
+    def fetch(self, src, dest, flat=False, **kwargs):
         """The fetch module on the target."""
-        return self._module("fetch", kwargs)
+        return self._module("fetch", dict(_given(src=src, dest=dest, flat=flat or None), **kwargs))
 
-    def shell(self, **kwargs):
-        """The shell module on the target."""
-        return self._module("shell", kwargs)
+    def shell(self, cmd, chdir=None, creates=None, removes=None, executable="/bin/sh", stdin=None,
+              timeout=None, become=None, become_user=None, _become_overrides=None, **kwargs):
+        """The shell module on the target (`timeout`: FTL2's limit on the command, refused here;
+        use `_async=` seconds)."""
+        if timeout is not None:
+            raise ValueError("shell(timeout=...) is not supported by ftl2-runner: the shell module "
+                             "has no time limit; pass _async=<seconds> to end a long command")
+        args = _given(cmd=cmd, chdir=chdir, creates=creates, removes=removes, stdin=stdin,
+                      executable=None if executable == "/bin/sh" else executable)
+        return self._module("shell", _with_become(dict(args, **kwargs), become, become_user,
+                                                  _become_overrides))
 
     # FTL2's gate features: they need its helper process on the host.
     async def watch(self, path):
         _no_gate("watch")
 
-    async def monitor(self, *args, **kwargs):
+    async def monitor(self, interval=2.0, include_processes=True):
         _no_gate("monitor")
 
     async def unmonitor(self):

@@ -132,6 +132,18 @@ def test_refusals_are_clear(tmp_path):
                 automation(bogus_param=1)
             except TypeError as e:
                 print("unknown:", e)
+            for bad in ({"modules": "ping"}, {"check_mode": "yes"}, {"on_event": 5}):
+                try:
+                    automation(**bad)
+                except TypeError as e:
+                    print("wrong type:", e)
+            async with runner.automation() as ftl:
+                for call in (lambda: ftl.add_host(7), lambda: ftl.add_host("h", groups=5),
+                             lambda: ftl.run_on("localhost", 5)):
+                    try:
+                        call()
+                    except TypeError as e:
+                        print("wrong type:", e)
             automation(state_file=None, record=False)
             async with runner.automation() as ftl:
                 r = await ftl.run_on("localhost", "community.general.nosuch")
@@ -147,6 +159,13 @@ def test_refusals_are_clear(tmp_path):
     assert "[WARNING]: automation(gate_modules=...) has no effect in ftl2-runner: ftl2-runner has no gates" in out
     assert "print_summary" not in out
     assert "unknown: automation() got an unexpected keyword argument 'bogus_param'" in out
+    for expected in ("automation() argument 'modules' must be a list of names, not str ('ping')",
+                     "automation() argument 'check_mode' must be bool, not str ('yes')",
+                     "automation() argument 'on_event' must be a callable, not int (5)",
+                     "add_host() argument 'hostname' must be str, not int (7)",
+                     "add_host() argument 'groups' must be str or list or tuple, not int (5)",
+                     "run_on() argument 'module_name' must be str, not int (5)"):
+        assert "wrong type: " + expected in out, (expected, out)
     # Which message depends on the EE's ansible-core: test_ansible_modules checks both.
     assert "unknown module: " in out and "community.general.nosuch" in out.split("unknown module: ")[1]
 

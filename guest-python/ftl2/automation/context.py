@@ -114,6 +114,16 @@ class AutomationContext:
                  import_state_files=None, log_file="ftl2.log", record=None, replay=None,
                  vault_secrets=None, policy=None, environment="", policy_audit=None,
                  ignore_missing_inventory=False, name=None):
+        _check_types("automation", {
+            "modules": (modules, _names), "inventory": (inventory, (str, os.PathLike, dict)),
+            "secrets": (secrets, _names), "secret_bindings": (secret_bindings, dict),
+            "check_mode": (check_mode, bool), "verbose": (verbose, bool), "quiet": (quiet, bool),
+            "fail_fast": (fail_fast, bool), "on_event": (on_event, callable),
+            "policy": (policy, (str, os.PathLike)), "environment": (environment, str),
+            "state_file": (state_file, (str, os.PathLike)),
+            "import_state_files": (import_state_files, _names),
+            "ignore_missing_inventory": (ignore_missing_inventory, bool), "name": (name, str),
+        })
         # FTL2's parameters, each honoured or refused. Output knobs (verbose, quiet, print_summary,
         # print_errors) are accepted: the job output is AWX's task events and recap either way.
         # deps_file/modules_file only matter with record_deps, as in FTL2.
@@ -410,6 +420,13 @@ class AutomationContext:
         """Add a host to the job's inventory (in `groups`, else `ungrouped`) and return its
         HostConfig. Parameters left at their defaults leave the variable unset, so Ansible's
         defaults apply (interpreter discovery; the job's credential's user)."""
+        _check_types("add_host", {
+            "hostname": (hostname, str), "ansible_host": (ansible_host, str),
+            "ansible_user": (ansible_user, str), "ansible_port": (ansible_port, (int, str)),
+            "ansible_python_interpreter": (ansible_python_interpreter, str),
+            "ansible_become": (ansible_become, bool), "ansible_become_user": (ansible_become_user, str),
+            "groups": (groups, (str, list, tuple)),
+        })
         hostvars = dict(vars)
         for key, value, default in (
                 ("ansible_host", ansible_host, None), ("ansible_user", ansible_user, None),
@@ -442,6 +459,8 @@ class AutomationContext:
         list of them); FTL2's `_become_overrides` dict (become, become_user) escalates."""
         from .proxy import _become_as_options
 
+        _check_types("run_on", {"module_name": (module_name, str),
+                                "_become_overrides": (_become_overrides, dict)})
         target = str(_target_of(hosts))
         if _become_overrides:
             params = _become_as_options(dict(params, **{k: v for k, v in _become_overrides.items()
@@ -713,6 +732,33 @@ def _refuse_unsupported(values):
             continue
         raise UnsupportedParameterError(
             f"automation({key}=...) is not supported inside ftl2-runner: {UNSUPPORTED[key]}")
+
+
+def _names(value):
+    """A list (or tuple) of strings, as FTL2's list parameters are; a lone string is refused, not
+    read letter by letter."""
+    return (isinstance(value, (list, tuple, set, frozenset))
+            and all(isinstance(v, (str, os.PathLike)) for v in value))
+
+
+def _check_types(function, values):
+    """TypeError naming the parameter for a value of the wrong type (None means not given), so a
+    wrong type is never read as some other setting."""
+    for key, (value, kind) in values.items():
+        if value is None:
+            continue
+        if kind is callable:
+            ok, wanted = callable(value), "a callable"
+        elif callable(kind) and not isinstance(kind, type) and not isinstance(kind, tuple):
+            ok, wanted = kind(value), "a list of names"
+        else:
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            ok = isinstance(value, kinds) and not (bool not in kinds and isinstance(value, bool)
+                                                   and int in kinds)
+            wanted = " or ".join(k.__name__ for k in kinds)
+        if not ok:
+            raise TypeError(f"{function}() argument {key!r} must be {wanted}, not "
+                            f"{type(value).__name__} ({value!r})")
 
 
 def _warn_without_effect(values):

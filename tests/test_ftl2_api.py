@@ -520,6 +520,18 @@ def test_host_calls_read_as_ftl2s_results_and_ping_raises_as_ftl2(tmp_path):
                 except ValueError as e:
                     print("timeout", str(e)[:40])
                 print("positional", (await ftl.web1.shell("echo $((6*7))"))["stdout"])
+                try:
+                    await ftl.gone.shell("true")
+                except FTL2ConnectionError as e:
+                    print("shell unreachable", str(e)[:30])
+                print("fail_fast off", (await ftl.web1.shell("exit 3"))["rc"])
+            async with runner.automation() as ftl:
+                from ftl2.automation import AutomationError
+                try:
+                    await ftl.web1.shell("exit 4")
+                except AutomationError as e:
+                    print("fail_fast on", e.result.output["rc"], str(e)[:40])
+                print("ignored", (await ftl.web1.shell("exit 5", _ignore_errors=True))["rc"])
             return 0
     """)
     assert "ping pong 2 pong" in out, out
@@ -532,6 +544,8 @@ def test_host_calls_read_as_ftl2s_results_and_ping_raises_as_ftl2(tmp_path):
     assert "gate watch() needs FTL2's gate, a helper pr" in out, out
     assert "rendered port=8080" in out, out  # keywords not the module's are template variables
     assert "timeout shell(timeout=...) is not supported by" in out and "positional 42" in out, out
+    assert "shell unreachable shell could not reach gone: " in out and "fail_fast off 3" in out, out
+    assert "fail_fast on 4 Module 'shell' failed on web1: " in out and "ignored 5" in out, out
 
 
 def test_state_observations_and_policy_watching_within_the_job(tmp_path):

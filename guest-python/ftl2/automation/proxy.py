@@ -261,8 +261,8 @@ class HostScopedProxy:
         """The copy module on the target."""
         args = _given(src=src, dest=dest or None, content=content, mode=mode, owner=owner,
                       group=group, backup=backup or None)
-        return self._module("copy", _with_become(dict(args, **kwargs), become, become_user,
-                                                 _become_overrides))
+        return self._native_module("copy", _with_become(dict(args, **kwargs), become, become_user,
+                                                        _become_overrides))
 
     def template(self, src, dest, mode=None, owner=None, group=None, become=None, become_user=None,
                  _become_overrides=None, **variables):
@@ -273,12 +273,12 @@ class HostScopedProxy:
         template_vars = {k: v for k, v in variables.items() if k not in own}
         if template_vars:
             own["_vars"] = {**template_vars, **own.get("_vars", {})}
-        return self._module("template", _with_become(dict(args, **own), become, become_user,
-                                                     _become_overrides))
+        return self._native_module("template", _with_become(dict(args, **own), become, become_user,
+                                                            _become_overrides))
 
     def fetch(self, src, dest, flat=False, **kwargs):
         """The fetch module on the target."""
-        return self._module("fetch", dict(_given(src=src, dest=dest, flat=flat or None), **kwargs))
+        return self._native_module("fetch", dict(_given(src=src, dest=dest, flat=flat or None), **kwargs))
 
     def shell(self, cmd, chdir=None, creates=None, removes=None, executable="/bin/sh", stdin=None,
               timeout=None, become=None, become_user=None, _become_overrides=None, **kwargs):
@@ -289,8 +289,33 @@ class HostScopedProxy:
                              "has no time limit; pass _async=<seconds> to end a long command")
         args = _given(cmd=cmd, chdir=chdir, creates=creates, removes=removes, stdin=stdin,
                       executable=None if executable == "/bin/sh" else executable)
-        return self._module("shell", _with_become(dict(args, **kwargs), become, become_user,
-                                                  _become_overrides))
+        return self._native_module("shell", _with_become(dict(args, **kwargs), become, become_user,
+                                                         _become_overrides))
+
+    def _native_module(self, module, args):
+        site = _call_site()
+        return _Call(self._raising(module, args, site), module, site)
+
+    async def _raising(self, module, args, site):
+        """FTL2's native methods raise where it does: FTL2ConnectionError for a host that cannot
+        be reached, AutomationError for a failure while fail_fast is on (unless the call asks
+        `_ignore_errors`). The results are in the job output either way."""
+        from ..exceptions import FTL2ConnectionError
+        from .context import AutomationError
+
+        out = await self._module(module, args, site)
+        if isinstance(out, dict):
+            return out  # the controller: fail_fast applied as for any controller call
+        gone = [r for r in out if r.unreachable]
+        if gone:
+            raise FTL2ConnectionError(
+                f"{module} could not reach {', '.join(r.host for r in gone)}: {gone[0].error}",
+                host=gone[0].host)
+        failed = [r for r in out if not r.success]
+        if failed and self._context.fail_fast and not args.get("_ignore_errors"):
+            raise AutomationError(f"Module '{module}' failed on {self._target}: {failed[0].error}",
+                                  result=failed[0])
+        return out
 
     # FTL2's gate features: they need its helper process on the host.
     async def watch(self, path):

@@ -14,7 +14,7 @@ from typing import Any
 from .. import _host
 from .._excluded import excluded
 from ..exceptions import ExcludedModuleError, ModuleNotAllowedError, UnsupportedParameterError
-from ..ftl_modules import ExecuteResult
+from ..ftl_modules import ExecuteResult, has_ftl_module
 from ..policy import Policy, PolicyDeniedError
 from ..state import State
 from .hosts import HostsProxy, host_config
@@ -529,7 +529,9 @@ class AutomationContext:
         loop = asyncio.get_running_loop()
         raw = await _host.call_module(loop, target, module, params, options) if target else []
         duration = time.monotonic() - started
-        results = denied + [_to_result(r, module, params, duration) for r in raw]
+        # FTL2 marks results its in-process modules made (on the controller) as used_ftl.
+        used_ftl = controller and has_ftl_module(module)
+        results = denied + [_to_result(r, module, params, duration, used_ftl) for r in raw]
         for r in results:
             r.timestamp = time.time() - duration
         if controller and "." in module:
@@ -779,7 +781,7 @@ def _check(fn):
         raise ValueError(str(e.value)) from None
 
 
-def _to_result(raw, module, params, duration):
+def _to_result(raw, module, params, duration, used_ftl):
     output = raw.get("result") or {}
     status = raw.get("status", "ok")
     failed = status in ("failed", "unreachable")
@@ -795,6 +797,7 @@ def _to_result(raw, module, params, duration):
         host=raw.get("host", ""),
         params={k: v for k, v in params.items() if not isinstance(v, SecretRef)},
         duration=duration,
+        used_ftl=used_ftl,
         status=status,
     )
 

@@ -93,14 +93,17 @@ class ExecuteResult:
 
     @property
     def failed(self) -> bool:
+        """Whether the call failed on this host (FTL2's `not success`)."""
         return not self.success
 
     @property
     def unreachable(self) -> bool:
+        """Whether the host could not be reached."""
         return self.status == "unreachable"
 
     @property
     def skipped(self) -> bool:
+        """Whether the call was skipped on this host (check mode, tags, creates=...)."""
         return self.status == "skipped"
 
     def __getitem__(self, key: str) -> Any:
@@ -108,6 +111,7 @@ class ExecuteResult:
         return self.output[key]
 
     def get(self, key: str, default: Any = None) -> Any:
+        """A key of the module's result, or `default`."""
         return self.output.get(key, default)
 
 

@@ -104,7 +104,20 @@ def _allowed(module, pattern):
 
 
 class AutomationContext:
-    """The object `async with automation(...) as ftl` yields."""
+    """What `async with automation(...) as ftl` gives a script (FTL2's context). Its parameters
+    are FTL2's; `name` (ours) names the play in the job output. Calls, each a task AWX shows:
+
+        await ftl.ping()                       a module on the controller: its result dict
+        await ftl.community.general.x(...)     a fully qualified module on the controller
+        await ftl.local.command(cmd=...)       the controller (also ftl.localhost)
+        await ftl.webservers.ping()            every host of a group, at once: HostResults
+        await ftl["db-1"].command(cmd=...)     one inventory host (names that are not Python)
+        await ftl.run_on("web:&prod", "ping")  any host pattern: HostResults
+        await ftl.module.file(...)             a module even if a host or group has its name
+
+    Underscore keywords are task options: _name, _become, _become_user, _no_log,
+    _ignore_errors, _changed_when, _failed_when, _tags, _async, _poll, _vars (template calls).
+    A controller call that fails raises AutomationError while fail_fast is on."""
 
     def __init__(self, modules=None, inventory=None, secrets=None, secret_bindings=None,
                  check_mode=False, verbose=True, quiet=False, on_event=None, fail_fast=True,
@@ -304,21 +317,27 @@ class AutomationContext:
 
     # FTL2's gate management and gate event listening: no gate exists in ftl2-runner.
     async def gate_deploy(self, target, **kwargs):
+        """FTL2's gate deployment: NotImplementedError (ftl2-runner has no gate)."""
         _no_gate("gate_deploy")
 
     async def gate_drain(self, target, timeout_seconds=300):
+        """FTL2's gate draining: NotImplementedError (ftl2-runner has no gate)."""
         _no_gate("gate_drain")
 
     async def gate_upgrade(self, target, strategy="rolling", drain_timeout=300):
+        """FTL2's gate upgrade: NotImplementedError (ftl2-runner has no gate)."""
         _no_gate("gate_upgrade")
 
     async def gate_restart(self, target, force=False, drain_timeout=300):
+        """FTL2's gate restart: NotImplementedError (ftl2-runner has no gate)."""
         _no_gate("gate_restart")
 
     async def gate_decommission(self, target, cleanup=True, drain_timeout=300):
+        """FTL2's gate removal: NotImplementedError (ftl2-runner has no gate)."""
         _no_gate("gate_decommission")
 
     async def listen(self, timeout=None):
+        """FTL2's wait for gate events: NotImplementedError (ftl2-runner has no gate)."""
         _no_gate("listen")
 
     @property
@@ -359,18 +378,22 @@ class AutomationContext:
 
     @property
     def check_mode(self):
+        """Whether calls run in check mode: the script's check_mode=True or the job's --check."""
         return bool(self._check_mode) or bool(_host.job_info().get("check_mode"))
 
     @property
     def failed(self):
+        """Whether any call of this context failed on some host."""
         return any(not r.success for r in self._results)
 
     @property
     def errors(self):
+        """The failed ExecuteResults of this context."""
         return [r for r in self._results if not r.success]
 
     @property
     def error_messages(self):
+        """The error text of each failed result of this context (FTL2's list)."""
         return [r.error for r in self._results if not r.success and r.error]
 
     # -- name lookup -----------------------------------------------------------------------

@@ -319,21 +319,27 @@ class HostScopedProxy:
 
     # FTL2's gate features: they need its helper process on the host.
     async def watch(self, path):
+        """FTL2's file watching on the host: NotImplementedError (it needs FTL2's gate)."""
         _no_gate("watch")
 
     async def monitor(self, interval=2.0, include_processes=True):
+        """FTL2's host metrics stream: NotImplementedError (it needs FTL2's gate)."""
         _no_gate("monitor")
 
     async def unmonitor(self):
+        """Stop FTL2's metrics stream: NotImplementedError (it needs FTL2's gate)."""
         _no_gate("unmonitor")
 
     async def gate_status(self, interval=5.0):
+        """FTL2's gate status stream: NotImplementedError (it needs FTL2's gate)."""
         _no_gate("gate_status")
 
     async def ungate_status(self):
+        """Stop FTL2's gate status stream: NotImplementedError (it needs FTL2's gate)."""
         _no_gate("ungate_status")
 
     def on(self, event_type, handler):
+        """FTL2's gate event handler registration: NotImplementedError (it needs FTL2's gate)."""
         _no_gate("on")
 
     def __repr__(self):

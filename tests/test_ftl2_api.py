@@ -610,3 +610,35 @@ def test_state_observations_and_policy_watching_within_the_job(tmp_path):
     assert "observed {'listing': {'stdout': '/tmp', 'stderr': '', 'rc': 0}}" in out, out
     assert "TASK [observe listing]" in out, out
     assert "reloaded Policy denied command on localhost: frozen" in out, out
+
+
+def test_tracebacks_show_the_scripts_frames_not_the_librarys(tmp_path):
+    """A script that raises shows Python's traceback of its own frames, ending at its failing
+    line, without the ftl2 package's or asyncio's frames (also when the error is raised inside
+    the library, e.g. a refused argument); both entry points."""
+    for name, script in (("run.py", """
+        def check(value):
+            raise ValueError(f"bad value {value}")
+
+        async def run(inventory_path, extravars, runner):
+            async with runner.automation() as ftl:
+                await ftl.ping()
+                check(3)
+    """), ("main.py", """
+        import asyncio
+        from ftl2 import automation
+
+        async def main():
+            async with automation(secrets=["TOKEN"]) as ftl:
+                await ftl.web1.shell("true", stdin="x ******** y")
+
+        if __name__ == "__main__":
+            asyncio.run(main())
+    """)):
+        res, out = api_job(tmp_path / name, script, name=name)
+        tb = out[out.index("Traceback (most recent call last):"):]
+        frames = [l for l in tb.splitlines() if l.strip().startswith("File ")]
+        assert frames and all(name in f for f in frames), tb
+        assert "/ftl2/" not in tb and "asyncio" not in tb.split("\n", 2)[1], tb
+        assert ("ValueError: bad value 3" in tb) if name == "run.py" else ("ValueError: module argument stdin contains" in tb), tb
+        assert res.final_status == "failed", out

@@ -2,6 +2,7 @@
 script in FTL2's own style (no `run()`), run as `__main__` with `asyncio.run` on the WASI loop."""
 
 import ast
+import asyncio
 import inspect
 import json
 import os
@@ -69,9 +70,33 @@ def _until_exit(call, failure):
         return True, _in_range(e.code, "os._exit() was given")
     except SystemExit as e:
         return True, _exit_code(e)
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as e:
+        print_user_traceback(e)
         return True, _fail(failure)
+
+
+# Frames a script author did not write: this package and the event loop that drives the script.
+_HIDDEN_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+                os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep)
+
+
+def print_user_traceback(exc):
+    """The traceback of an exception that ended the script, as Python prints it but with the
+    frames of this package and of asyncio left out (the script's own frames remain, ending at the
+    line that failed). When no frame is the script's, every frame is shown."""
+    shown = traceback.TracebackException.from_exception(exc)
+    seen = set()
+    todo = [shown]
+    while todo:
+        te = todo.pop()
+        if id(te) in seen:
+            continue
+        seen.add(id(te))
+        own = [f for f in te.stack if not f.filename.startswith(_HIDDEN_DIRS)]
+        if own:
+            te.stack = traceback.StackSummary.from_list(own)
+        todo += [t for t in (te.__cause__, te.__context__) if t is not None]
+    print("".join(shown.format()), end="", file=sys.stderr)
 
 
 def _fail(message):
@@ -100,8 +125,8 @@ def main(script_path, inventory_path, extravars_json):
     try:
         tree = ast.parse(source, script_path)
         code = compile(tree, script_path, "exec")
-    except SyntaxError:
-        traceback.print_exc()
+    except SyntaxError as e:
+        print("".join(traceback.format_exception_only(e)), end="", file=sys.stderr)
         _fail(f"ERROR! the script {script_path} has a syntax error (see above)")
         # ansible-playbook's rc for a playbook it cannot parse, under --syntax-check.
         return 4 if os.environ.get("FTL2_SYNTAX_CHECK") == "1" else 1

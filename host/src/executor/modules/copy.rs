@@ -153,7 +153,7 @@ pub async fn copy(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
         let dest = tri!(copy_dest(ctx, &dest, name.as_deref()).await);
         return put_content(ctx, &dest, &out.stdout, args, Some(&src)).await;
     }
-    let local = match ctx.local.readable(&src) {
+    let local = match ctx.local.readable(&ctx.local.find_needle("files", &src)) {
         Ok(p) => p,
         Err(e) => return Ok(failed(format!("Could not find or access '{src}': {e}"))),
     };

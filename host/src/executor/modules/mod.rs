@@ -85,6 +85,16 @@ impl LocalFiles {
         }
     }
 
+    /// Ansible's `_find_needle` for a native module's source: the first of
+    /// [`LocalFiles::needle_candidates`] that exists, else `path` as given (whose reading then
+    /// fails with the reason).
+    pub fn find_needle(&self, kind: &str, path: &str) -> String {
+        self.needle_candidates(kind, path)
+            .into_iter()
+            .find(|c| c.exists())
+            .map_or_else(|| path.to_string(), |c| c.to_string_lossy().into_owned())
+    }
+
     /// A local file or directory to read (copy/template sources).
     pub fn readable(&self, path: &str) -> Result<PathBuf, String> {
         let mut roots = self.read_roots.clone();

@@ -40,7 +40,7 @@ pub fn render_file(
 ) -> Result<(PathBuf, String), String> {
     let local = ctx
         .local
-        .readable(src)
+        .readable(&ctx.local.find_needle("templates", src))
         .map_err(|e| format!("Could not find or access '{src}': {e}"))?;
     let source = std::fs::read_to_string(&local)
         .map_err(|e| format!("Could not read template '{src}': {e}"))?;

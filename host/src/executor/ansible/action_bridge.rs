@@ -316,6 +316,23 @@ mod tests {
     }
 
     #[test]
+    fn native_sources_are_looked_for_as_ansible_finds_needles() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("scripts/templates")).unwrap();
+        std::fs::write(dir.path().join("scripts/templates/t.j2"), "in templates").unwrap();
+        std::fs::write(dir.path().join("scripts/t.j2"), "beside").unwrap();
+        std::fs::write(dir.path().join("scripts/only.j2"), "beside").unwrap();
+        let local = files(dir.path());
+        let read = |kind: &str, p: &str| {
+            std::fs::read_to_string(local.readable(&local.find_needle(kind, p)).unwrap()).unwrap()
+        };
+        assert_eq!(read("templates", "t.j2"), "in templates");
+        assert_eq!(read("files", "t.j2"), "beside");
+        assert_eq!(read("templates", "only.j2"), "beside");
+        assert_eq!(local.find_needle("templates", "missing.j2"), "missing.j2");
+    }
+
+    #[test]
     fn a_copied_tree_follows_only_links_the_script_may_read() {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("scripts/files/tree");

@@ -16,7 +16,7 @@ if [ ! -f "$deps/.installed" ] || [ "$(cat "$deps/.installed")" != "$want" ]; th
   rm -rf "$deps"
   # Pure-Python packages only: C extensions cannot run in the sandbox (PyYAML and MarkupSafe fall
   # back to their pure-Python code when their extension modules are absent).
-  "$VENV/bin/pip" install -q --disable-pip-version-check --no-compile --target "$deps" --no-deps \
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-cache-dir --no-compile --target "$deps" --no-deps \
     --no-binary pyyaml,markupsafe -r "$here/requirements.txt"
   find "$deps" -name '*.so' -delete
   echo "$want" > "$deps/.installed"

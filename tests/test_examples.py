@@ -39,6 +39,7 @@ def test_hello(tmp_path, testbed):
 
 
 def test_web_config_changes_once(tmp_path, testbed):
+    Path("/tmp/ftl2-example-motd").unlink(missing_ok=True)  # the hosts are this machine
     first = run_example(tmp_path / "1", testbed, "web_config.py")
     assert first[-1].startswith("done: motd changed on ") and first[-1].endswith(" of 3 hosts"), first
     assert first[-1] != "done: motd changed on 0 of 3 hosts", first

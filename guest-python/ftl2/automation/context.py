@@ -186,7 +186,8 @@ class AutomationContext:
         _entered += 1
         if self._pending_inventory:
             _load_dict_inventory(self, self._pending_inventory)
-        elif isinstance(self._inventory, (str, os.PathLike)):
+        elif isinstance(self._inventory, (str, os.PathLike)) and os.fspath(self._inventory):
+            # ("" is a job without an inventory of its own: the seed passes its inventory_path)
             _load_inventory_file(os.fspath(self._inventory), self._ignore_missing_inventory)
         for path in self._import_state_files:
             if not os.path.isfile(path):

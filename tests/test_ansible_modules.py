@@ -678,3 +678,20 @@ def test_task_vars_are_for_templates_only(testbed, tmp_path):
     results, res = engine_calls(tmp_path, testbed.ini_inventory(), calls)
     assert res.final_status == "failed", res.stdout[-2000:]
     assert b"_vars are variables for a template; command renders none" in res.stdout
+
+
+@pytest.mark.parametrize("core", ["newest", "2.15"])
+def test_an_undefined_template_variable_is_named_as_ansible_names_it(testbed, tmp_path, core):
+    """A template that uses a variable nobody defined fails naming it, in the job's ansible-core's
+    words (2.19+: `Task failed: 'x' is undefined`; 2.15: `AnsibleUndefinedVariable: ...`), through
+    the native template and through the copy steps (a template option the native one lacks)."""
+    files = [("undef.j2", "a={{ defined_here }}\n{% set y = 1 %}b={{ y }} c={{ team | upper }} d={{ later }}\n")]
+    steps = [("template", {"src": "undef.j2", "dest": "/tmp/ftl2-undef-a"}),
+             ("template", {"src": "undef.j2", "dest": "/tmp/ftl2-undef-b", "validate": "test -f %s"})]
+    inventory = testbed.ini_inventory() + "[nodes:vars]\ndefined_here=x\n"
+    ours, res = our_results(tmp_path / "ours", inventory, steps, None, core, files=files)
+    theirs = ansible_playbook_results(inventory, steps, None, tmp_path, core=core, files=files)
+    assert len(ours) == len(theirs) == 2, res.stdout[-3000:]
+    for (oev, o), (tev, t) in zip(ours, theirs):
+        assert (oev, o.get("msg")) == (tev, t.get("msg")), (o, t)
+        assert "'team' is undefined" in o["msg"], o

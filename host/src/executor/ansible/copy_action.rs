@@ -113,7 +113,10 @@ impl AnsibleModules {
         let (local, rendered) =
             match crate::executor::modules::render_file(&src, &dest, ctx, &managed) {
                 Ok(r) => r,
-                Err(msg) => return Ok(failed(msg)),
+                Err(msg) => {
+                    let msg = crate::executor::modules::template_failure(msg, ctx).await;
+                    return Ok(failed(msg));
+                }
             };
         let basename = local
             .file_name()

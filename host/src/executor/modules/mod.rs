@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 
 pub use files::checksum_bytes;
-pub use template::{Managed, render_file};
+pub use template::{Managed, failure_message as template_failure, render_file};
 
 /// Where modules may read and write files on the controller (the EE) itself: `copy src=`,
 /// `template src=` and `fetch dest=`. Scripts are untrusted, so the EE's own files are off limits.

@@ -14,7 +14,7 @@ pub async fn template(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResu
     };
     let (local, rendered) = match render_file(&src, &dest, ctx, &Managed::default()) {
         Ok(r) => r,
-        Err(msg) => return Ok(failed(msg)),
+        Err(msg) => return Ok(failed(failure_message(msg, ctx).await)),
     };
     let name = local
         .file_name()
@@ -51,8 +51,13 @@ pub fn render_file(
         fullpath: &local,
         dest,
     };
-    let rendered = render_template(&source, &vars, Some((&file, managed)))
-        .map_err(|e| format!("AnsibleError: template error while templating string: {e}"))?;
+    let rendered = render_template(&source, &vars, Some((&file, managed))).map_err(|e| {
+        if e.starts_with(UNDEFINED) {
+            e
+        } else {
+            format!("AnsibleError: template error while templating string: {e}")
+        }
+    })?;
     Ok((local, rendered))
 }
 
@@ -148,17 +153,63 @@ pub fn render_template(
         // The plugin's variables win over the job's (Ansible updates the task vars with them).
         ctx = minijinja::context! { ..added, ..ctx };
     }
-    env.get_template("template")
-        .and_then(|t| t.render(ctx))
-        .map_err(|e| {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            msg
+    let template = env.get_template("template").map_err(|e| e.to_string())?;
+    template.render(&ctx).map_err(|e| {
+        if e.kind() == minijinja::ErrorKind::UndefinedError
+            && let Some(name) = first_undefined(source, &template, &ctx, &env)
+        {
+            return format!("{UNDEFINED}{name}");
+        }
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        msg
+    })
+}
+
+/// Marks a render failure caused by an undefined top-level variable (the name follows), for
+/// [`failure_message`] to word as the job's ansible-core does.
+const UNDEFINED: &str = "\u{1}undefined:";
+
+/// The top-level variable the template uses that is defined nowhere (neither a variable, nor a
+/// global, nor set in the template), the first in the text, when there is one.
+fn first_undefined(
+    source: &str,
+    template: &minijinja::Template<'_, '_>,
+    ctx: &minijinja::Value,
+    env: &minijinja::Environment<'_>,
+) -> Option<String> {
+    let missing = template
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|n| {
+            ctx.get_attr(n).map_or(true, |v| v.is_undefined()) && env.globals().all(|(g, _)| g != n)
+        });
+    let position = |name: &str| {
+        source.match_indices(name).map(|(i, _)| i).find(|&i| {
+            let word = |c: char| c.is_alphanumeric() || c == '_';
+            !source[..i].ends_with(word) && !source[i + name.len()..].starts_with(word)
         })
+    };
+    missing.min_by_key(|n| position(n).unwrap_or(usize::MAX))
+}
+
+/// A template failure's message as the job's ansible-core words it: an undefined variable is
+/// named (2.19 and later: `Task failed: 'x' is undefined`; earlier: `AnsibleUndefinedVariable:
+/// 'x' is undefined. 'x' is undefined`); other failures as rendered.
+pub async fn failure_message(msg: String, ctx: &ModuleCtx<'_>) -> String {
+    let Some(name) = msg.strip_prefix(UNDEFINED) else {
+        return msg;
+    };
+    match ctx.ansible.core().await {
+        Some(core) if core.version < (2, 19) => {
+            format!("AnsibleUndefinedVariable: '{name}' is undefined. '{name}' is undefined")
+        }
+        _ => format!("Task failed: '{name}' is undefined"),
+    }
 }
 
 /// A template file as Ansible's template plugin describes it to the template.

@@ -11,6 +11,7 @@ import traceback
 import types
 
 from . import _host, _loop
+from ._site import PACKAGE_DIR
 from . import job as _job  # where FTL2-style scripts find the job's extra variables
 from .automation import any_failures, automation, contexts_entered
 
@@ -76,7 +77,7 @@ def _until_exit(call, failure):
 
 
 # Frames a script author did not write: this package and the event loop that drives the script.
-_HIDDEN_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+_HIDDEN_DIRS = (PACKAGE_DIR + os.sep,
                 os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep)
 
 

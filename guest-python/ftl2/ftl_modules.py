@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _host
+from ._site import call_site
 
 
 class FTLModuleError(Exception):
@@ -125,40 +126,31 @@ class LocalHost:
 
 # -- running an Ansible module for an ftl_* function or the executor ---------------------------
 
-async def _run(module: str, params: dict, host: str = "localhost", options: dict | None = None):
-    """Run `module` on `host` (the controller for localhost) through the host; the raw results."""
+def _options(options: dict | None, host: str) -> dict:
+    """The call options: the caller's, the controller flag for localhost, the script's line."""
     opts = dict(options or {})
     if host == "localhost":
         opts["controller"] = True
-    site = _caller_site()
+    site = call_site()
     if site:
         opts["task_path"] = site
-    return await _host.call_module(asyncio.get_running_loop(), host, module, params, opts)
+    return opts
+
+
+async def _run(module: str, params: dict, host: str = "localhost", options: dict | None = None):
+    """Run `module` on `host` (the controller for localhost) through the host; the raw results."""
+    return await _host.call_module(asyncio.get_running_loop(), host, module, params,
+                                   _options(options, host))
 
 
 def _run_blocking(module: str, params: dict, options: dict | None = None) -> list:
     """`_run` for FTL2's synchronous functions: waits for this call here, completing any other
     call that finishes meanwhile (the host runs them all concurrently)."""
     loop = asyncio.get_running_loop()
-    opts = dict(options or {}, controller=True)
-    site = _caller_site()
-    if site:
-        opts["task_path"] = site
-    fut = _host.call_module(loop, "localhost", module, params, opts)
+    fut = _host.call_module(loop, "localhost", module, params, _options(options, "localhost"))
     while not fut.done():
         _host.pump(None)
     return fut.result()
-
-
-def _caller_site() -> str:
-    import os
-    import sys
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(here):
-        frame = frame.f_back
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
 
 
 def _given(values: dict, defaults: dict) -> dict:

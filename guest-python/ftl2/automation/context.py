@@ -12,14 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _host
+from .._site import call_site
 from .._excluded import excluded
 from ..exceptions import ExcludedModuleError, ModuleNotAllowedError, UnsupportedParameterError
-from ..ftl_modules import ExecuteResult, has_ftl_module
+from ..ftl_modules import ExecuteResult, has_ftl_module, list_modules
 from ..policy import Policy, PolicyDeniedError
 from ..state import State
 from .hosts import HostsProxy, host_config
-from .proxy import CONTROLLER, HostResults, HostScopedProxy, ModuleProxy, _Call, _call_site, _no_gate
-from .secrets import SecretRef, SecretsView, _reject_masked
+from .proxy import (CONTROLLER, HostResults, HostScopedProxy, ModuleProxy, _become_as_options, _Call,
+                    _no_gate)
+from .secrets import SecretsView, _reject_masked, without_secrets
 
 
 class OutputMode(enum.Enum):
@@ -294,7 +296,7 @@ class AutomationContext:
         """Run the observations registered for `module` on each host where it failed (not where
         the host was unreachable) and attach what they printed to that host's result."""
         loop = asyncio.get_running_loop()
-        shown = {k: v for k, v in params.items() if not isinstance(v, SecretRef)}
+        shown = without_secrets(params)
         for r in results:
             if r.success or r.status == "unreachable":
                 continue
@@ -306,7 +308,7 @@ class AutomationContext:
                     continue  # a placeholder this call has no argument for, as in FTL2
                 verdict = self._policy.evaluate("shell", {"cmd": cmd}, r.host, self._environment)
                 if not verdict.permitted:
-                    found[obs["name"]] = {"error": f"Policy denied shell on {r.host}: {verdict.reason}"}
+                    found[obs["name"]] = {"error": _denial("shell", r.host, verdict)}
                     continue
                 options = {"name": f"observe {obs['name']}", "failed_when": False, "task_path": site}
                 raw = await _host.call_module(loop, r.host, "shell", {"cmd": cmd}, options)
@@ -360,8 +362,6 @@ class AutomationContext:
     def available_modules(self):
         """FTL2's own module names (its in-process ones), narrowed to the `modules=` allowlist as
         FTL2 narrows it. Every Ansible module of the EE can be called besides these."""
-        from ..ftl_modules import list_modules
-
         known = list_modules()
         if self._modules is None:
             return known
@@ -370,7 +370,7 @@ class AutomationContext:
     async def execute(self, module_name, params):
         """Run `module_name` with `params` on the controller; its result dict (FTL2's method
         behind `ftl.<module>()`)."""
-        return await self._call(CONTROLLER, module_name, dict(params), True, _call_site())
+        return await self._call(CONTROLLER, module_name, dict(params), True, call_site())
 
     @property
     def module(self):
@@ -481,15 +481,13 @@ class AutomationContext:
     def run_on(self, hosts, module_name, _become_overrides=None, **params):
         """Run `module_name` on `hosts` (a pattern, host, group, HostScopedProxy, HostConfig or a
         list of them); FTL2's `_become_overrides` dict (become, become_user) escalates."""
-        from .proxy import _become_as_options
-
         _check_types("run_on", {"module_name": (module_name, str),
                                 "_become_overrides": (_become_overrides, dict)})
         target = str(_target_of(hosts))
         if _become_overrides:
             params = _become_as_options(dict(params, **{k: v for k, v in _become_overrides.items()
                                                          if v is not None}), target)
-        site = _call_site()
+        site = call_site()
         return _Call(self._call(target, module_name, params, False, site), module_name, site)
 
     async def _call(self, target, module, params, controller, site=""):
@@ -542,13 +540,14 @@ class AutomationContext:
             options["task_path"] = site
         if controller:
             options["controller"] = True
-        denied, target = self._check_policy(module, params, target, controller)
+        denied, target, hosts = self._check_policy(module, params, target, controller)
         check_mode = self.check_mode
-        if self._listening():
-            # As FTL2: one module_start per host the call runs on.
-            for host in (["localhost"] if controller else _host.list_hosts(target) if target else []):
-                self._notify({"event": "module_start", "module": module, "host": host,
-                              "check_mode": check_mode})
+        # As FTL2: one module_start per host the call runs on (listed by the policy check
+        # whenever someone listens).
+        for host in hosts or []:
+            self._notify({"event": "module_start", "module": module, "host": host,
+                          "check_mode": check_mode})
+        started_at = time.time()
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         raw = await _host.call_module(loop, target, module, params, options) if target else []
@@ -557,7 +556,7 @@ class AutomationContext:
         used_ftl = controller and has_ftl_module(module)
         results = denied + [_to_result(r, module, params, duration, used_ftl) for r in raw]
         for r in results:
-            r.timestamp = time.time() - duration
+            r.timestamp = started_at
         if controller and "." in module:
             self._explain_unknown_target(module, results)
         if not controller and self._observations.get(_short(module)):
@@ -582,11 +581,12 @@ class AutomationContext:
     def _check_policy(self, module, params, target, controller):
         """FTL2's policy check before a call: on the controller a denial raises
         PolicyDeniedError; on hosts each denied host gets a failed result and the call goes on
-        with the others. Returns (denied results, the target left to run on)."""
+        with the others. Returns (denied results, the target left to run on, the hosts it runs on
+        when they were listed, else None)."""
         listening = self._listening()
         if not self._policy.rules and not listening:
-            return [], target
-        shown = {k: v for k, v in params.items() if not isinstance(v, SecretRef)}
+            return [], target, None
+        shown = without_secrets(params)
         hosts = ["localhost"] if controller else _host.list_hosts(target)
         denied, allowed = [], []
         for host in hosts:
@@ -602,13 +602,13 @@ class AutomationContext:
             if verdict.permitted:
                 allowed.append(host)
                 continue
-            message = f"Policy denied {module} on {host}: {verdict.reason}"
+            message = _denial(module, host, verdict)
             if controller:
                 raise PolicyDeniedError(message, rule=verdict.rule)
             denied.append(ExecuteResult.from_error(message, module, host))
         if not denied:
-            return [], target
-        return denied, ":".join(allowed)
+            return [], target, allowed
+        return denied, ":".join(allowed), allowed
 
     def _listening(self):
         """Whether the script gave an on_event callback of its own (the seed's `on_event` argument
@@ -620,6 +620,11 @@ class AutomationContext:
         if self._listening():
             event["timestamp"] = time.time()
             self._on_event(event)
+
+
+def _denial(module, host, verdict):
+    """FTL2's words for a call its policy denied on a host."""
+    return f"Policy denied {module} on {host}: {verdict.reason}"
 
 
 def _beside_script(path):
@@ -750,11 +755,17 @@ def _target_of(target):
     return name if isinstance(name, str) else str(target)
 
 
+def _is_set(value):
+    """Whether an FTL2 option was given a value that asks for something (not None, False or
+    empty)."""
+    return value not in (None, False, (), [], {})
+
+
 def _refuse_unsupported(values):
     """UnsupportedParameterError for the first of FTL2's parameters that is set (not None, False
     or empty) and cannot be honoured in the sandbox, naming it and why."""
     for key, value in values.items():
-        if value in (None, False, (), [], {}):
+        if not _is_set(value):
             continue
         raise UnsupportedParameterError(
             f"automation({key}=...) is not supported inside ftl2-runner: {UNSUPPORTED[key]}")
@@ -791,7 +802,7 @@ def _warn_without_effect(values):
     """A warning in the job output for each of FTL2's parameters that is set but changes nothing
     here (never silently ignored)."""
     for key, value in values.items():
-        if value not in (None, False, (), [], {}):
+        if _is_set(value):
             print(f"[WARNING]: automation({key}=...) has no effect in ftl2-runner: "
                   f"{WITHOUT_EFFECT[key]}", file=sys.stderr)
 
@@ -819,7 +830,7 @@ def _to_result(raw, module, params, duration, used_ftl):
         error=error,
         module=module,
         host=raw.get("host", ""),
-        params={k: v for k, v in params.items() if not isinstance(v, SecretRef)},
+        params=without_secrets(params),
         duration=duration,
         used_ftl=used_ftl,
         status=status,

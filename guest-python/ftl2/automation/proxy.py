@@ -2,10 +2,11 @@
 a fully qualified module name being spelled out, and the call they make."""
 
 import collections.abc
-import os
 import sys
 
 from .. import _host
+from .._site import call_site
+from ..exceptions import FTL2ConnectionError
 
 CONTROLLER = "localhost"
 
@@ -70,7 +71,7 @@ class HostScopedModuleProxy:
         return self._run(kwargs)
 
     def _run(self, kwargs, site=None):
-        site = site or _call_site()
+        site = site or call_site()
         local = self._target in ("local", "localhost")
         target = CONTROLLER if local else self._target
         kwargs = _become_as_options(kwargs, target)
@@ -175,7 +176,7 @@ class NamespaceProxy:
         return NamespaceProxy(self._context, f"{self._path}.{name}")
 
     def __call__(self, **kwargs):
-        site = _call_site()
+        site = call_site()
         return _Call(self._context._call(CONTROLLER, self._path, kwargs, True, site), self._path, site)
 
     def __repr__(self):
@@ -200,11 +201,11 @@ class HostScopedProxy:
         return _host.list_hosts(self._target)
 
     def _module(self, name, kwargs, site=None):
-        return HostScopedModuleProxy(self._context, self._target, name)._run(kwargs, site or _call_site())
+        return HostScopedModuleProxy(self._context, self._target, name)._run(kwargs, site or call_site())
 
     def _native(self, module, kwargs):
         """A shadowed module called by name (`ftl.web.ansible.builtin.ping()`)."""
-        site = _call_site()
+        site = call_site()
         if module.endswith("wait_for_connection"):
             return _Call(self._wait_for_ssh(module, dict(kwargs), kwargs.get("timeout", 600), site),
                          module, site)
@@ -214,11 +215,10 @@ class HostScopedProxy:
         """FTL2's ping: every host answers (the ping module, shown as a task), else
         FTL2ConnectionError naming the hosts that did not. The results read as FTL2's
         `{"ping": "pong"}` (`result["ping"]`) and are one ExecuteResult per host."""
-        site = _call_site()
+        site = call_site()
         return _Call(self._ping("ping", kwargs, site), "ping", site)
 
     async def _ping(self, module, kwargs, site):
-        from ..exceptions import FTL2ConnectionError
         from .context import AutomationError
 
         try:
@@ -238,7 +238,7 @@ class HostScopedProxy:
     def wait_for_ssh(self, timeout=600, delay=0, sleep=1, connect_timeout=5, **kwargs):
         """FTL2's wait for SSH, as Ansible's wait_for_connection on each host (a task):
         `{"elapsed": seconds, "changed": False}`, or TimeoutError naming a host that did not come."""
-        site = _call_site()
+        site = call_site()
         args = dict(kwargs, timeout=timeout, delay=delay, sleep=sleep, connect_timeout=connect_timeout)
         return _Call(self._wait_for_ssh("wait_for_connection", args, timeout, site), "wait_for_ssh", site)
 
@@ -293,14 +293,13 @@ class HostScopedProxy:
                                                          _become_overrides))
 
     def _native_module(self, module, args):
-        site = _call_site()
+        site = call_site()
         return _Call(self._raising(module, args, site), module, site)
 
     async def _raising(self, module, args, site):
         """FTL2's native methods raise where it does: FTL2ConnectionError for a host that cannot
         be reached, AutomationError for a failure while fail_fast is on (unless the call asks
         `_ignore_errors`). The results are in the job output either way."""
-        from ..exceptions import FTL2ConnectionError
         from .context import AutomationError
 
         out = await self._module(module, args, site)
@@ -398,16 +397,3 @@ class ModuleProxy:
         """Modules by name, bypassing host and group names."""
         return ModuleAccessProxy(self._context)
 
-
-# The ftl2 package: frames in it are ours, not the script's.
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _call_site():
-    """`file:line` of the script line that made the call being set up (Ansible's task path):
-    the nearest caller outside this package, taken when the call is made, before any task or
-    gather separates the coroutine from the line that made it."""
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""

@@ -86,6 +86,11 @@ class SecretsView:
         return f"<SecretsProxy: {len(self._loaded)} secrets loaded>"
 
 
+def without_secrets(params):
+    """Call arguments as results, events and policy checks may show them: secrets left out."""
+    return {k: v for k, v in params.items() if not isinstance(v, SecretRef)}
+
+
 def _reject_masked(value, path="", declared=()):
     """A module argument whose text contains a secret's mask was made by formatting a secret
     (`f"Bearer {token}"`), which carries the mask, not the value: refuse it rather than send

@@ -193,18 +193,14 @@ impl Inventory {
             .and_then(|e| e.to_str())
             .unwrap_or("");
         inv.merge_text(&src.name, ext, &src.text)?;
-        for (kind, list) in [
-            ("group_vars", &src.group_vars),
-            ("host_vars", &src.host_vars),
+        for (kind, list, is_group) in [
+            ("group_vars", &src.group_vars, true),
+            ("host_vars", &src.host_vars, false),
         ] {
             for (name, texts) in list {
                 for text in texts {
                     let vars = vars_from_text(text, &format!("{kind}/{name}"))?;
-                    if kind == "group_vars" {
-                        inv.group(name).vars.extend(vars);
-                    } else if let Some(hv) = inv.host_vars.get_mut(name) {
-                        hv.extend(vars);
-                    }
+                    inv.apply_vars_file(is_group, name, vars);
                 }
             }
         }
@@ -218,9 +214,6 @@ impl Inventory {
     /// (`remove_host` may remove them). Returns the hosts it brought.
     pub fn merge(&mut self, other: Inventory) -> Result<Vec<String>> {
         for (name, g) in &other.groups {
-            if name != "all" && name != "ungrouped" {
-                self.group(name);
-            }
             self.group(name).vars.extend(g.vars.clone());
             for c in &g.children {
                 self.add_child(name, c);
@@ -305,15 +298,20 @@ impl Inventory {
                     .unwrap_or(&fname)
                     .to_string();
                 let vars = read_vars(&p)?;
-                if is_group {
-                    self.group(&name).vars.extend(vars);
-                } else if let Some(hv) = self.host_vars.get_mut(&name) {
-                    // host_vars/ files override inline inventory host vars, as in Ansible.
-                    hv.extend(vars);
-                }
+                self.apply_vars_file(is_group, &name, vars);
             }
         }
         Ok(())
+    }
+
+    /// A `group_vars/<name>` or `host_vars/<name>` file's variables: a group's, or a host's
+    /// (over its inline inventory variables, as in Ansible; a file for no such host is unused).
+    fn apply_vars_file(&mut self, is_group: bool, name: &str, vars: Map<String, Value>) {
+        if is_group {
+            self.group(name).vars.extend(vars);
+        } else if let Some(hv) = self.host_vars.get_mut(name) {
+            hv.extend(vars);
+        }
     }
 
     /// Make `all` and `ungrouped` right: every host is in `all`; hosts in no other group are ungrouped.

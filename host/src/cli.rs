@@ -42,6 +42,11 @@ enum Command {
     Compile(CompileCli),
     /// Run a script from a terminal, with ansible-playbook's output (for script authors)
     Play(PlayCli),
+    /// List the modules a script can call: the native ones and the EE's ansible-core and
+    /// collections (as ansible-doc -l)
+    Modules(ModulesCli),
+    /// Show a module's arguments as a script passes them (as ansible-doc MODULE)
+    Doc(DocCli),
     #[command(external_subcommand)]
     Other(Vec<OsString>),
 }
@@ -59,6 +64,29 @@ struct PlayCli {
     /// ansible-playbook options for the job
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     options: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "The modules are those a job run in this environment resolves: ansible-core \
+    found as FTL2_ANSIBLE_PYTHON or the Python of ansible-config on PATH, collections in \
+    ANSIBLE_COLLECTIONS_PATH (or ansible.cfg in the current directory)."
+)]
+struct ModulesCli {
+    /// Only the modules of this namespace or collection (e.g. community.general)
+    filter: Option<String>,
+    /// Print JSON
+    #[arg(short, long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct DocCli {
+    /// The module, by short name or fully qualified (e.g. apt, community.general.ufw)
+    module: String,
+    /// Print JSON
+    #[arg(short, long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +240,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             inventory: p.inventory,
             options: p.options,
         }),
+        Some(Command::Modules(m)) => crate::catalog::modules(m.filter.as_deref(), m.json),
+        Some(Command::Doc(d)) => crate::catalog::doc(&d.module, d.json),
         Some(Command::Compile(c)) => {
             let out = c.output.unwrap_or_else(|| c.wasm.with_extension("cwasm"));
             match crate::sandbox::compile(&c.wasm, &out) {

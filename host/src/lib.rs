@@ -9,6 +9,7 @@
 pub mod adhoc;
 pub mod artifacts;
 pub mod boolean;
+pub mod catalog;
 pub mod cleanup;
 pub mod cli;
 pub mod cmdline;

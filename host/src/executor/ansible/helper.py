@@ -31,6 +31,10 @@
 #                                                   TaskExecutor leaves it after those keywords
 #   {"op": "managed"}                            -> the ansible_managed setting, and whether a
 #                                                   variable of that name set by the job wins
+#   {"op": "catalog", "prefix"}                  -> every module of ansible-core and the collections
+#                                                   (name, short description), for `ftl2-runner modules`
+#   {"op": "doc", "module"}                      -> one module's documentation (arguments), resolved
+#                                                   as a call resolves it, for `ftl2-runner doc`
 # Every request carries an "id", echoed in its answer: {"ok": true, ...} or {"ok": false, "msg"}.
 import base64
 import difflib
@@ -39,6 +43,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import sys
 import threading
 import traceback
@@ -229,6 +234,116 @@ def _not_found(module, base):
     if close:
         msg += f" Did you mean: {', '.join(close[:5])}?"
     return msg
+
+
+def _short_description(path):
+    """A module's short description as `ansible-doc -l` finds it (ansible-core's read_docstub,
+    which reads the DOCUMENTATION text up to short_description without parsing the rest), its
+    doc markup as plain text. A sidecar .yml holds the docs of some modules."""
+    from ansible.parsing.plugin_docs import read_docstub
+
+    base = os.path.splitext(path)[0]
+    for candidate in (path, base + ".yml", base + ".yaml"):
+        try:
+            doc = read_docstub(candidate) if os.path.exists(candidate) else None
+        except Exception:  # noqa: BLE001 - a broken docstring must not hide the rest of the list
+            doc = None
+        if isinstance(doc, dict):
+            return _doc_text(str(doc.get("short_description", "INVALID SHORT DESCRIPTION")).strip())
+    return "UNDOCUMENTED"
+
+
+def op_catalog(req):
+    """Every module a call can name, as ansible-core lists them (`ansible-doc -l`): its own as
+    ansible.builtin.*, the configured module paths' by short name, each collection's by its
+    full name (the first collection path holding a collection wins, as the loader picks)."""
+    from ansible.plugins.list import list_plugins
+
+    prefix = req.get("prefix") or ""
+    parts = prefix.split(".")
+    found = list_plugins("module", prefix) if len(parts) == 2 else list_plugins("module")
+    modules = []
+    for name in sorted(found):
+        if prefix and name != prefix and not name.startswith(prefix + "."):
+            continue
+        entry = found[name]
+        path = entry[0] if isinstance(entry, tuple) else getattr(entry, "path", entry)
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "surrogateescape")
+        modules.append({"name": name, "description": _short_description(path)})
+    return {
+        "ansible_version": release.__version__,
+        "collection_paths": _collection_paths(),
+        "collections": len({m["name"].rsplit(".", 1)[0] for m in modules if m["name"].count(".") >= 2}),
+        "modules": modules,
+    }
+
+
+def _doc_text(value):
+    """Ansible's doc markup (I(), C(), O(), V(), L() ...) as plain text, by this version's own
+    ansible-doc; lists of paragraphs joined."""
+    from ansible.cli.doc import DocCLI
+
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "\n".join(_doc_text(v) for v in value)
+    return DocCLI.tty_ify(str(value))
+
+
+def _doc_options(options):
+    out = []
+    for name in sorted(options or {}):
+        o = options[name] or {}
+        entry = {
+            "name": name,
+            "description": _doc_text(o.get("description")),
+            "type": o.get("type") or "str",
+            "required": bool(o.get("required")),
+        }
+        for key in ("elements", "choices", "aliases", "default", "version_added"):
+            if o.get(key) is not None:
+                entry[key] = _plain(o[key])
+        if o.get("suboptions"):
+            entry["suboptions"] = _doc_options(o["suboptions"])
+        out.append(entry)
+    return out
+
+
+def op_doc(req):
+    from ansible.utils.plugin_docs import get_docstring
+
+    module = req["module"]
+    found = plugin_loader.module_loader.find_plugin_with_context(module, collection_list=[])
+    if not found.resolved:
+        reason = getattr(found, "exit_reason", "") or ""
+        if found.redirect_list and len(found.redirect_list) > 1:
+            return {"ok": False, "msg": f"The module {module} was redirected to {found.redirect_list[-1]}, which could not be loaded."}
+        if "tombstone" in reason.lower() or "removed" in reason.lower():
+            return {"ok": False, "msg": reason}
+        return {"ok": False, "msg": _not_found(module, f"The module {module} was not found in configured module paths")}
+    resolved = found.resolved_fqcn
+    path = found.plugin_resolved_path
+    doc, examples, returns, _meta = get_docstring(
+        path, plugin_loader.fragment_loader, collection_name=found.plugin_resolved_collection or None,
+        is_module=True)
+    doc = doc or {}
+    del _warnings()[:]  # the deprecation the loader warned of is in the answer
+    return {
+        "resolved": resolved,
+        "path": path,
+        "ansible_version": release.__version__,
+        "redirects": [r for r in (found.redirect_list or []) if r != resolved],
+        "deprecation": _doc_text((getattr(found, "deprecation_warnings", None) or [""])[0]) if found.deprecated else "",
+        "short_description": _doc_text(doc.get("short_description")),
+        "description": _doc_text(doc.get("description")),
+        "options": _doc_options(doc.get("options")),
+        "notes": [_doc_text(n) for n in (doc.get("notes") or [])],
+        "requirements": [_doc_text(r) for r in (doc.get("requirements") or [])],
+        "check_mode": _plain(((doc.get("attributes") or {}).get("check_mode") or {}).get("support")),
+        "action_plugin": _action_plugin(resolved),
+        "examples": examples or "",
+    }
 
 
 def _action_plugin(resolved):
@@ -821,6 +936,8 @@ def op_action_run(req):
 
 OPS = {
     "hello": op_hello,
+    "catalog": op_catalog,
+    "doc": op_doc,
     "copy_args": op_copy_args,
     "copy_finish": op_copy_finish,
     "async_dir": op_async_dir,

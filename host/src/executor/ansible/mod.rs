@@ -18,12 +18,11 @@ mod rsync_ssh;
 mod synchronize;
 
 pub use async_job::{Async, AsyncEvent};
-pub use helper::{HelperSpawn, find_python};
+pub use helper::{Helper, HelperSpawn, find_python};
 pub use rsync_ssh::{is_shim as is_rsync_ssh, shim_main as rsync_ssh_main};
 
 use super::connection::Unreachable;
 use super::modules::{ModuleCtx, failed};
-use helper::Helper;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -207,6 +206,31 @@ fn action_is_plain(action: &str, args: &Map<String, Value>) -> bool {
                 != Some(false)
         }
         _ => false,
+    }
+}
+
+/// How a call of `resolved` is handled when its Ansible behaviour lives partly in the
+/// controller-side action plugin `action`, in a script author's words (`ftl2-runner doc`).
+pub fn action_note(resolved: &str, action: &str) -> String {
+    let port = actions::port(resolved);
+    if port
+        .as_ref()
+        .is_some_and(|p| !matches!(p, actions::Port::Bridged(_)))
+    {
+        format!("its action plugin {action} runs as ftl2-runner's port of it")
+    } else if action_bridge::BRIDGED.contains(&action) {
+        format!(
+            "ansible-core's own action plugin {action} runs, reaching the hosts and files only \
+             through ftl2-runner"
+        )
+    } else if action_is_plain(action, &Map::new()) {
+        "its action plugin only runs the module".into()
+    } else {
+        format!(
+            "it needs Ansible's controller-side action plugin {action}, which ftl2-runner does \
+             not run (it could reach controller files and lookups outside the sandbox): calls \
+             fail without changing anything"
+        )
     }
 }
 

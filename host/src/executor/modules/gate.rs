@@ -124,6 +124,11 @@ fn options(module: &str) -> Options {
     }
 }
 
+/// The options native module `module` honours (its other options run the real module).
+pub fn honoured(module: &str) -> &'static [&'static str] {
+    options(module).names
+}
+
 /// Options Ansible refuses together (its modules' `mutually_exclusive`, and copy's action
 /// plugin): the native code would quietly prefer one.
 fn exclusive(module: &str) -> &'static [[&'static str; 2]] {

@@ -197,6 +197,39 @@ pub const NATIVE: &[&str] = &[
     "gather_facts",
 ];
 
+/// A native module's short description (ansible-core's own `short_description`), for listing the
+/// modules of an EE that has no ansible-core.
+pub fn summary(short: &str) -> &'static str {
+    match short {
+        "ping" => "Try to connect to host, verify a usable python and return pong on success",
+        "command" => "Execute commands on targets",
+        "shell" => "Execute shell commands on targets",
+        "raw" => "Executes a low-down and dirty command",
+        "file" => "Manage files and file properties",
+        "copy" => "Copy files to remote locations",
+        "stat" => "Retrieve file or file system status",
+        "slurp" => "Slurps a file from remote nodes",
+        "fetch" => "Fetch files from remote nodes",
+        "template" => "Template a file out to a target host",
+        "lineinfile" => "Manage lines in text files",
+        "wait_for_connection" => "Waits until remote system is reachable/usable",
+        "setup" | "gather_facts" => "Gathers facts about remote hosts",
+        _ => "",
+    }
+}
+
+/// Whether ftl2-runner runs `module` itself for calls within its honoured options: always
+/// without ansible-core; with one, only where the result needs nothing only the real module
+/// computes (see `gate::real_reports_it`).
+pub fn stays_native(module: &str, with_core: bool) -> bool {
+    canonical(module).is_some_and(|m| !with_core || !gate::real_reports_it(m, false, false))
+}
+
+/// The options native module `module` honours; a call with any other runs the real module.
+pub fn native_options(module: &str) -> &'static [&'static str] {
+    canonical(module).map(gate::honoured).unwrap_or(&[])
+}
+
 /// The native module `module` names, with or without `ansible.builtin.`/`ansible.legacy.`.
 pub fn canonical(module: &str) -> Option<&'static str> {
     let short = module

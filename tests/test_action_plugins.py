@@ -67,7 +67,14 @@ def steps_for(p: str, web: str):
         ("fetch", {"src": f"{p}/x/site", "dest": "fetched/"}),
         ("fetch", {"src": f"{p}/x/site", "dest": "fetched/", "fail_on_missing": "no"}),
         ("fetch", {"src": f"{p}/x/site/about.txt"}),
+        # A source the become user cannot read (the plugin's become answer, through slurp).
+        ("copy", {"content": "secret\n", "dest": f"{p}/x/secret", "mode": "0600"}, SETUP),
+        ("fetch", {"src": f"{p}/x/secret", "dest": "fetched/", "flat": True, **AS_NOBODY}),
+        ("fetch", {"src": f"{p}/x/secret", "dest": "fetched/", "fail_on_missing": False, **AS_NOBODY}),
     ]
+
+
+AS_NOBODY = {"_become": True, "_become_user": "nobody"}
 
 
 @pytest.fixture(scope="module")

@@ -221,8 +221,14 @@ def ansible_playbook_results(inventory: str, steps, cmdline: str | None, tmp: Pa
     `files` [(name, text or bytes)] go next to the playbook (where a script's files are)."""
     import ansible_runner
 
-    tasks = [{"name": f"step {i}", m: a, "ignore_errors": True, **({"become": True} if become else {})}
-             for i, (m, a, *_) in enumerate(steps)]
+    def task(i, module, args):
+        # A step's own `_become`/`_become_user` call options are the task's keywords.
+        keywords = {k[1:]: args[k] for k in ("_become", "_become_user") if k in args}
+        args = {k: v for k, v in args.items() if k not in ("_become", "_become_user")}
+        return {"name": f"step {i}", module: args, "ignore_errors": True,
+                **({"become": True} if become else {}), **keywords}
+
+    tasks = [task(i, m, a) for i, (m, a, *_) in enumerate(steps)]
     pdd = tmp / "ans-pdd"
     (pdd / "project").mkdir(parents=True)
     for name, content in files:
@@ -695,3 +701,21 @@ def test_an_undefined_template_variable_is_named_as_ansible_names_it(testbed, tm
     for (oev, o), (tev, t) in zip(ours, theirs):
         assert (oev, o.get("msg")) == (tev, t.get("msg")), (o, t)
         assert "'team' is undefined" in o["msg"], o
+
+
+@pytest.mark.parametrize("core", ["newest", "2.15"])
+def test_a_missing_key_or_index_in_a_template_is_named_as_ansible_names_it(testbed, tmp_path, core):
+    """`{{ facts.missing }}`, `{{ facts['missing'] }}` and `{{ items[5] }}` of defined variables
+    fail in the job's ansible-core's words (2.19+: `object of type 'dict' has no attribute ...`;
+    2.15: Jinja's `'dict object' has no attribute ...`, `list object has no element 5`)."""
+    files = [("attr.j2", "a={{ facts.a }} b={{ facts.missing }}\n"),
+             ("item.j2", "{% for i in items %}{{ i }}{% endfor %} {{ facts['nope'] }}\n"),
+             ("index.j2", "{{ facts.a }} {{ items[5] }}\n")]
+    steps = [("template", {"src": name, "dest": f"/tmp/ftl2-attr-{name}"}) for name, _ in files]
+    extra = "-e '{\"facts\": {\"a\": 1}, \"items\": [1, 2]}'"
+    ours, res = our_results(tmp_path / "ours", testbed.ini_inventory(), steps, extra, core, files=files)
+    theirs = ansible_playbook_results(testbed.ini_inventory(), steps, extra, tmp_path, core=core, files=files)
+    assert len(ours) == len(theirs) == 3, res.stdout[-3000:]
+    for (oev, o), (tev, t) in zip(ours, theirs):
+        assert (oev, o.get("msg")) == (tev, t.get("msg")), (o, t)
+    assert "'missing'" in ours[0][1]["msg"] and "5" in ours[2][1]["msg"]

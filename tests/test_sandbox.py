@@ -182,6 +182,43 @@ def test_escape_attempts_are_denied(tmp_path, name):
     assert not (tmp_path / "scripts" / "main.py.evil").exists()
 
 
+def test_links_in_scratch_lead_no_module_out_of_it(tmp_path):
+    """A script's symbolic links in its scratch directory (made inside the sandbox) lead no
+    controller-side file access out: fetch does not create the directories or the file behind a
+    link out (it used to create the parents outside before refusing the final write), copy and
+    template do not read through one; links that stay inside still work."""
+    outside = tmp_path / "outside"
+    res, out = job(tmp_path, f"""
+        import os, tempfile
+        async def run(inventory_path, extravars, runner):
+            scratch = tempfile.gettempdir()
+            up = "../" * 12
+            os.symlink(up + "{outside.relative_to('/')}", os.path.join(scratch, "out"))
+            os.symlink(up + "etc/passwd", os.path.join(scratch, "passwd"))
+            with open(os.path.join(scratch, "real.txt"), "w") as f:
+                f.write("{{{{ inventory_hostname }}}} inside")
+            os.symlink("real.txt", os.path.join(scratch, "inner"))
+            async with runner.automation(fail_fast=False) as ftl:
+                for dest in ("out/made/", "out/file"):
+                    r = await ftl.local.fetch(src="/etc/hostname", dest=os.path.join(scratch, dest), flat=True)
+                    print("FETCH", dest, not r.get("failed"), r.get("msg"))
+                r = await ftl.local.copy(src=os.path.join(scratch, "passwd"), dest="/tmp/ftl2-leak-{tmp_path.name}")
+                print("COPY", not r.get("failed"), r.get("msg"))
+                r = await ftl.local.template(src=os.path.join(scratch, "passwd"), dest="/tmp/ftl2-leak-{tmp_path.name}")
+                print("TEMPLATE", not r.get("failed"), r.get("msg"))
+                r = await ftl.local.copy(src=os.path.join(scratch, "inner"), dest="{tmp_path}/copied")
+                print("INNER", not r.get("failed"))
+            return 0
+    """)
+    assert not outside.exists(), list(outside.rglob("*"))
+    assert not Path(f"/tmp/ftl2-leak-{tmp_path.name}").exists()
+    lines = [line for line in out.splitlines() if line.split(" ")[0] in ("FETCH", "COPY", "TEMPLATE", "INNER")]
+    assert len(lines) == 5, out
+    assert all(" False " in line for line in lines[:4]), lines
+    assert "leads outside" in lines[2] and "leads outside" in lines[3], lines
+    assert lines[4] == "INNER True" and (tmp_path / "copied").read_text() == "{{ inventory_hostname }} inside"
+
+
 def test_environment_is_not_inherited(tmp_path):
     res, out = job(tmp_path, """
         import os

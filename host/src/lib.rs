@@ -8,6 +8,7 @@
 
 pub mod adhoc;
 pub mod artifacts;
+pub mod beneath;
 pub mod boolean;
 pub mod catalog;
 pub mod cleanup;

@@ -7,8 +7,9 @@
 //! is all it can transfer. So its checks, messages and result shapes are the EE's version's own.
 
 use super::{AnsibleModules, Caller, helper::Event, remote_tmp, strings};
+use crate::beneath::Kind as Entry;
 use crate::executor::connection::{Connection, Unreachable};
-use crate::executor::modules::{LocalFiles, ModuleCtx, failed, obj};
+use crate::executor::modules::{LocalFiles, LocalPath, ModuleCtx, failed, obj};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
@@ -185,46 +186,58 @@ fn find(
     into: &Path,
     tree: Option<bool>,
 ) -> Map<String, Value> {
-    let candidates = local.needle_candidates(kind, path);
-    let Some(found) = candidates.iter().find(|c| c.exists()) else {
+    let Some(found) = local.found_needle(kind, path) else {
         // An absolute path is checked, not searched for: Ansible lists no places then.
         let searched: Vec<String> = if Path::new(path).is_absolute() {
             Vec::new()
         } else {
+            let candidates = local.needle_candidates(kind, path);
             candidates.iter().map(|c| c.display().to_string()).collect()
         };
         return obj(json!({ "searched": searched }));
     };
-    let staged = match tree {
-        Some(follow) => stage_tree(local, found, into, follow),
-        None => stage(local, found, into),
-    };
+    let staged = found.and_then(|found| match tree {
+        Some(follow) => stage_tree(&found, into, follow),
+        None => stage(&found, into),
+    });
     match staged {
         Ok(p) => obj(json!({ "path": p })),
         Err(why) => obj(json!({ "error": why })),
     }
 }
 
+/// The message for a file that could not be staged.
+fn stage_error(p: &Path, e: std::io::Error) -> String {
+    format!("cannot stage {} for the action: {e}", p.display())
+}
+
+/// Copy `from` (read beneath its directory) to the new file `to`, its permission bits kept.
+fn stage_file(from: &LocalPath, to: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let data = from.read().map_err(|e| stage_error(&from.path(), e))?;
+    std::fs::write(to, data).map_err(|e| stage_error(to, e))?;
+    if let Ok(m) = from.metadata() {
+        let mode = m.permissions().mode() & 0o7777;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| stage_error(to, e))?;
+    }
+    Ok(())
+}
+
 /// Copy a readable file, or a directory's readable regular files, into `into`.
-fn stage(local: &LocalFiles, found: &Path, into: &Path) -> Result<PathBuf, String> {
-    let real = local.readable(&found.to_string_lossy())?;
-    let name = real.file_name().unwrap_or_default();
-    let dest = into.join(name);
-    let copy_err =
-        |e: std::io::Error| format!("cannot stage {} for the action: {e}", real.display());
-    std::fs::create_dir_all(into).map_err(copy_err)?;
-    if real.is_dir() {
-        std::fs::create_dir(&dest).map_err(copy_err)?;
-        for entry in std::fs::read_dir(&real).map_err(copy_err)? {
-            let entry = entry.map_err(copy_err)?.path();
-            let file = local.readable(&entry.to_string_lossy())?;
+fn stage(found: &LocalPath, into: &Path) -> Result<PathBuf, String> {
+    let dest = into.join(found.file_name());
+    std::fs::create_dir_all(into).map_err(|e| stage_error(&found.path(), e))?;
+    if found.is_dir() {
+        std::fs::create_dir(&dest).map_err(|e| stage_error(&dest, e))?;
+        for (name, _) in found.entries().map_err(|e| stage_error(&found.path(), e))? {
+            let file = found.join(&name);
             if file.is_file() {
-                let target = dest.join(entry.file_name().unwrap_or_default());
-                std::fs::copy(&file, target).map_err(copy_err)?;
+                stage_file(&file, &dest.join(&name))?;
             }
         }
     } else {
-        std::fs::copy(&real, &dest).map_err(copy_err)?;
+        stage_file(found, &dest)?;
     }
     Ok(dest)
 }
@@ -236,68 +249,54 @@ const MAX_DEPTH: usize = 64;
 /// should see it: with `follow` (its `local_follow`, on by default) a link to a file or a
 /// directory the script may read becomes what it points to, and a link to something missing
 /// stays a link; without, links stay links (their text is all the plugin sends). A link
-/// leading outside what the script may read is an error naming it, never followed.
-fn stage_tree(
-    local: &LocalFiles,
-    found: &Path,
-    into: &Path,
-    follow: bool,
-) -> Result<PathBuf, String> {
-    let real = local.readable(&found.to_string_lossy())?;
-    let dest = into.join(real.file_name().unwrap_or_default());
-    std::fs::create_dir_all(into)
-        .map_err(|e| format!("cannot stage {} for the action: {e}", real.display()))?;
-    if real.is_dir() {
-        copy_tree(local, &real, &dest, follow, 0)?;
+/// leading outside the script's directory is an error naming it, never followed.
+fn stage_tree(found: &LocalPath, into: &Path, follow: bool) -> Result<PathBuf, String> {
+    let dest = into.join(found.file_name());
+    std::fs::create_dir_all(into).map_err(|e| stage_error(&found.path(), e))?;
+    if found.is_dir() {
+        copy_tree(found, &dest, follow, 0)?;
     } else {
-        std::fs::copy(&real, &dest)
-            .map_err(|e| format!("cannot stage {} for the action: {e}", real.display()))?;
+        stage_file(found, &dest)?;
     }
     Ok(dest)
 }
 
-fn copy_tree(
-    local: &LocalFiles,
-    dir: &Path,
-    dest: &Path,
-    follow: bool,
-    depth: usize,
-) -> Result<(), String> {
-    let err =
-        |p: &Path, e: std::io::Error| format!("cannot stage {} for the action: {e}", p.display());
+fn copy_tree(dir: &LocalPath, dest: &Path, follow: bool, depth: usize) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err(format!(
             "cannot stage {} for the action: more than {MAX_DEPTH} directory levels (a circular link?)",
-            dir.display()
+            dir.path().display()
         ));
     }
-    std::fs::create_dir(dest).map_err(|e| err(dest, e))?;
-    for entry in std::fs::read_dir(dir).map_err(|e| err(dir, e))? {
-        let entry = entry.map_err(|e| err(dir, e))?;
-        let path = entry.path();
-        let to = dest.join(entry.file_name());
-        let kind = entry.file_type().map_err(|e| err(&path, e))?;
-        if kind.is_symlink() {
-            let target = std::fs::read_link(&path).map_err(|e| err(&path, e))?;
-            if !follow || !path.exists() {
-                std::os::unix::fs::symlink(&target, &to).map_err(|e| err(&to, e))?;
-                continue;
+    std::fs::create_dir(dest).map_err(|e| stage_error(dest, e))?;
+    for (name, kind) in dir.entries().map_err(|e| stage_error(&dir.path(), e))? {
+        let from = dir.join(&name);
+        let to = dest.join(&name);
+        match kind {
+            Entry::Link => {
+                let target = from.read_link().map_err(|e| stage_error(&from.path(), e))?;
+                let broken = from
+                    .metadata()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                if !follow || broken {
+                    std::os::unix::fs::symlink(&target, &to).map_err(|e| stage_error(&to, e))?;
+                    continue;
+                }
+                let meta = from.metadata().map_err(|why| {
+                    format!(
+                        "copy with local_follow=yes would follow {}: {why}",
+                        from.path().display()
+                    )
+                })?;
+                if meta.is_dir() {
+                    copy_tree(&from, &to, follow, depth + 1)?;
+                } else if meta.is_file() {
+                    stage_file(&from, &to)?;
+                }
             }
-            let real = local.readable(&path.to_string_lossy()).map_err(|why| {
-                format!(
-                    "copy with local_follow=yes would follow {}: {why}",
-                    path.display()
-                )
-            })?;
-            if real.is_dir() {
-                copy_tree(local, &real, &to, follow, depth + 1)?;
-            } else if real.is_file() {
-                std::fs::copy(&real, &to).map_err(|e| err(&real, e))?;
-            }
-        } else if kind.is_dir() {
-            copy_tree(local, &path, &to, follow, depth + 1)?;
-        } else if kind.is_file() {
-            std::fs::copy(&path, &to).map_err(|e| err(&path, e))?;
+            Entry::Dir => copy_tree(&from, &to, follow, depth + 1)?,
+            Entry::File => stage_file(&from, &to)?,
+            Entry::Other => {}
         }
     }
     Ok(())
@@ -324,7 +323,14 @@ mod tests {
         std::fs::write(dir.path().join("scripts/only.j2"), "beside").unwrap();
         let local = files(dir.path());
         let read = |kind: &str, p: &str| {
-            std::fs::read_to_string(local.readable(&local.find_needle(kind, p)).unwrap()).unwrap()
+            String::from_utf8(
+                local
+                    .readable(&local.find_needle(kind, p))
+                    .unwrap()
+                    .read()
+                    .unwrap(),
+            )
+            .unwrap()
         };
         assert_eq!(read("templates", "t.j2"), "in templates");
         assert_eq!(read("files", "t.j2"), "beside");

@@ -47,13 +47,9 @@ fn copies_a_directory_or_nothing(args: &Map<String, Value>, ctx: &ModuleCtx<'_>)
     if remote || args.get("content").is_some_and(|c| !c.is_null()) {
         return false;
     }
-    match ctx
-        .local
-        .needle_candidates("files", src)
-        .into_iter()
-        .find(|c| c.exists())
-    {
-        Some(found) => found.is_dir(),
+    match ctx.local.found_needle("files", src) {
+        Some(Ok(found)) => found.is_dir(),
+        Some(Err(_)) => false,
         None => true,
     }
 }
@@ -118,10 +114,7 @@ impl AnsibleModules {
                     return Ok(failed(msg));
                 }
             };
-        let basename = local
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let basename = local.file_name().to_string_lossy().into_owned();
         let mut new_args = args.clone();
         for (opt, _) in TEMPLATE_RENDERING {
             new_args.remove(*opt);
@@ -259,15 +252,13 @@ impl AnsibleModules {
                         return Ok(failed(format!("could not find src={s}, {why}")));
                     }
                 };
-                let data = match std::fs::read(&path) {
+                let data = match path.read() {
                     Ok(d) => d,
                     Err(e) => return Ok(failed(format!("could not find src={s}, {e}"))),
                 };
                 let mode = local_mode(&path);
-                let rel = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let rel = path.file_name().to_string_lossy().into_owned();
+                let path = path.path();
                 (data, path.to_string_lossy().into_owned(), rel, mode)
             }
             (None, None) => unreachable!("checked above"),
@@ -541,8 +532,8 @@ impl AnsibleModules {
 }
 
 /// A controller file's mode as the plugins give it for `mode: preserve` (`0644`).
-fn local_mode(path: &std::path::Path) -> Option<String> {
+fn local_mode(path: &crate::executor::modules::LocalPath) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    let mode = path.metadata().ok()?.permissions().mode();
     Some(format!("0{:03o}", mode & 0o7777))
 }

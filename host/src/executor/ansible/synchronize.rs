@@ -350,12 +350,18 @@ fn vet(
         }
     }
     match mode {
+        // rsync opens these paths itself: they are checked to lead nowhere outside (a race
+        // with the script's own renames in scratch remains possible here, as nowhere else).
         Mode::Push => {
-            ctx.local.readable(&absolute(src, ctx.local))?;
+            ctx.local
+                .readable(&absolute(src, ctx.local))?
+                .stays_beneath()?;
         }
         Mode::Pull => {
             let d = pull_dest(dest, ctx);
-            ctx.local.writable(d.trim_end_matches('/'))?;
+            ctx.local
+                .writable(d.trim_end_matches('/'))?
+                .stays_beneath()?;
             for l in a
                 .get("link_dest")
                 .and_then(Value::as_array)
@@ -363,7 +369,7 @@ fn vet(
                 .flatten()
             {
                 if let Some(l) = l.as_str() {
-                    ctx.local.readable(l)?;
+                    ctx.local.readable(l)?.stays_beneath()?;
                 }
             }
         }

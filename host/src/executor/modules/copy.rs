@@ -1,10 +1,11 @@
 //! `copy`: content, files, directories as tar, checksum idempotence, backup.
 
 use super::files::{Facts, Kind, ModResult, apply_attrs, checksum_bytes, path_info, remote_stat};
-use super::{ModuleCtx, bool_arg, check_rc, failed, obj, quote, str_arg, text};
+use super::{LocalPath, ModuleCtx, bool_arg, check_rc, failed, obj, quote, str_arg, text};
+use crate::beneath::Kind as Entry;
 use crate::executor::connection::Unreachable;
 use serde_json::{Map, Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Where a copy lands: `dest/` or an existing directory gets the source's file name.
 pub(super) async fn copy_dest(
@@ -160,19 +161,27 @@ pub async fn copy(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
     if local.is_dir() {
         return copy_dir(ctx, &local, src.ends_with('/'), &dest, args).await;
     }
-    let data = match std::fs::read(&local) {
+    let data = match local.read() {
         Ok(d) => d,
         Err(e) => return Ok(failed(format!("Could not read '{src}': {e}"))),
     };
-    let name = local.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = local.file_name().to_string_lossy().into_owned();
+    let name = (!name.is_empty()).then_some(name);
     let dest = tri!(copy_dest(ctx, &dest, name.as_deref()).await);
-    put_content(ctx, &dest, &data, args, Some(&local.to_string_lossy())).await
+    put_content(
+        ctx,
+        &dest,
+        &data,
+        args,
+        Some(&local.path().to_string_lossy()),
+    )
+    .await
 }
 
 /// Copy a local directory: only files whose checksum differs travel, as one tar stream.
 async fn copy_dir(
     ctx: &ModuleCtx<'_>,
-    local: &Path,
+    local: &LocalPath,
     contents_only: bool,
     dest: &str,
     args: &Map<String, Value>,
@@ -183,13 +192,10 @@ async fn copy_dir(
         format!(
             "{}/{}",
             dest.trim_end_matches('/'),
-            local
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
+            local.file_name().to_string_lossy()
         )
     };
-    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    let mut files: Vec<(LocalPath, String)> = Vec::new();
     collect_files(local, Path::new(""), &mut files);
     let q = quote(&base);
     let out = ctx
@@ -210,7 +216,7 @@ async fn copy_dir(
     let mut changed_files = Vec::new();
     let mut builder = tar::Builder::new(Vec::new());
     for (path, rel) in &files {
-        let Ok(data) = std::fs::read(path) else {
+        let Ok(data) = path.read() else {
             continue;
         };
         if remote.get(rel) == Some(&checksum_bytes(&data)) {
@@ -219,7 +225,8 @@ async fn copy_dir(
         changed_files.push(rel.clone());
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
-        let mode = std::fs::metadata(path)
+        let mode = path
+            .metadata()
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
             .unwrap_or(0o644);
         header.set_mode(mode);
@@ -228,7 +235,7 @@ async fn copy_dir(
             .append_data(&mut header, rel, data.as_slice())
             .is_err()
         {
-            return Ok(failed(format!("cannot pack {}", path.display())));
+            return Ok(failed(format!("cannot pack {}", path.path().display())));
         }
     }
     let tarball = builder.into_inner().unwrap_or_default();
@@ -256,18 +263,17 @@ async fn copy_dir(
     Ok(result)
 }
 
-fn collect_files(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, String)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+/// The regular files below `dir` (links are not followed: a link is not a file of the tree),
+/// each with its path relative to the tree, sorted.
+fn collect_files(dir: &LocalPath, rel: &Path, out: &mut Vec<(LocalPath, String)>) {
+    let Ok(entries) = dir.entries() else {
         return;
     };
-    let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let r = rel.join(e.file_name());
-        match e.file_type() {
-            Ok(t) if t.is_dir() => collect_files(&p, &r, out),
-            Ok(t) if t.is_file() => out.push((p, r.to_string_lossy().into_owned())),
+    for (name, kind) in entries {
+        let r = rel.join(&name);
+        match kind {
+            Entry::Dir => collect_files(&dir.join(&name), &r, out),
+            Entry::File => out.push((dir.join(&name), r.to_string_lossy().into_owned())),
             _ => {}
         }
     }

@@ -5,7 +5,6 @@ use super::{
     ModuleCtx, Unreachable, bool_arg, failed, gate, obj, quote, str_arg, str_arg_any, text,
 };
 use serde_json::{Map, Value, json};
-use std::path::Path;
 
 /// Why a remote file could not be read, as slurp tells the cases apart.
 #[derive(Clone, Copy, PartialEq)]
@@ -108,6 +107,22 @@ pub async fn fetch(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult 
     let src = expand_user(&src, ctx).await?;
     let data = match read_remote(&src, ctx).await? {
         Ok(data) => data,
+        // With become the plugin reads through the slurp module: its answer (with what the
+        // module warned, e.g. of a become user's unusable home) is the one to take over.
+        Err((Some(_), _)) if ctx.become_.is_some() && core.is_some() => {
+            let slurp_args = obj(json!({ "src": src }));
+            let slurped = ctx
+                .ansible
+                .run("ansible.legacy.slurp", &slurp_args, ctx, None)
+                .await?;
+            let answer = from_slurp(slurped, &src, fail_on_missing, core);
+            // slurp's failure was reported by this version already; the plugin's own ok is not.
+            return Ok(if fail_on_missing {
+                answer
+            } else {
+                reported(answer)
+            });
+        }
         Err((Some(why), _)) => {
             return Ok(reported(unreadable(why, &src, fail_on_missing, ctx, core)));
         }
@@ -138,35 +153,34 @@ pub async fn fetch(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult 
     } else {
         format!("{}/{}/{}", dest.trim_end_matches('/'), ctx.host, src)
     };
-    // Check the destination before creating any directory for it.
-    if let Err(e) = ctx.local.writable_lexically(&target) {
-        return Ok(reported(failed(e)));
-    }
-    let parent = crate::unpack::normalize(&ctx.local.write_base().join(&target))
-        .and_then(|t| t.parent().map(Path::to_path_buf));
-    if let Some(dir) = parent {
-        let _ = std::fs::create_dir_all(dir);
-    }
     let local = match ctx.local.writable(&target) {
         Ok(p) => p,
         Err(e) => return Ok(reported(failed(e))),
     };
-    let dest_text = local.to_string_lossy().into_owned();
-    let existing = std::fs::read(&local).ok();
+    // Each directory made inside the one above it, beneath the scratch directory: a link
+    // there leading out is refused, not followed.
+    if let Err(e) = local.create_parents() {
+        crate::debugln!(
+            "fetch: cannot make the directories of {}: {e}",
+            local.path().display()
+        );
+    }
+    let dest_text = local.path().to_string_lossy().into_owned();
+    let existing = local.read().ok();
     if existing.as_deref().map(checksum_bytes).as_deref() == Some(remote_checksum.as_str()) {
         return Ok(reported(obj(json!({
             "changed": false, "md5sum": md5_hex(existing.as_deref().unwrap_or_default()),
             "file": src, "dest": dest_text, "checksum": remote_checksum,
         }))));
     }
-    if let Err(e) = std::fs::write(&local, &data) {
-        crate::debugln!("fetch: cannot write {}: {e}", local.display());
+    if let Err(e) = local.write(&data) {
+        crate::debugln!("fetch: cannot write {dest_text}: {e}");
         return Ok(ctx
             .ansible
             .action_raised("fail", "Failed to fetch the file.", ctx, true)
             .await);
     }
-    let written = std::fs::read(&local).unwrap_or_default();
+    let written = local.read().unwrap_or_default();
     let new_checksum = checksum_bytes(&written);
     let mut result = obj(json!({
         "changed": true, "md5sum": md5_hex(&written), "file": src, "dest": dest_text,
@@ -222,6 +236,48 @@ fn unreadable(
         && let Some(inv) = gate::invocation("slurp", &slurp_args, c)
     {
         r.insert("invocation".into(), inv);
+    }
+    r
+}
+
+/// The plugin's answer from slurp's failed result: taken over whole, or with
+/// `fail_on_missing=no` only the file's name (and, from 2.21, what the module warned); a
+/// missing file or a directory worded as the plugin words them.
+fn from_slurp(
+    slurped: Map<String, Value>,
+    src: &str,
+    fail_on_missing: bool,
+    core: Option<&crate::executor::ansible::Core>,
+) -> Map<String, Value> {
+    let said = slurped.get("msg").and_then(Value::as_str).unwrap_or("");
+    // From 2.19 the plugin compares slurp's message in lower case.
+    let said = if core.is_some_and(|c| c.version >= (2, 19)) {
+        said.to_lowercase()
+    } else {
+        said.to_string()
+    };
+    let replaced = if said.contains("not found") {
+        Some("the remote file does not exist, not transferring, ignored")
+    } else if said.starts_with("source is a directory") {
+        Some("remote file is a directory, fetch cannot work on directories")
+    } else {
+        None
+    };
+    let mut r = if fail_on_missing {
+        slurped.clone()
+    } else {
+        let mut r = obj(json!({"file": src, "changed": false}));
+        if core.is_some_and(|c| c.version >= (2, 21)) {
+            for key in ["warnings", "deprecations"] {
+                if let Some(v) = slurped.get(key) {
+                    r.insert(key.into(), v.clone());
+                }
+            }
+        }
+        r
+    };
+    if let Some(m) = replaced {
+        r.insert("msg".into(), Value::String(m.into()));
     }
     r
 }

@@ -19,130 +19,17 @@ mod fetch;
 mod files;
 mod gate;
 mod lineinfile;
+mod local_files;
 mod system;
 mod template;
 
 use super::connection::{CommandOutput, Connection, Unreachable};
 use super::login::Become;
 use serde_json::{Map, Value, json};
-use std::path::{Path, PathBuf};
 
 pub use files::checksum_bytes;
+pub use local_files::{LocalFiles, LocalPath};
 pub use template::{Managed, failure_message as template_failure, render_file};
-
-/// Where modules may read and write files on the controller (the EE) itself: `copy src=`,
-/// `template src=` and `fetch dest=`. Scripts are untrusted, so the EE's own files are off limits.
-#[derive(Debug, Clone, Default)]
-pub struct LocalFiles {
-    /// Relative local paths are resolved against this directory (the script's).
-    pub base: PathBuf,
-    /// Directories local sources may come from.
-    pub read_roots: Vec<PathBuf>,
-    /// Directories local destinations may go to.
-    pub write_roots: Vec<PathBuf>,
-}
-
-impl LocalFiles {
-    fn resolve(&self, path: &str, roots: &[PathBuf], what: &str) -> Result<PathBuf, String> {
-        let p = Path::new(path);
-        let joined = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        };
-        let real = match joined.canonicalize() {
-            Ok(r) => r,
-            // A destination that does not exist yet: check its parent.
-            Err(_) => match (
-                joined.parent().and_then(|d| d.canonicalize().ok()),
-                joined.file_name(),
-            ) {
-                (Some(d), Some(n)) => d.join(n),
-                _ => return Err(format!("{what} {path} does not exist")),
-            },
-        };
-        if roots.iter().any(|r| real.starts_with(r)) {
-            Ok(real)
-        } else {
-            Err(format!(
-                "{what} {path} is outside the directories this job may use on the controller ({})",
-                roots
-                    .iter()
-                    .map(|r| r.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        }
-    }
-
-    /// Where Ansible's `_find_needle` looks for a controller file of `kind` (`files`, ...):
-    /// `<script dir>/<kind>/<path>`, then `<script dir>/<path>`; an absolute path as given.
-    pub fn needle_candidates(&self, kind: &str, path: &str) -> Vec<PathBuf> {
-        if Path::new(path).is_absolute() {
-            vec![PathBuf::from(path)]
-        } else {
-            vec![self.base.join(kind).join(path), self.base.join(path)]
-        }
-    }
-
-    /// Ansible's `_find_needle` for a native module's source: the first of
-    /// [`LocalFiles::needle_candidates`] that exists, else `path` as given (whose reading then
-    /// fails with the reason).
-    pub fn find_needle(&self, kind: &str, path: &str) -> String {
-        self.needle_candidates(kind, path)
-            .into_iter()
-            .find(|c| c.exists())
-            .map_or_else(|| path.to_string(), |c| c.to_string_lossy().into_owned())
-    }
-
-    /// A local file or directory to read (copy/template sources).
-    pub fn readable(&self, path: &str) -> Result<PathBuf, String> {
-        let mut roots = self.read_roots.clone();
-        roots.extend(self.write_roots.iter().cloned());
-        self.resolve(path, &roots, "source")
-    }
-
-    /// Like [`LocalFiles::writable`], for a path whose directories may not exist yet: `..` is
-    /// resolved by text, so nothing outside the roots is created on the way.
-    pub fn writable_lexically(&self, path: &str) -> Result<(), String> {
-        let norm = crate::unpack::normalize(&self.write_base().join(path));
-        if norm.is_some_and(|n| self.write_roots.iter().any(|r| n.starts_with(r))) {
-            Ok(())
-        } else {
-            Err(format!(
-                "destination {path} is outside the directories this job may use on the controller ({})",
-                self.write_roots
-                    .iter()
-                    .map(|r| r.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        }
-    }
-
-    /// Where relative destinations go: the first writable root (the job's scratch dir).
-    pub fn write_base(&self) -> PathBuf {
-        self.write_roots
-            .first()
-            .cloned()
-            .unwrap_or_else(|| self.base.clone())
-    }
-
-    /// A local path to write (fetch destinations); relative paths land in the scratch dir.
-    pub fn writable(&self, path: &str) -> Result<PathBuf, String> {
-        let p = Path::new(path);
-        let full = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.write_base().join(p)
-        };
-        let base = LocalFiles {
-            base: self.write_base(),
-            ..self.clone()
-        };
-        base.resolve(&full.to_string_lossy(), &self.write_roots, "destination")
-    }
-}
 
 /// What a module needs to know besides its arguments.
 pub struct ModuleCtx<'a> {

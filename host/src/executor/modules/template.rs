@@ -3,9 +3,9 @@
 //! adds), then copied as `copy` does.
 
 use super::files::ModResult;
-use super::{ModuleCtx, failed, str_arg};
+use super::{LocalPath, ModuleCtx, failed, str_arg};
 use serde_json::{Map, Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `template`: render a local Jinja2 template with the host's vars and extra vars, then copy it.
 pub async fn template(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult {
@@ -18,14 +18,17 @@ pub async fn template(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResu
     };
     let name = local
         .file_name()
-        .map(|n| n.to_string_lossy().trim_end_matches(".j2").to_string());
+        .to_string_lossy()
+        .trim_end_matches(".j2")
+        .to_string();
+    let name = (!name.is_empty()).then_some(name);
     let dest = tri!(super::copy::copy_dest(ctx, &dest, name.as_deref()).await);
     super::copy::put_content(
         ctx,
         &dest,
         rendered.as_bytes(),
         args,
-        Some(&local.to_string_lossy()),
+        Some(&local.path().to_string_lossy()),
     )
     .await
 }
@@ -37,22 +40,25 @@ pub fn render_file(
     dest: &str,
     ctx: &ModuleCtx<'_>,
     managed: &Managed,
-) -> Result<(PathBuf, String), String> {
+) -> Result<(LocalPath, String), String> {
     let local = ctx
         .local
         .readable(&ctx.local.find_needle("templates", src))
         .map_err(|e| format!("Could not find or access '{src}': {e}"))?;
-    let source = std::fs::read_to_string(&local)
+    let source = local
+        .read()
+        .and_then(|d| String::from_utf8(d).map_err(std::io::Error::other))
         .map_err(|e| format!("Could not read template '{src}': {e}"))?;
+    let fullpath = local.path();
     let mut vars = (ctx.vars)();
     vars.entry("inventory_hostname").or_insert(json!(ctx.host));
     let file = TemplateFile {
         path: src,
-        fullpath: &local,
+        fullpath: &fullpath,
         dest,
     };
     let rendered = render_template(&source, &vars, Some((&file, managed))).map_err(|e| {
-        if e.starts_with(UNDEFINED) {
+        if e.starts_with(UNDEFINED) || e.starts_with(NO_ATTRIBUTE) {
             e
         } else {
             format!("AnsibleError: template error while templating string: {e}")
@@ -160,6 +166,11 @@ pub fn render_template(
         {
             return format!("{UNDEFINED}{name}");
         }
+        if e.kind() == minijinja::ErrorKind::UndefinedError
+            && let Some((kind, key)) = first_missing_attribute(source, &ctx)
+        {
+            return format!("{NO_ATTRIBUTE}{kind}\u{1}{key}");
+        }
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
@@ -197,19 +208,106 @@ fn first_undefined(
     missing.min_by_key(|n| position(n).unwrap_or(usize::MAX))
 }
 
+/// Marks a render failure caused by a missing key or index of a defined variable (the value's
+/// Python type name and the key as Python shows it follow, split by `\u{1}`).
+const NO_ATTRIBUTE: &str = "\u{1}no-attribute:";
+
+/// The first `name.key`, `name['key']` or `name[3]` in the template's tags whose variable is
+/// defined but lacks the key: (the value's Python type name, the key as Python shows it). Loop
+/// and `set` variables are not known here, so chains starting with them are passed over.
+fn first_missing_attribute(source: &str, ctx: &minijinja::Value) -> Option<(String, String)> {
+    static TAG: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?s)\{\{.*?\}\}|\{%.*?%\}").expect("valid regex")
+    });
+    static CHAIN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(^|[^\w.'"])([A-Za-z_]\w*)((?:\s*\.\s*[A-Za-z_]\w*|\s*\[\s*(?:'[^']*'|"[^"]*"|-?\d+)\s*\])+)"#,
+        )
+        .expect("valid regex")
+    });
+    static STEP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"\.\s*([A-Za-z_]\w*)|\[\s*(?:'([^']*)'|"([^"]*)"|(-?\d+))\s*\]"#)
+            .expect("valid regex")
+    });
+    for tag in TAG.find_iter(source) {
+        for chain in CHAIN.captures_iter(tag.as_str()) {
+            let Some(mut value) = ctx.get_attr(&chain[2]).ok().filter(|v| !v.is_undefined()) else {
+                continue;
+            };
+            for step in STEP.captures_iter(&chain[3]) {
+                let (key, shown) = match (step.get(4), step.get(1).or(step.get(2)).or(step.get(3)))
+                {
+                    (Some(index), _) => match index.as_str().parse::<i64>() {
+                        Ok(i) => (minijinja::Value::from(i), i.to_string()),
+                        Err(_) => break,
+                    },
+                    (None, Some(name)) => (
+                        minijinja::Value::from(name.as_str()),
+                        format!("'{}'", name.as_str()),
+                    ),
+                    (None, None) => break,
+                };
+                let next = value.get_item(&key).unwrap_or_default();
+                if next.is_undefined() {
+                    return Some((python_type(&value), shown));
+                }
+                value = next;
+            }
+        }
+    }
+    None
+}
+
+/// The Python type name of a template value, as Jinja's errors name it.
+fn python_type(v: &minijinja::Value) -> String {
+    use minijinja::value::ValueKind;
+    match v.kind() {
+        ValueKind::Map => "dict",
+        ValueKind::Seq => "list",
+        ValueKind::String => "str",
+        ValueKind::Bool => "bool",
+        ValueKind::None => "NoneType",
+        ValueKind::Number if v.as_i64().is_some() => "int",
+        ValueKind::Number => "float",
+        _ => "object",
+    }
+    .into()
+}
+
 /// A template failure's message as the job's ansible-core words it: an undefined variable is
 /// named (2.19 and later: `Task failed: 'x' is undefined`; earlier: `AnsibleUndefinedVariable:
-/// 'x' is undefined. 'x' is undefined`); other failures as rendered.
+/// 'x' is undefined. 'x' is undefined`), and so is a missing key (2.19 and later: `object of
+/// type 'dict' has no attribute 'k'`; earlier Jinja's `'dict object' has no attribute 'k'`,
+/// `list object has no element 5`); other failures as rendered.
 pub async fn failure_message(msg: String, ctx: &ModuleCtx<'_>) -> String {
-    let Some(name) = msg.strip_prefix(UNDEFINED) else {
+    let before_2_19 = || async {
+        ctx.ansible
+            .core()
+            .await
+            .is_some_and(|core| core.version < (2, 19))
+    };
+    if let Some(name) = msg.strip_prefix(UNDEFINED) {
+        return if before_2_19().await {
+            format!("AnsibleUndefinedVariable: '{name}' is undefined. '{name}' is undefined")
+        } else {
+            format!("Task failed: '{name}' is undefined")
+        };
+    }
+    let Some((kind, key)) = msg
+        .strip_prefix(NO_ATTRIBUTE)
+        .and_then(|rest| rest.split_once('\u{1}'))
+    else {
         return msg;
     };
-    match ctx.ansible.core().await {
-        Some(core) if core.version < (2, 19) => {
-            format!("AnsibleUndefinedVariable: '{name}' is undefined. '{name}' is undefined")
-        }
-        _ => format!("Task failed: '{name}' is undefined"),
+    if !before_2_19().await {
+        return format!("Task failed: object of type '{kind}' has no attribute {key}");
     }
+    let what = if kind == "list" && !key.starts_with('\'') {
+        format!("list object has no element {key}")
+    } else {
+        format!("'{kind} object' has no attribute {key}")
+    };
+    format!("AnsibleUndefinedVariable: {what}. {what}")
 }
 
 /// A template file as Ansible's template plugin describes it to the template.

@@ -626,3 +626,16 @@ def test_debug_logs_each_host_call_to_the_logfile(tmp_path, debug):
     calls = re.findall(r"localhost: (\w+) (\w+) in [0-9.]+ s", text)
     assert calls == ([("ping", "ok"), ("command", "changed")] if debug else []), text
     assert "job dbg2 ended: successful" in text
+
+
+def test_mutated_job_streams_all_end_as_awx_needs(tmp_path):
+    """Seeded mutations of a whole job (kwargs, zip length, base64, the zip's inventory, settings
+    and script, eof) through the real worker: each ends with only JSON lines, a status and eof,
+    nothing on stderr (`tests/mutate_worker.py` runs more cases)."""
+    from mutate_worker import base_stream, problem, run_cases
+
+    # The unmutated job succeeds, so the mutations start from a stream that works.
+    res = run_worker(base_stream(), tmp_path / "base", env=worker_env(FTL2_SCRIPT=""))
+    assert res.final_status == "successful" and problem(res.rc, res.stdout, res.stderr) is None, res.stdout[-2000:]
+    problems = run_cases(60, 2026, tmp_path)
+    assert not problems, "\n".join(problems)

@@ -23,6 +23,8 @@ pub mod job;
 pub mod job_run;
 pub mod limits;
 pub mod log;
+#[cfg(test)]
+pub mod mutate;
 pub mod outcome;
 pub mod play;
 pub mod processes;

@@ -147,6 +147,37 @@ impl<R: BufRead> Decoder<R> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn mutated_streams_end_in_eof_or_an_error_never_a_panic() {
+        use crate::mutate::{cases, each_mutation};
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        zip.start_file("project/main.py", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut zip, b"async def run(*a): return 0\n").unwrap();
+        let zip = zip.finish().unwrap().into_inner();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&zip);
+        let stream = format!(
+            "{{\"kwargs\": {{\"ident\": \"j\", \"playbook\": \"main.py\", \"envvars\": {{\"A\": 1}}}}}}\n\
+             {{\"zipfile\": {}}}\n{b64}{{\"eof\": true}}\n",
+            zip.len()
+        );
+        each_mutation("stream", &[stream.as_bytes()], cases(3000), |input| {
+            decode_all(input);
+        });
+        // What a mutated stream could still deliver: a broken zip, unpacked.
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        each_mutation("zip", &[&zip], cases(1500), |input| {
+            n += 1;
+            let root = dir.path().join(n.to_string());
+            let _ = crate::unpack::unpack(
+                std::io::Cursor::new(input),
+                &root,
+                crate::unpack::Limits::default(),
+            );
+        });
+    }
+
     fn decode_all(input: &[u8]) -> (Vec<String>, Vec<u8>) {
         let mut d = Decoder::new(input, 1 << 20);
         let mut zip = Vec::new();

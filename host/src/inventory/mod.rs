@@ -570,6 +570,54 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn mutated_inventories_load_or_fail_with_an_error_never_a_panic() {
+        use crate::mutate::{cases, each_mutation};
+        let ini = "web[1:3] ansible_user=deploy\n[db]\ndb1 ansible_port=2222\n[db:vars]\nx=1\n\
+                   [all:children]\ndb\nweb2\n[app:children]\ndb\n";
+        let yaml = "all:\n  hosts:\n    a1: {ansible_host: 10.0.0.1}\n  children:\n    web:\n      \
+                    hosts:\n        w[01:03]:\n      vars: &v {tier: front}\n    db:\n      \
+                    children: {web: {}}\n      vars: *v\n";
+        let json = r#"{"_meta": {"hostvars": {"h1": {"v": 1}}}, "all": {"children": ["g"]},
+                       "g": {"hosts": ["h1", "h2"], "vars": {"k": [1, 2]}, "children": ["h"]},
+                       "h": ["h3"]}"#;
+        let vars = "tier: back\nlist: [1, 2]\nnested: {a: {b: c}}\n";
+        for (name, text) in [("inv.ini", ini), ("inv.yml", yaml), ("inv.json", json)] {
+            // The inventory mutated with valid vars files, then the vars files mutated.
+            for vars_mutated in [false, true] {
+                let seed: &[u8] = if vars_mutated {
+                    vars.as_bytes()
+                } else {
+                    text.as_bytes()
+                };
+                each_mutation(name, &[seed], cases(1000), |input| {
+                    let input = String::from_utf8_lossy(input).into_owned();
+                    let (text, vars) = if vars_mutated {
+                        (text.to_string(), input)
+                    } else {
+                        (input, vars.to_string())
+                    };
+                    let source = ScriptInventory {
+                        name: name.into(),
+                        text,
+                        group_vars: vec![("web".into(), vec![vars.clone()])],
+                        host_vars: vec![("h1".into(), vec![vars])],
+                    };
+                    if let Ok(inv) = Inventory::from_script(&source) {
+                        for host in inv.hosts.iter().take(50) {
+                            let _ = inv.vars_for(host);
+                            let _ = inv.host_groups(host);
+                        }
+                        let _ = inv.select("all:!db:&web");
+                    }
+                });
+            }
+        }
+        each_mutation("awx script", &[json.as_bytes()], cases(1500), |input| {
+            let _ = scripts::awx_script_json(&String::from_utf8_lossy(input));
+        });
+    }
+
     fn ini(text: &str) -> Inventory {
         let mut inv = Inventory::empty();
         inv.merge_ini(text).unwrap();

@@ -304,3 +304,50 @@ def test_overlapping_and_deep_groups_load_in_linear_time_as_ansible_sees_them(tm
                      tmp_path / "chain" / "runner", env=worker_env(FTL2_SCRIPT=sdir / "main.py"))
     lines = [e["stdout"] for e in res.events if e["stdout"].startswith("CHAIN ")]
     assert lines == [f"CHAIN {depth + 1} ['bottom'] ['bottom']"], [e["stdout"] for e in res.events][-5:]
+
+
+def test_a_cancel_while_the_inventory_loads_ends_the_job_at_once_and_leaves_nothing(tmp_path):
+    """A dynamic inventory that takes long (a script that sleeps) is loading when AWX cancels:
+    the job ends canceled right away, as AWX expects it (the real `ansible-runner process`
+    reads it), not after the load; the inventory script is not left running."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import BIN, process, read_until
+
+    script = "#!/bin/sh\nsleep 121.5\necho '{\"web\": {\"hosts\": [\"s1\"]}}'\n"
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "main.py").write_text("async def run(a, b, c):\n    print('RAN')\n    return 0\n")
+    stream = make_stream({"ident": "slowinv", "inventory": "inventory/hosts"},
+                         make_zip([("inventory/", 0o755, b""), ("inventory/hosts", 0o755, script.encode())]))
+    pdd = tmp_path / "runner"
+    proc = subprocess.Popen([str(BIN), "worker", f"--private-data-dir={pdd}"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=worker_env(FTL2_SCRIPT=sdir / "main.py", FTL2_ALLOW_INVENTORY_SCRIPTS="1"))
+    proc.stdin.write(stream)
+    proc.stdin.close()
+    buf = read_until(proc.stdout, b'"running"')
+    # The worker is now waiting on the inventory script.
+    deadline = time.monotonic() + 30
+    while not any(b"inventory/hosts" in _cmdline(p) for p in Path("/proc").iterdir() if p.name.isdigit()):
+        assert time.monotonic() < deadline, "the inventory script never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    buf += proc.stdout.read()
+    # Without the cancel the load alone would take 120 s.
+    assert proc.wait(timeout=30) == 254 and proc.stderr.read() == b""
+    r, statuses, _ = process(buf, tmp_path / "awx", ident="slowinv")
+    assert r.status == "canceled" and b"RAN" not in buf
+    time.sleep(0.5)  # SIGTERM was sent to them; give them a moment to go
+    left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
+            and (str(pdd).encode() in _cmdline(p) or _cmdline(p) == b"sleep\x00121.5\x00")]
+    assert not left, left
+
+
+def _cmdline(proc_dir: Path) -> bytes:
+    try:
+        return (proc_dir / "cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -121,9 +121,27 @@ pub async fn run(
         read_roots: mounts.read_only.clone(),
         write_roots: vec![mounts.scratch.clone()],
     };
-    let executor = match engine(job, local_files) {
-        Ok(e) => e,
-        Err(why) => return fail_early(writer, why),
+    // Loading the inventory is bounded but can take seconds (100,000 hosts); a cancel or the
+    // job timeout meanwhile ends the job at once (the load is left to finish unseen).
+    let loading = {
+        let job = job.clone();
+        tokio::task::spawn_blocking(move || engine(&job, local_files))
+    };
+    let executor = match until_stopped(loading, &stop).await {
+        Err(reason) => {
+            // An inventory script may still be running: end it with the job.
+            crate::processes::end_all_below_us().await;
+            let t = tree.lock().unwrap_or_else(|e| e.into_inner());
+            return outcome_of(&ScriptEnd::Stopped(reason), &t);
+        }
+        Ok(Ok(Ok(e))) => e,
+        Ok(Ok(Err(why))) => return fail_early(writer, why),
+        Ok(Err(e)) => {
+            return fail_early(
+                writer,
+                format!("ftl2-runner: loading the inventory failed: {e}"),
+            );
+        }
     };
 
     let load_started = std::time::Instant::now();
@@ -448,6 +466,23 @@ pub fn fail_early(writer: &Arc<StreamWriter>, why: String) -> Outcome {
         status: "failed",
         rc: 1,
         explanation: Some(why),
+    }
+}
+
+/// `task`'s result, or the reason to stop when a stop is requested first (checked every 50 ms:
+/// the flag is set from signal and timer tasks).
+async fn until_stopped<T>(
+    mut task: tokio::task::JoinHandle<T>,
+    stop: &StopFlag,
+) -> Result<Result<T, tokio::task::JoinError>, StopReason> {
+    loop {
+        if let Some(reason) = stop.reason() {
+            return Err(reason);
+        }
+        tokio::select! {
+            done = &mut task => return Ok(done),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
     }
 }
 

@@ -303,7 +303,9 @@ def test_memory_bomb_is_stopped_by_the_cap(tmp_path):
                 blocks.append(bytearray(64 << 20))
     """, env={"FTL2_MEMORY_LIMIT": "256M"})
     assert res.final_status == "failed" and res.rc != 0
-    assert "MemoryError" in out or "memory" in res.statuses[-1]["job_explanation"], out
+    # Said in words, in the job output and as the explanation: which cap, and how to raise it.
+    why = "the script ran out of memory: it reached its cap of 256 MiB (FTL2_MEMORY_LIMIT)"
+    assert res.statuses[-1]["job_explanation"] == why and f"ERROR! {why}" in out, out
 
 
 def test_allocating_4_gib_fails_cleanly(tmp_path):

@@ -515,12 +515,13 @@ fn outcome_of(end: &ScriptEnd, tree: &EventTree) -> Outcome {
                 StopReason::ScratchFull
             )),
         },
-        ScriptEnd::OutOfMemory => Outcome {
+        ScriptEnd::OutOfMemory(cap) => Outcome {
             status: "failed",
             rc: 1,
-            explanation: Some(
-                "the script exceeded its memory cap (FTL2_MEMORY_LIMIT) and was stopped".into(),
-            ),
+            explanation: Some(format!(
+                "the script ran out of memory: it reached its cap of {} MiB (FTL2_MEMORY_LIMIT)",
+                cap >> 20
+            )),
         },
         ScriptEnd::Crashed(e) => Outcome {
             status: "failed",

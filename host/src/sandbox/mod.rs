@@ -363,8 +363,9 @@ pub enum ScriptEnd {
     Exited(i32),
     /// Stopped from outside.
     Stopped(StopReason),
-    /// The memory cap was hit and the guest could not recover.
-    OutOfMemory,
+    /// The memory cap (bytes) was hit: the guest could not recover, or its script failed
+    /// after an allocation was refused (a `MemoryError`).
+    OutOfMemory(usize),
     /// The sandbox itself failed (a trap, a bad component).
     Crashed(String),
 }
@@ -682,10 +683,13 @@ pub fn run_script(
     })();
     output.finish();
     let end = match result {
+        Ok((rc, true)) if rc != 0 => ScriptEnd::OutOfMemory(limits.memory_bytes),
         Ok((rc, _)) => ScriptEnd::Exited(rc),
         Err(e) => match stop.reason() {
             Some(r) => ScriptEnd::Stopped(r),
-            None if format!("{e}").starts_with("out of memory") => ScriptEnd::OutOfMemory,
+            None if format!("{e}").starts_with("out of memory") => {
+                ScriptEnd::OutOfMemory(limits.memory_bytes)
+            }
             None => ScriptEnd::Crashed(format!("{e:#}")),
         },
     };

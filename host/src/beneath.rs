@@ -209,15 +209,30 @@ impl Dir {
     }
 }
 
-/// The error for a path that leads out of its directory (`..`, an absolute link, a link out).
-fn outside(rel: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!(
+/// Why a path was refused: it leads out of its directory (`..`, an absolute link, a link out).
+#[derive(Debug)]
+struct Outside(PathBuf);
+
+impl std::fmt::Display for Outside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "{} leads outside the directory it must stay in (through '..' or a symbolic link)",
-            rel.display()
-        ),
-    )
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for Outside {}
+
+fn outside(rel: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, Outside(rel.to_path_buf()))
+}
+
+/// Whether `e` is the refusal of a path leading out of its directory (not another error,
+/// such as a missing file or a permission the user lacks).
+pub fn is_outside(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Outside>())
 }
 
 fn split(rel: &Path) -> io::Result<(&Path, &std::ffi::OsStr)> {
@@ -259,8 +274,12 @@ mod tests {
         assert_eq!(dir.read(Path::new("inside")).unwrap(), b"fine");
         for bad in ["../secret", "up/secret", "abs"] {
             let e = dir.read(Path::new(bad)).unwrap_err();
-            assert!(e.to_string().contains("leads outside"), "{bad}: {e}");
+            assert!(
+                is_outside(&e) && e.to_string().contains("leads outside"),
+                "{bad}: {e}"
+            );
         }
+        assert!(!is_outside(&dir.read(Path::new("missing")).unwrap_err()));
         // The escape: parents created through a link out of the directory.
         assert!(dir.create_dir_all(Path::new("up/made/deeper")).is_err());
         assert!(!top.path().join("made").exists());

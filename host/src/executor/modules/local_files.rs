@@ -215,7 +215,7 @@ impl LocalPath {
         let dir = self.dir().map_err(|e| e.to_string())?;
         let leads_out = |rel: &Path| {
             dir.metadata(rel)
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+                .is_err_and(|e| crate::beneath::is_outside(&e))
         };
         let parent = self.rel.parent().unwrap_or(Path::new(""));
         if leads_out(&self.rel) || leads_out(parent) {

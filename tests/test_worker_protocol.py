@@ -585,6 +585,10 @@ def test_unknown_flags_are_usage_errors_like_argparse():
     assert out.returncode == 2 and "required" in out.stderr
     out = subprocess.run([str(BIN), "transmit", "x"], capture_output=True, text=True)
     assert out.returncode == 2 and "worker" in out.stderr
+    # A mistyped command names every command there is.
+    out = subprocess.run([str(BIN), "modulez"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "invalid choice: 'modulez' (choose from 'worker', 'compile', 'play', 'modules', 'doc')" in out.stderr
 
 
 def test_help_at_every_level():

@@ -229,8 +229,14 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             } else {
                 let usage = cmd.render_usage().to_string();
                 eprintln!("{}", argparse_usage(&usage));
+                let choices: Vec<String> = cmd
+                    .get_subcommands()
+                    .map(|c| format!("'{}'", c.get_name()))
+                    .filter(|c| c != "'help'")
+                    .collect();
                 eprintln!(
-                    "{prog}: error: argument command: invalid choice: '{name}' (choose from 'worker')"
+                    "{prog}: error: argument command: invalid choice: '{name}' (choose from {})",
+                    choices.join(", ")
                 );
             }
             2

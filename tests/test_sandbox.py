@@ -215,6 +215,8 @@ def test_links_in_scratch_lead_no_module_out_of_it(tmp_path):
     lines = [line for line in out.splitlines() if line.split(" ")[0] in ("FETCH", "COPY", "TEMPLATE", "INNER")]
     assert len(lines) == 5, out
     assert all(" False " in line for line in lines[:4]), lines
+    # Refused for leading out, not for naming a place outside scratch: fetch's own words.
+    assert lines[0].endswith("Failed to fetch the file.") and lines[1].endswith("Failed to fetch the file."), lines
     assert "leads outside" in lines[2] and "leads outside" in lines[3], lines
     assert lines[4] == "INNER True" and (tmp_path / "copied").read_text() == "{{ inventory_hostname }} inside"
 

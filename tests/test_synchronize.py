@@ -117,3 +117,65 @@ def test_synchronize_keeps_the_controller_side_to_the_scripts_files(testbed, tmp
                     and p.stat().st_mtime >= started], "the rsync bridge directory was left behind"
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+def test_a_script_swapping_scratch_for_a_link_cannot_lead_rsync_out(testbed, tmp_path):
+    """rsync opens the controller's paths itself, so they cannot be opened beneath scratch as every
+    other controller file is. A script that keeps swapping its pull destination in scratch
+    between a directory and a link out, while pulls into it run, must never get rsync to write
+    outside: the script is held still from the check of the path until rsync is done."""
+    from conftest import make_stream, make_zip, run_worker, worker_env
+    from test_ansible_modules import env_for
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    src = Path(f"/tmp/ftl2-syncrace-{uuid.uuid4().hex[:6]}")
+    (src / "data").mkdir(parents=True)
+    (src / "data" / "payload.txt").write_text("pulled\n")
+    sdir = tmp_path / "scripts"
+    sdir.mkdir()
+    (sdir / "main.py").write_text(f"""
+import asyncio, json, os, tempfile
+
+async def run(inventory_path, extravars, runner):
+    d = os.path.join(tempfile.gettempdir(), "d")
+    os.mkdir(d)
+    out = "../" * 12 + {str(outside).lstrip('/')!r}
+    state = {{"stop": False, "swaps": 0}}
+
+    async def swapper():
+        while not state["stop"]:
+            os.rename(d, d + ".real")
+            os.symlink(out, d)
+            await asyncio.sleep(0)  # d leads out while the loop turns
+            os.unlink(d)
+            os.rename(d + ".real", d)
+            state["swaps"] += 1
+            await asyncio.sleep(0)
+
+    async with runner.automation(fail_fast=False) as ftl:
+        task = asyncio.ensure_future(swapper())
+        outcomes = []
+        for _ in range(10):
+            [r] = await ftl.run_on("node0", "synchronize", src={str(src / 'data')!r} + "/", dest=d + "/", mode="pull")
+            outcomes.append([r.status, r.output.get("msg", "")])
+        state["stop"] = True
+        await task
+    print("OUTCOMES " + json.dumps({{"outcomes": outcomes, "swaps": state["swaps"]}}))
+    return 0
+""")
+    kw = {"ident": "race", "inventory": "inventory/hosts", "envvars": env_for("newest")}
+    entries = [("inventory/", 0o755, b""), ("inventory/hosts", 0o644, testbed.ini_inventory().encode())]
+    try:
+        res = run_worker(make_stream(kw, make_zip(entries)), tmp_path / "runner",
+                         env=worker_env(FTL2_SCRIPT=sdir / "main.py"), timeout=300)
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+    # Without the hold, rsync wrote payload.txt here within a few pulls (and the script's own
+    # renames then failed).
+    assert not list(outside.iterdir()), list(outside.iterdir())
+    [line] = [e["stdout"] for e in res.events if e["event"] == "verbose" and e["stdout"].startswith("OUTCOMES ")]
+    got = __import__("json").loads(line[len("OUTCOMES "):])
+    assert got["swaps"] > 10, got
+    for status, msg in got["outcomes"]:
+        assert status in ("changed", "ok") or "outside the directories this job may use" in msg, (status, msg)

@@ -68,6 +68,7 @@ pub async fn run(job: &JobSettings, writer: &Arc<StreamWriter>, stop: Arc<StopFl
         base: base.clone(),
         read_roots: vec![base],
         write_roots: Vec::new(),
+        ..LocalFiles::default()
     };
     let executor = match engine(job, local) {
         Ok(e) => e,

@@ -116,10 +116,12 @@ pub async fn run(
         scratch: scratch_path,
     };
 
+    let gate = Arc::new(crate::sandbox::gate::GuestGate::default());
     let local_files = LocalFiles {
         base: script_dir_real.clone(),
         read_roots: mounts.read_only.clone(),
         write_roots: vec![mounts.scratch.clone()],
+        gate: Arc::clone(&gate),
     };
     // Loading the inventory is bounded but can take seconds (100,000 hosts); a cancel or the
     // job timeout meanwhile ends the job at once (the load is left to finish unseen).
@@ -211,6 +213,7 @@ pub async fn run(
             mounts,
             limits,
             syntax_check,
+            gate,
         };
         crate::sandbox::run_script(&guest, run, bridge, output)
     });

@@ -178,6 +178,7 @@ fn print_hosts(job: &JobSettings, script: &std::path::Path) -> i32 {
         base: script.parent().map(PathBuf::from).unwrap_or_default(),
         read_roots: Vec::new(),
         write_roots: Vec::new(),
+        ..Default::default()
     };
     let executor = match crate::job_run::engine(job, files) {
         Ok(e) => e,

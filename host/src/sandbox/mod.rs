@@ -9,6 +9,7 @@
 //! cache keyed by its hash and the wasmtime version.
 
 pub mod bridge;
+pub mod gate;
 pub mod output;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -412,6 +413,7 @@ struct State {
     table: ResourceTable,
     limiter: MemoryCap,
     bridge: Bridge,
+    gate: Arc<gate::GuestGate>,
 }
 
 impl WasiView for State {
@@ -448,7 +450,13 @@ impl ftl2::runner::executor::Host for State {
         &mut self,
         timeout_ms: u64,
     ) -> wasmtime::Result<Vec<ftl2::runner::executor::Completion>> {
-        let done = self.bridge.wait(timeout_ms).map_err(trap)?;
+        // No wasm runs while the script waits for results: it counts as held still.
+        let stop = Arc::clone(&self.bridge.stop);
+        let bridge = &mut self.bridge;
+        let done = self
+            .gate
+            .parked_while(|| bridge.wait(timeout_ms), || stop.reason().is_some())
+            .map_err(trap)?;
         Ok(done
             .into_iter()
             .map(|(id, results_json)| ftl2::runner::executor::Completion { id, results_json })
@@ -555,6 +563,8 @@ pub struct ScriptRun {
     pub limits: SandboxLimits,
     /// Only load and compile the script (`play --syntax-check`); the guest runs nothing.
     pub syntax_check: bool,
+    /// Where host operations hold the script still (see `gate.rs`).
+    pub gate: Arc<gate::GuestGate>,
 }
 
 /// Run the script in a fresh instance of `guest`. Blocks the calling thread until it ends.
@@ -571,6 +581,7 @@ pub fn run_script(
         mounts,
         limits,
         syntax_check,
+        gate,
     } = run;
     let mut timings = RunTimings::default();
     let started = Instant::now();
@@ -611,6 +622,7 @@ pub fn run_script(
                 hit: false,
             },
             bridge,
+            gate: Arc::clone(&gate),
         };
         let mut store = Store::new(&guest.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -619,7 +631,10 @@ pub fn run_script(
         let stop_cb = Arc::clone(&stop);
         store.set_epoch_deadline(1);
         let mut scratch_guard = ScratchGuard::new(mounts.scratch.clone(), limits.scratch_bytes);
+        let gate_cb = Arc::clone(&gate);
         store.epoch_deadline_callback(move |_| {
+            // Between two wasm instructions: where a host operation may hold the script still.
+            gate_cb.checkpoint(|| stop_cb.reason().is_some());
             if let Some(d) = deadline
                 && Instant::now() >= d
             {
@@ -653,6 +668,7 @@ pub fn run_script(
             .map_err(|e| anyhow!("cannot instantiate the guest: {e}"))?;
         timings.instantiate = started.elapsed();
         let run_started = Instant::now();
+        gate.start();
         let rc = instance.call_run(
             &mut store,
             &script.to_string_lossy(),
@@ -660,6 +676,7 @@ pub fn run_script(
             &extravars_json,
         );
         timings.run = run_started.elapsed();
+        gate.finish();
         drop(ticker);
         let hit = store.data().limiter.hit;
         match rc {

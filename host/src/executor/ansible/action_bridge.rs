@@ -311,6 +311,7 @@ mod tests {
             base: dir.join("scripts"),
             read_roots: vec![dir.join("scripts").canonicalize().unwrap()],
             write_roots: vec![],
+            ..LocalFiles::default()
         }
     }
 

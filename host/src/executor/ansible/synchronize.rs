@@ -350,8 +350,8 @@ fn vet(
         }
     }
     match mode {
-        // rsync opens these paths itself: they are checked to lead nowhere outside (a race
-        // with the script's own renames in scratch remains possible here, as nowhere else).
+        // rsync opens these paths itself: they are checked to lead nowhere outside, while the
+        // script is held still (see the caller), so they stay as checked until rsync is done.
         Mode::Push => {
             ctx.local
                 .readable(&absolute(src, ctx.local))?
@@ -482,6 +482,10 @@ impl AnsibleModules {
                 "synchronize requires both src and dest parameters are set",
             ));
         };
+        // rsync opens the controller's paths itself, so they cannot be opened beneath the
+        // script's directories: the script is held still (no wasm runs) from their check until
+        // the module has finished, so it cannot swap a directory for a link in between.
+        let _script_held = ctx.local.gate.hold().await;
         // What only ftl2-runner refuses: the controller's files and what it cannot honour.
         if let Err(msg) = vet(&a, &src, &dest, mode, ctx, &vars) {
             return Ok(failed(msg));
@@ -672,6 +676,7 @@ mod tests {
             base: dir.clone(),
             read_roots: vec![dir.clone()],
             write_roots: Vec::new(),
+            ..LocalFiles::default()
         };
         assert_eq!(absolute("site/", &local), format!("{d}/files/site/"));
         assert_eq!(absolute("other", &local), format!("{d}/other"));

@@ -18,6 +18,9 @@ pub struct LocalFiles {
     pub read_roots: Vec<PathBuf>,
     /// Directories local destinations may go to.
     pub write_roots: Vec<PathBuf>,
+    /// Holds the script still while a path in its directories is handed to another program
+    /// (which opens it itself, so it cannot be opened beneath here).
+    pub gate: std::sync::Arc<crate::sandbox::gate::GuestGate>,
 }
 
 /// A controller path a script named, placed beneath one of the job's directories: every use of

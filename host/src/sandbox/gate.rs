@@ -39,6 +39,16 @@ struct State {
     finished: bool,
 }
 
+/// The script is running; dropping this says it has ended.
+#[must_use]
+pub struct Running(Arc<GuestGate>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
 /// A hold on the script; it runs again when every hold is dropped.
 #[must_use]
 pub struct Hold(Arc<GuestGate>);
@@ -94,15 +104,16 @@ impl GuestGate {
         out
     }
 
-    /// The script starts running wasm.
-    pub fn start(&self) {
+    /// The script starts running wasm; it has ended when the guard is dropped (also on a
+    /// panic), so no hold waits for a script that is gone.
+    pub fn running(self: &Arc<Self>) -> Running {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.finished = false;
         s.parked = false;
+        Running(Arc::clone(self))
     }
 
-    /// The script ended: holds no longer wait for it.
-    pub fn finish(&self) {
+    fn finish(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.finished = true;
         s.parked = true;
@@ -119,7 +130,7 @@ mod tests {
         let gate = Arc::new(GuestGate::default());
         let steps = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        gate.start();
+        let running = gate.running();
         let (g, n, s) = (Arc::clone(&gate), Arc::clone(&steps), Arc::clone(&stop));
         let script = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
@@ -127,7 +138,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(1));
                 g.checkpoint(|| false);
             }
-            g.finish();
+            drop(running);
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

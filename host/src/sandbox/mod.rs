@@ -668,7 +668,7 @@ pub fn run_script(
             .map_err(|e| anyhow!("cannot instantiate the guest: {e}"))?;
         timings.instantiate = started.elapsed();
         let run_started = Instant::now();
-        gate.start();
+        let running = gate.running();
         let rc = instance.call_run(
             &mut store,
             &script.to_string_lossy(),
@@ -676,7 +676,7 @@ pub fn run_script(
             &extravars_json,
         );
         timings.run = run_started.elapsed();
-        gate.finish();
+        drop(running);
         drop(ticker);
         let hit = store.data().limiter.hit;
         match rc {

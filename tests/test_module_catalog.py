@@ -13,8 +13,9 @@ from test_ansible_modules import COLLECTIONS, NEWEST_BIN, VENV215_BIN
 CORES = {"newest": NEWEST_BIN, "2.15": VENV215_BIN}
 NATIVE = {"ping", "command", "shell", "raw", "file", "copy", "stat", "slurp", "fetch", "template",
           "lineinfile", "wait_for_connection", "setup", "gather_facts"}
-# With ansible-core, these run its module (their results carry what only it computes).
-REAL_WITH_CORE = {"copy", "template", "stat", "lineinfile"}
+# With ansible-core, these run its module (their results carry what only it computes; facts
+# come from the real setup).
+REAL_WITH_CORE = {"copy", "template", "stat", "lineinfile", "setup", "gather_facts"}
 
 
 def _env(core_bin=None):

@@ -107,9 +107,12 @@ pub fn summary(short: &str) -> &'static str {
 
 /// Whether ftl2-runner runs `module` itself for calls within its honoured options: always
 /// without ansible-core; with one, only where the result needs nothing only the real module
-/// computes (see `gate::real_reports_it`).
+/// computes (see `gate::real_reports_it`; facts always come from the real setup, see `run`).
 pub fn stays_native(module: &str, with_core: bool) -> bool {
-    canonical(module).is_some_and(|m| !with_core || !gate::real_reports_it(m, false, false))
+    canonical(module).is_some_and(|m| {
+        !with_core
+            || !(matches!(m, "setup" | "gather_facts") || gate::real_reports_it(m, false, false))
+    })
 }
 
 /// The options native module `module` honours; a call with any other runs the real module.

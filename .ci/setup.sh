@@ -90,12 +90,17 @@ setup_build() {
   export FTL2_RUNNER_BIN=$TARGET/debug/ftl2-runner
 }
 
-# The guest component (CPython + ftl2 API), rebuilt when guest-python/ or wit/ changed, then its
-# native artifact for this binary; FTL2_GUEST points the worker at it.
+# The guest component (CPython + ftl2 API), rebuilt when what guest-python/ or wit/ hold changed
+# (by content, recorded beside the build: every file of a fresh clone is newer than a cached
+# build, so times would rebuild it on every CI run), then its native artifact for this binary;
+# FTL2_GUEST points the worker at it.
 setup_guest() {
-  local wasm=$TARGET/guest/ftl2-guest.wasm
-  if [ ! -f "$wasm" ] || [ -n "$(cd "$ROOT" && find guest-python wit -newer "$wasm" -not -name '*.pyc' -print -quit)" ]; then
+  local wasm=$TARGET/guest/ftl2-guest.wasm sources
+  sources=$(cd "$ROOT" && find guest-python wit -type f -not -name '*.pyc' -not -path '*/__pycache__/*' -print0 \
+    | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$wasm" ] || [ "$(cat "$wasm.sources" 2>/dev/null)" != "$sources" ]; then
     FTL2_VENV=$VENV bash "$ROOT/guest-python/build.sh" "$wasm" >/dev/null
+    echo "$sources" > "$wasm.sources"
   fi
   "$FTL2_RUNNER_BIN" compile "$wasm" -o "$TARGET/guest/ftl2-guest.cwasm" >/dev/null
   export FTL2_GUEST=$TARGET/guest/ftl2-guest.cwasm

@@ -316,12 +316,7 @@ def op_doc(req):
     module = req["module"]
     found = plugin_loader.module_loader.find_plugin_with_context(module, collection_list=[])
     if not found.resolved:
-        reason = getattr(found, "exit_reason", "") or ""
-        if found.redirect_list and len(found.redirect_list) > 1:
-            return {"ok": False, "msg": f"The module {module} was redirected to {found.redirect_list[-1]}, which could not be loaded."}
-        if "tombstone" in reason.lower() or "removed" in reason.lower():
-            return {"ok": False, "msg": reason}
-        return {"ok": False, "msg": _not_found(module, f"The module {module} was not found in configured module paths")}
+        return _unresolved(module, found)
     resolved = found.resolved_fqcn
     path = found.plugin_resolved_path
     doc, examples, returns, _meta = get_docstring(
@@ -344,6 +339,17 @@ def op_doc(req):
         "action_plugin": _action_plugin(resolved),
         "examples": examples or "",
     }
+
+
+def _unresolved(module, found):
+    """The answer for a module name the loader did not resolve: a redirect to nothing, a removal
+    (the collection's own words), or not found with the places searched and the closest names."""
+    if found.redirect_list and len(found.redirect_list) > 1:
+        return {"ok": False, "msg": f"The module {module} was redirected to {found.redirect_list[-1]}, which could not be loaded."}
+    reason = getattr(found, "exit_reason", "") or ""
+    if "tombstone" in reason.lower() or "removed" in reason.lower():
+        return {"ok": False, "msg": reason}
+    return {"ok": False, "msg": _not_found(module, f"The module {module} was not found in configured module paths")}
 
 
 def _action_plugin(resolved):
@@ -393,12 +399,7 @@ def op_build(req):
     module = req["module"]
     found = plugin_loader.module_loader.find_plugin_with_context(module, collection_list=[])
     if not found.resolved:
-        if found.redirect_list and len(found.redirect_list) > 1:
-            return {"ok": False, "msg": f"The module {module} was redirected to {found.redirect_list[-1]}, which could not be loaded."}
-        reason = getattr(found, "exit_reason", "") or ""
-        if "tombstone" in reason.lower() or "removed" in reason.lower():
-            return {"ok": False, "msg": reason}
-        return {"ok": False, "msg": _not_found(module, f"The module {module} was not found in configured module paths")}
+        return _unresolved(module, found)
     resolved = found.resolved_fqcn
     # The name as the task wrote it, as the normal action passes it (messages name it so).
     action = _action(module, req.get("check_mode"), req.get("diff"), req.get("no_log"))

@@ -5,7 +5,7 @@
 //! the same environment (PATH, `ANSIBLE_COLLECTIONS_PATH`, `ansible.cfg` of the current
 //! directory) can resolve; without ansible-core they say that only the native modules exist.
 
-use crate::executor::ansible::{Helper, HelperSpawn, action_note, find_python};
+use crate::executor::ansible::{Helper, HelperSpawn, action_note, find_python, strings};
 use crate::executor::modules::{NATIVE, canonical, native_options, stays_native, summary};
 use serde_json::{Map, Value, json};
 use std::io::Write;
@@ -343,14 +343,6 @@ fn wrap(text: &str, indent: &str) -> String {
         out += &format!("{indent}{line}\n");
     }
     out
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
 }
 
 /// Why the EE's ansible-core could not answer.

@@ -737,7 +737,7 @@ fn parse_discovery(stdout: &str) -> String {
 }
 
 /// The strings of a JSON array (anything else: none).
-fn strings(v: Option<&Value>) -> Vec<String> {
+pub fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()

@@ -129,7 +129,7 @@ def side_by_side(testbed, tmp_path, core, mode, make_steps, files, tag, clean_re
         ours, res = our_results(tmp_path / "ours", inventory, make_steps(ours_dir), cmdline, core, become,
                                 files=files)
         theirs = ansible_playbook_results(inventory, make_steps(ans_dir), cmdline, tmp_path, core=core,
-                                          become=become, files=files)
+                                          become=become, files=files, pipelining=(core, mode) != ("newest", "run"))
     finally:
         for d in (ours_dir, ans_dir):
             shutil.rmtree(d, ignore_errors=True)

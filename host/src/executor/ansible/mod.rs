@@ -360,10 +360,12 @@ impl AnsibleModules {
         interpreter: &str,
         ctx: &ModuleCtx<'_>,
     ) -> Result<Arc<Built>, String> {
+        // No host in the request: a payload does not depend on it, so one build serves every
+        // host with the same arguments and interpreter (it used to be built once per host).
         let req = json!({
             "op": "build", "module": module, "args": args, "interpreter": interpreter,
             "check_mode": ctx.check_mode, "diff": ctx.diff, "no_log": ctx.no_log,
-            "verbosity": self.verbosity, "host": ctx.host,
+            "verbosity": self.verbosity, "host": "",
         });
         let key = req.to_string();
         let cell = {
@@ -371,9 +373,6 @@ impl AnsibleModules {
             Arc::clone(m.entry(key).or_default())
         };
         cell.get_or_init(|| async {
-            let mut req = req;
-            // The host name only names the host in ansible-core's messages; one build serves all.
-            req["host"] = json!("");
             let m = helper.request(req).await?;
             let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
             use base64::Engine;

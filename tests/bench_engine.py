@@ -8,7 +8,10 @@ with the resident module runner off, to show what it saves).
 Runs the same three tasks through ftl2-runner (a job through the worker, the script doing
 `run_on` for each module) and through ansible-playbook (ansible-core, forks = N, no fact
 gathering, pipelining on and off) on the same hosts in the same run, and prints wall time and
-peak RSS of the whole process tree, with the ratios.
+peak RSS of the whole process tree, with the ratios, and the controller's own CPU time: the
+testbed's hosts share the controller's cores, so the wall time also holds the hosts' work (an sshd
+and a Python per host), which on real hosts runs elsewhere. OpenSSH's ControlPersist masters
+detach, so ansible-playbook's connection encryption is not in its CPU figure; ours is.
 """
 
 import argparse
@@ -124,11 +127,18 @@ def measure(cmd, stdin=None, env=None, cwd=None):
         proc.stdin.write(stdin)
         proc.stdin.close()
     peak = 0
-    while proc.poll() is None:
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
         peak = max(peak, tree_rss_kib(proc.pid))
         time.sleep(0.02)
     wall = time.perf_counter() - t0
-    return wall, peak / 1024, proc.returncode
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    # CPU of the process and every descendant it waited for: the controller's own work. The
+    # testbed's sshd and the modules they run are not its descendants (on real hosts that work
+    # runs on the hosts, here it shares the same cores and is in the wall time).
+    return wall, peak / 1024, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def main():
@@ -192,6 +202,10 @@ def main():
                       f"{wp:7.2f} s {statistics.median(r[1] for r in piped):8.1f} MiB | {ftl2_col} | "
                       f"{wa / w:5.1f}x ({wp / w:.1f}x) | {f'{wf / w:5.1f}x' if ftl2_ok else '  n/a'} | "
                       f"{ma / m:4.1f}x less")
+                c, ca, cp, cf = (statistics.median(r[3] for r in runs) for runs in (ours, theirs, piped, ftl2))
+                print(f"      controller CPU (user+sys of the command and what it waited for): ftl2-runner "
+                      f"{c:.2f} s, ansible-playbook {ca:.2f} s ({ca / c:.1f}x), +pipelining {cp:.2f} s "
+                      f"({cp / c:.1f}x), FTL2 0.4.7 {cf:.2f} s ({cf / c:.1f}x)")
                 if ours_piped:
                     wo = statistics.median(r[0] for r in ours_piped)
                     print(f"      ftl2-runner without its resident module runner (FTL2_RESIDENT=0): {wo:.2f} s, "

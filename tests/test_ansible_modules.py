@@ -516,6 +516,11 @@ def native_steps(p: str):
         ("file", {"path": p, "state": "directory", "mode": "0750"}),
         ("copy", {"content": "echo hi\n", "dest": f"{p}/notexec", "mode": "0644"}),
         ("command", {"argv": [f"{p}/notexec", "x y"]}),
+        # Executable, but not a program: exec fails (ENOEXEC) where a shell would run it as a script.
+        ("copy", {"content": "echo ran as a script\n", "dest": f"{p}/noshebang", "mode": "0755"}),
+        ("command", {"argv": [f"{p}/noshebang"]}),
+        ("copy", {"content": "#!/bin/sh\necho ran with its interpreter\n", "dest": f"{p}/script", "mode": "0755"}),
+        ("command", {"cmd": f"{p}/script"}),
         ("file", {"path": f"{p}/touched", "state": "touch"}),
         ("file", {"path": f"{p}/missing", "state": "file"}),
         ("copy", {"content": "hello\n", "dest": f"{p}/copied", "mode": "0640"}),

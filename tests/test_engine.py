@@ -604,11 +604,15 @@ def test_local_commands_run_without_a_shell_and_report_as_over_ssh(testbed, tmp_
     """On the controller a `command` starts its program directly (no /bin/sh in between): the
     same results as the same commands over SSH, the job's environment and stdin included."""
     inv = "ctl ansible_connection=local\n" + testbed.ini_inventory()
+    not_a_program = tmp_path / "noshebang"
+    not_a_program.write_text("echo ran as a script\n")
+    not_a_program.chmod(0o755)
     steps = [
         ("command", {"argv": ["sh", "-c", "echo in; cat; echo err >&2; exit 3"], "stdin": "fed"}),
         ("command", {"cmd": "printf '%s|' 'a b' c", "strip_empty_ends": False}),
         ("command", {"cmd": "no-such-program-ftl2 x"}),
         ("command", {"cmd": "pwd", "chdir": "/tmp"}),
+        ("command", {"argv": [str(not_a_program)]}),
     ]
     calls = [(host, m, a) for host in ("node0", "ctl") for m, a in steps]
     calls.append(("ctl", "command", {"argv": ["sh", "-c", "echo $FTL2_T_VAR"]}))
@@ -624,5 +628,7 @@ def test_local_commands_run_without_a_shell_and_report_as_over_ssh(testbed, tmp_
     assert local[1]["stdout"] == "a b|c|", local[1]
     # A program that cannot be started fails as the command module's run_command says it: errno.
     assert (local[2]["rc"], local[2]["msg"]) == (2, "Error executing command."), local[2]
+    # An executable file that is not a program is not run as a shell script: exec's ENOEXEC.
+    assert (local[4]["rc"], local[4]["msg"], local[4]["stdout"]) == (8, "Error executing command.", ""), local[4]
     # The job's environment reaches commands on the controller (not over SSH, as in Ansible).
     assert results[-1][0]["output"]["stdout"] == "from-job", results[-1]

@@ -63,12 +63,14 @@ def main():
             stream = make_stream({"ident": "local", "inventory": "inventory/hosts"},
                                  make_zip([("inventory/", 0o755, b""), ("inventory/hosts", 0o644, inv.encode())]))
             ours.append(measure([str(BIN), "worker", f"--private-data-dir={tmp / f'w{i}'}", "--delete"],
-                                stream, worker_env(FTL2_SCRIPT=sdir / "main.py")))
-            theirs.append(measure([str(ftl2_py), str(tmp / "ftl2_local.py")], env=dict(os.environ), cwd=tmp))
+                                stream, worker_env(FTL2_SCRIPT=sdir / "main.py"), sample_rss=False))
+            theirs.append(measure([str(ftl2_py), str(tmp / "ftl2_local.py")], env=dict(os.environ), cwd=tmp,
+                                  sample_rss=False))
         assert all(r[2] == 0 for r in ours + theirs), (ours, theirs)
         w, wf = statistics.median(r[0] for r in ours), statistics.median(r[0] for r in theirs)
+        c, cf = statistics.median(r[3] for r in ours), statistics.median(r[3] for r in theirs)
         print(f"{args.calls} sequential local {args.module} calls: ftl2-runner {w:.2f} s, FTL2 0.4.7 {wf:.2f} s "
-              f"({wf / w:.1f}x)")
+              f"({wf / w:.1f}x); CPU (with the {args.module} processes) {c:.2f} s vs {cf:.2f} s ({cf / c:.1f}x)")
 
 
 if __name__ == "__main__":

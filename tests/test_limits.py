@@ -10,8 +10,8 @@ import subprocess
 from conftest import BIN, VENV_BIN, WorkerResult, make_stream, make_zip, worker_env
 from testbed import Testbed
 
-HOSTS = 80
-SOFT = 64  # below what HOSTS connections need
+HOSTS = 52
+SOFT = 48  # below what HOSTS connections need
 
 
 def ping_job(tmp_path, tb, soft, hard, calls, *worker_args, **env):
@@ -64,7 +64,7 @@ def test_more_hosts_than_descriptors_all_succeed_within_the_connection_budget(tm
         assert sum(e["event"] == "runner_on_ok" for e in res.events) == len(calls) * HOSTS
         assert res.final_status == "successful"
         text = log.read_text()
-        budget = int(re.search(r"connection budget: (\d+) \(descriptor limit 64\)", text)[1])
+        budget = int(re.search(rf"connection budget: (\d+) \(descriptor limit {SOFT}\)", text)[1])
         assert budget < HOSTS, budget
         # Each of the three calls needs every host: connections were closed and reopened, each
         # opened beyond the budget after one closed, never more open than the budget.

@@ -51,17 +51,38 @@ import traceback
 _out = sys.stdout
 sys.stdout = sys.stderr  # anything ansible prints must not corrupt the protocol
 
-try:
-    from ansible import constants as C
-    from ansible import release
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.playbook.play_context import PlayContext
-    from ansible.playbook.task import Task
-    from ansible.plugins import loader as plugin_loader
-    from ansible.plugins.action import ActionBase
-    from ansible.utils.display import Display
-except Exception as e:  # noqa: BLE001 - any import failure means: no usable ansible-core here
-    _out.write(json.dumps({"ok": False, "no_ansible": True, "msg": f"{type(e).__name__}: {e}"}) + "\n")
+for _attempt in (1, 2):
+    try:
+        from ansible import constants as C
+        from ansible import release
+        from ansible.parsing.dataloader import DataLoader
+        from ansible.playbook.play_context import PlayContext
+        from ansible.playbook.task import Task
+        from ansible.plugins import loader as plugin_loader
+        from ansible.plugins.action import ActionBase
+        from ansible.utils.display import Display
+        break
+    except Exception as e:  # noqa: BLE001 - any import failure means: no usable ansible-core here
+        if _attempt == 1 and "Unable to create local directories" in str(e) \
+                and "ANSIBLE_LOCAL_TEMP" not in os.environ:
+            # Its local temp dir (~/.ansible/tmp) cannot be made: HOME unset or read-only, as an
+            # EE may run. The helper's own temp files go to a directory of its own instead.
+            import atexit
+            import shutil
+            import tempfile
+
+            for _name in [m for m in sys.modules if m == "ansible" or m.startswith("ansible.")]:
+                del sys.modules[_name]
+            _local = tempfile.mkdtemp(prefix="ftl2-ansible-local-")
+            atexit.register(shutil.rmtree, _local, True)
+            os.environ["ANSIBLE_LOCAL_TEMP"] = _local
+            continue
+        _out.write(json.dumps({"ok": False, "no_ansible": True, "msg": f"{type(e).__name__}: {e}"}) + "\n")
+        _out.flush()
+        sys.exit(0)
+
+if tuple(int(p) for p in re.findall(r"\d+", release.__version__)[:2]) < (2, 15):
+    _out.write(json.dumps({"ok": False, "unsupported": release.__version__}) + "\n")
     _out.flush()
     sys.exit(0)
 

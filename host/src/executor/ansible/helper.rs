@@ -132,6 +132,13 @@ impl Helper {
                 python.display()
             )
         })?;
+        if let Some(version) = first.get("unsupported").and_then(Value::as_str) {
+            return Err(format!(
+                "{} has ansible-core {version}; ftl2-runner runs Ansible modules with \
+                 ansible-core 2.15 and newer",
+                python.display()
+            ));
+        }
         if first.get("no_ansible").is_some() {
             return Err(format!(
                 "{} cannot import ansible-core ({})",

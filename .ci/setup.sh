@@ -6,7 +6,7 @@ ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 
 # System packages: sshd for the test hosts, sudo and doas for become, objdump for the binary's
 # glibc needs; crontab, git and rsync for the Ansible modules (cron, git, synchronize) the module
-# tests run.
+# tests run; podman, runc and mmdebstrap for the image test (tests/ee_base.sh, test_image.py).
 setup_system() {
   local need=()
   [ -x /usr/sbin/sshd ] || need+=(openssh-server)
@@ -17,6 +17,10 @@ setup_system() {
   command -v crontab >/dev/null || need+=(cron)
   command -v git >/dev/null || need+=(git)
   command -v rsync >/dev/null || need+=(rsync)
+  command -v podman >/dev/null || need+=(podman)
+  command -v runc >/dev/null || need+=(runc)
+  command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+  command -v newuidmap >/dev/null || need+=(uidmap)
   if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     apt-get update -qq >/dev/null

@@ -4,9 +4,12 @@ binary that asks for a newer glibc symbol would not start there at all. Then the
 built from the Dockerfile with podman and run as Receptor runs it."""
 
 import re
+import shutil
 import subprocess
+import time
 
-from conftest import BIN
+import pytest
+from conftest import BIN, GUEST, ROOT, parse_worker_stream, process, transmit_api
 
 EE_GLIBC = (2, 34)
 
@@ -22,12 +25,6 @@ def test_binary_needs_no_glibc_newer_than_the_ee_has():
 # These machines cannot pull from registries: the base is an EE-like Debian image made by
 # tests/ee_base.sh (mmdebstrap), and the Dockerfile takes it and our prebuilt binary and guest
 # as build arguments. podman needs runc and cgroupfs here (crun refuses the cgroup setup).
-
-import shutil  # noqa: E402
-import time  # noqa: E402
-
-import pytest  # noqa: E402
-from conftest import GUEST, ROOT, parse_worker_stream, process, transmit_api  # noqa: E402
 
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]
 LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]

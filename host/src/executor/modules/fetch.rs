@@ -196,6 +196,11 @@ pub async fn fetch(args: &Map<String, Value>, ctx: &ModuleCtx<'_>) -> ModResult 
     Ok(reported(result))
 }
 
+/// The fetch plugin's words for a source that does not exist.
+const MISSING: &str = "the remote file does not exist, not transferring, ignored";
+/// The fetch plugin's words for a source that is a directory.
+const IS_DIR: &str = "remote file is a directory, fetch cannot work on directories";
+
 /// What fetch reports for a source it cannot read. Without become the plugin stats the source
 /// first and answers a directory itself; otherwise (and for the rest) slurp's failure is the
 /// answer, its message replaced for a missing file or a directory, or, with
@@ -207,18 +212,16 @@ fn unreadable(
     ctx: &ModuleCtx<'_>,
     core: Option<&crate::executor::ansible::Core>,
 ) -> Map<String, Value> {
-    let missing = "the remote file does not exist, not transferring, ignored";
-    let is_dir = "remote file is a directory, fetch cannot work on directories";
     if why == Unread::Directory && ctx.become_.is_none() {
         return if fail_on_missing {
-            obj(json!({"failed": true, "changed": false, "msg": is_dir}))
+            obj(json!({"failed": true, "changed": false, "msg": IS_DIR}))
         } else {
-            obj(json!({"msg": format!("{is_dir}, not transferring, ignored"), "changed": false}))
+            obj(json!({"msg": format!("{IS_DIR}, not transferring, ignored"), "changed": false}))
         };
     }
     let replaced = match why {
-        Unread::Missing => Some(missing),
-        Unread::Directory => Some(is_dir),
+        Unread::Missing => Some(MISSING),
+        Unread::Directory => Some(IS_DIR),
         Unread::Unreadable => None,
     };
     if !fail_on_missing {
@@ -257,9 +260,9 @@ fn from_slurp(
         said.to_string()
     };
     let replaced = if said.contains("not found") {
-        Some("the remote file does not exist, not transferring, ignored")
+        Some(MISSING)
     } else if said.starts_with("source is a directory") {
-        Some("remote file is a directory, fetch cannot work on directories")
+        Some(IS_DIR)
     } else {
         None
     };

@@ -321,6 +321,19 @@ def test_without_ansible_core_only_native_modules_run_and_the_job_says_so(testbe
     assert "cannot run the Ansible module 'apt'" in res.stdout.decode()
 
 
+def test_a_helper_that_dies_at_start_says_why(testbed, tmp_path):
+    """The EE's Python dies before it answers (here a `json` module shadowing the standard one
+    on the job's PYTHONPATH): the failed call quotes its last words, not just that it exited."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "json.py").write_text("raise RuntimeError('a broken json module shadows the standard one')\n")
+    results, _ = engine_calls(tmp_path, testbed.ini_inventory(), [("node0", "getent", {"database": "passwd"})],
+                              kwargs={"envvars": {**env_for("newest"), "PYTHONPATH": str(shadow)}})
+    msg = results[0][0]["output"]["msg"]
+    assert results[0][0]["status"] == "failed"
+    assert "did not start: it exited: RuntimeError: a broken json module shadows the standard one" in msg, msg
+
+
 def test_discovered_interpreter_is_reported_once_per_host_as_ansible_does(testbed, tmp_path):
     inv = testbed.ini_inventory().replace("ansible_python_interpreter=/usr/bin/python3", "")
     calls = [("node0", "getent", {"database": "passwd", "key": "root"})] * 2

@@ -118,20 +118,36 @@ impl Helper {
         let mut cmd = spawn
             .python_command(HELPER_PY)
             .ok_or_else(|| spawn.missing.clone())?;
-        cmd.env("ANSIBLE_NOCOLOR", "1").stdin(Stdio::piped());
+        cmd.env("ANSIBLE_NOCOLOR", "1")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {} for Ansible modules: {e}", python.display()))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             return Err("the Ansible module helper has no pipes".into());
         };
+        let last_words = tokio::spawn(last_line(stderr));
         let mut reader = BufReader::new(stdout);
-        let first = read_answer(&mut reader).await.map_err(|e| {
-            format!(
-                "the Ansible module helper ({}) did not start: {e}",
-                python.display()
-            )
-        })?;
+        let first = match read_answer(&mut reader).await {
+            Ok(first) => first,
+            Err(e) => {
+                // Its stderr says why, in its last line (Python's exception): wait for it briefly.
+                let why = tokio::time::timeout(std::time::Duration::from_secs(2), last_words)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .filter(|l| !l.is_empty())
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "the Ansible module helper ({}) did not start: {e}{why}",
+                    python.display()
+                ));
+            }
+        };
         if let Some(version) = first.get("unsupported").and_then(Value::as_str) {
             return Err(format!(
                 "{} has ansible-core {version}; ftl2-runner runs Ansible modules with \
@@ -330,6 +346,19 @@ async fn read_lines(
     w.dead = Some(why);
     w.answers.clear();
     w.calls.clear();
+}
+
+/// Drain the helper's stderr (ansible-core's own output goes there) for as long as it runs,
+/// keeping only its last non-empty line, which says why when it dies at start.
+async fn last_line(stderr: tokio::process::ChildStderr) -> String {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut last = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if !line.trim().is_empty() {
+            last = line.trim().chars().take(300).collect();
+        }
+    }
+    last
 }
 
 async fn read_answer(r: &mut BufReader<ChildStdout>) -> Result<Map<String, Value>, String> {

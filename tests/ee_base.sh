@@ -6,7 +6,7 @@
 # a /runner it may write, as awx-ee has them. pip inside the new root uses this machine's CA
 # bundle (for an egress proxy); ansible-core's dependencies are Debian's.
 #   bash tests/ee_base.sh            prints the image name; builds it unless podman has it
-# The root filesystem (mmdebstrap, ~50 s) is cached in ~/.cache/ftl2-runner/image/.
+# The root filesystem (mmdebstrap and pip, ~90 s) is cached in ~/.cache/ftl2-runner/image/.
 set -euo pipefail
 IMAGE=localhost/ftl2-ee-base:2
 CACHE=${FTL2_IMAGE_CACHE:-$HOME/.cache/ftl2-runner/image}

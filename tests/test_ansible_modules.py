@@ -326,7 +326,9 @@ def test_a_helper_that_dies_at_start_says_why(testbed, tmp_path):
     on the job's PYTHONPATH): the failed call quotes its last words, not just that it exited."""
     shadow = tmp_path / "shadow"
     shadow.mkdir()
-    (shadow / "json.py").write_text("raise RuntimeError('a broken json module shadows the standard one')\n")
+    # Bytes that are not UTF-8 first: its stderr is drained as bytes, to its last line.
+    (shadow / "json.py").write_text("import sys\nsys.stderr.buffer.write(b'\\xff\\xfe\\n')\nsys.stderr.flush()\n"
+                                    "raise RuntimeError('a broken json module shadows the standard one')\n")
     results, _ = engine_calls(tmp_path, testbed.ini_inventory(), [("node0", "getent", {"database": "passwd"})],
                               kwargs={"envvars": {**env_for("newest"), "PYTHONPATH": str(shadow)}})
     msg = results[0][0]["output"]["msg"]

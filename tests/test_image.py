@@ -54,10 +54,13 @@ def ee_image(tmp_path_factory):
     subprocess.run(PODMAN + ["image", "prune", "-f"], capture_output=True)
 
 
-def in_image(image, *command, stdin=None, timeout=120):
-    """`podman run -i --rm --network none IMAGE command...`, as Receptor's podman work type."""
-    return subprocess.run(PODMAN + ["run", "-i", "--rm", "--network", "none", *LIMITS, image, *command],
-                          input=stdin, capture_output=True, timeout=timeout)
+def podman_run(image, *command, opts=()):
+    """`podman run -i --rm --network none [opts] IMAGE command...`, as Receptor's podman work type."""
+    return PODMAN + ["run", "-i", "--rm", "--network", "none", *LIMITS, *opts, image, *command]
+
+
+def in_image(image, *command, stdin=None, opts=(), timeout=120):
+    return subprocess.run(podman_run(image, *command, opts=opts), input=stdin, capture_output=True, timeout=timeout)
 
 
 def worker_in_image(image, stream):
@@ -155,9 +158,7 @@ async def run(inventory_path, extravars, runner):
 """, 24, hostvars="ansible_python_interpreter=/usr/bin/python3")
     opts = {"unset": ["--env", "HOME="], "unwritable": ["--env", "HOME=/nonexistent"],
             "read-only root": ["--read-only", "--tmpfs", "/runner:mode=0777", "--tmpfs", "/tmp:mode=1777"]}[home]
-    proc = subprocess.run(PODMAN + ["run", "-i", "--rm", "--network", "none", *LIMITS, *opts, ee_image,
-                                    "ansible-runner", "worker", "--private-data-dir=/runner"],
-                          input=stream, capture_output=True, timeout=120)
+    proc = in_image(ee_image, "ansible-runner", "worker", "--private-data-dir=/runner", stdin=stream, opts=opts)
     r, statuses, events = process(proc.stdout, tmp_path / "awx", ident=24)
     out = "\n".join(e.get("stdout", "") for e in events)
     assert r.status == "successful" and "getent: /home/runner" in out, (statuses, out[-3000:])
@@ -203,8 +204,8 @@ async def run(inventory_path, extravars, runner):
     return 0
 """, 23)
     name = f"ftl2-cancel-{tmp_path.name}"[:60]
-    proc = subprocess.Popen(PODMAN + ["run", "-i", "--rm", "--name", name, "--network", "none", *LIMITS, ee_image,
-                                      "ansible-runner", "worker", "--private-data-dir=/runner"],
+    proc = subprocess.Popen(podman_run(ee_image, "ansible-runner", "worker", "--private-data-dir=/runner",
+                                       opts=["--name", name]),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdin.write(stream)
     proc.stdin.close()
@@ -230,9 +231,7 @@ async def run(inventory_path, extravars, runner):
 ])
 def test_a_broken_container_ends_the_job_with_an_explanation(ee_image, tmp_path, fault, opts, status, words):
     stream = script_job(tmp_path, "async def run(i, e, runner):\n    return 0\n", 26)
-    proc = subprocess.run(PODMAN + ["run", "-i", "--rm", "--network", "none", *LIMITS, *opts, ee_image,
-                                    "ansible-runner", "worker", "--private-data-dir=/runner"],
-                          input=stream, capture_output=True, timeout=120)
+    proc = in_image(ee_image, "ansible-runner", "worker", "--private-data-dir=/runner", stdin=stream, opts=opts)
     lines, _ = parse_worker_stream(proc.stdout)
     assert lines[-1] == {"eof": True} and proc.stderr == b"", (fault, proc.stdout[-2000:], proc.stderr[-2000:])
     r, statuses, _ = process(proc.stdout, tmp_path / "awx", ident=26)

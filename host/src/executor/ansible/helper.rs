@@ -349,16 +349,21 @@ async fn read_lines(
 }
 
 /// Drain the helper's stderr (ansible-core's own output goes there) for as long as it runs,
-/// keeping only its last non-empty line, which says why when it dies at start.
+/// keeping only its last non-empty line, which says why when it dies at start. Bytes, not text:
+/// output that is not UTF-8 must not stop the draining (the helper would block on a full pipe).
 async fn last_line(stderr: tokio::process::ChildStderr) -> String {
-    let mut lines = BufReader::new(stderr).lines();
-    let mut last = String::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if !line.trim().is_empty() {
-            last = line.trim().chars().take(300).collect();
+    let mut reader = BufReader::new(stderr);
+    let (mut line, mut last) = (Vec::new(), Vec::new());
+    while matches!(reader.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+        if !line.trim_ascii().is_empty() {
+            std::mem::swap(&mut last, &mut line);
         }
+        line.clear();
     }
-    last
+    String::from_utf8_lossy(last.trim_ascii())
+        .chars()
+        .take(300)
+        .collect()
 }
 
 async fn read_answer(r: &mut BufReader<ChildStdout>) -> Result<Map<String, Value>, String> {

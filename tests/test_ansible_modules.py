@@ -4,6 +4,8 @@ arguments through a script (the worker) and through real ansible-playbook (ansib
 the same sshd host, and the `event_data.res` AWX receives is compared after normalising only what
 must differ: times, temp paths, and which of the two directories/users/groups each run used."""
 
+import base64
+import io
 import json
 import os
 import re
@@ -13,6 +15,7 @@ import tempfile
 import textwrap
 import threading
 import uuid
+import zipfile
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -334,6 +337,58 @@ def test_a_helper_that_dies_at_start_says_why(testbed, tmp_path):
     msg = results[0][0]["output"]["msg"]
     assert results[0][0]["status"] == "failed"
     assert "did not start: it exited: RuntimeError: a broken json module shadows the standard one" in msg, msg
+
+
+HELPER = Path(__file__).resolve().parent.parent / "host/src/executor/ansible/helper.py"
+
+
+def _payload_files(payload: bytes) -> tuple[bytes, dict]:
+    """An AnsiballZ payload as its wrapper text (without the embedded zip and the build's time) and
+    the zip's files."""
+    # 2.15: ZIPDATA = """...""" in lines; later: zip_data='...'.
+    found = re.search(rb"""(?:ZIPDATA = \"\"\"|zip_data=')([A-Za-z0-9+/=\s]+)""", payload)
+    assert found, payload[:300]
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(found[1]))) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    # The build's time (the wrapper writes it into the zip it adds to): the only thing two builds
+    # may differ in.
+    text = re.sub(rb"date_time( = |=datetime\.datetime)\([^)]*\)", b"date_time=...", payload[:found.start(1)] + payload[found.end(1):])
+    return text, files
+
+
+@pytest.mark.parametrize("core", ["newest", "2.19", "2.15"])
+def test_a_payload_does_not_depend_on_what_the_job_built_before(core):
+    """The helper keeps the module_utils it parsed for one build for the next (most are shared by
+    every module): a module's payload must be what ansible-core builds without that, whatever was
+    built before it in the job. Built by the helper itself, with and without its parse memo."""
+    source = HELPER.read_text()
+    without_memo = source.replace("\n_parse_each_module_util_once()\n", "\n")
+    assert without_memo != source
+
+    def builds(modules, source=source):
+        proc = subprocess.Popen([str(CORES[core] / "python"), "-c", source], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert json.loads(proc.stdout.readline())["ready"]
+            out = []
+            for i, module in enumerate(modules):
+                proc.stdin.write(json.dumps({"op": "build", "id": i, "module": module, "args": {"database": "passwd"},
+                                             "interpreter": "/usr/bin/python3"}) + "\n")
+                proc.stdin.flush()
+                answer = json.loads(proc.stdout.readline())
+                assert answer["ok"], answer
+                out.append(_payload_files(base64.b64decode(answer["payload"])))
+            return out
+        finally:
+            proc.kill()
+            proc.wait()
+
+    alone = builds(["getent"], without_memo)[0]
+    after = builds(["find", "wait_for", "getent"])[2]
+    assert alone[0] == after[0]
+    assert sorted(alone[1]) == sorted(after[1])
+    assert "ansible/module_utils/basic.py" in alone[1]
+    assert alone[1] == after[1], [n for n in alone[1] if alone[1][n] != after[1].get(n)]
 
 
 def test_discovered_interpreter_is_reported_once_per_host_as_ansible_does(testbed, tmp_path):

@@ -74,6 +74,15 @@ setup_python_newest() {
     "$VENV_NEWEST/bin/pip" install -q --disable-pip-version-check ansible-core 'ftl2==0.4.7'
   fi
   export FTL2_VENV_NEWEST=$VENV_NEWEST
+  # FTL2 0.4.7 cannot pass arguments to the modules of ansible-core 2.19+ ("Failed to decode
+  # JSON module parameters"), so the module benchmark runs all three runners on 2.18.
+  VENV_FTL2_218=${FTL2_VENV_FTL2_218:-$HOME/.cache/ftl2-runner/venv-ftl2-218}
+  if ! "$VENV_FTL2_218/bin/python" -c 'import ansible, ftl2' 2>/dev/null; then
+    echo "setup: creating the ansible-core 2.18 + FTL2 venv at $VENV_FTL2_218"
+    "$VENV_NEWEST/bin/python" -m venv "$VENV_FTL2_218"
+    "$VENV_FTL2_218/bin/pip" install -q --disable-pip-version-check 'ansible-core>=2.18,<2.19' 'ftl2==0.4.7'
+  fi
+  export FTL2_VENV_FTL2_218=$VENV_FTL2_218
 }
 
 # Collections from PyPI's `ansible` package (the module tests use ansible.posix and

@@ -4,7 +4,9 @@
 
 `native`: ping + command + file touch (our Rust modules). `ansible`: getent + find + wait_for,
 which are not native, so they run as Ansible modules built by the EE's ansible-core (also run
-with the resident module runner off, to show what it saves).
+with the resident module runner off, to show what it saves). With `ansible` all three runners use
+ansible-core 2.18 (its venv from .ci/run), the newest whose modules FTL2 0.4.7 can pass
+arguments to: ours finds it on the job's PATH, as in an EE.
 Runs the same three tasks through ftl2-runner (a job through the worker, the script doing
 `run_on` for each module) and through ansible-playbook (ansible-core, forks = N, no fact
 gathering, pipelining on and off) on the same hosts in the same run, and prints wall time and
@@ -62,6 +64,9 @@ def playbook(tasks) -> str:
 
 # FTL2 0.4.7 itself (Python >= 3.13 venv, see .ci/run), run on the same hosts and tasks.
 FTL2_VENV = Path(os.environ.get("FTL2_VENV_NEWEST", Path.home() / ".cache/ftl2-runner/venv-newest"))
+# FTL2 0.4.7 with ansible-core 2.18: with 2.19+ its SSH runs of Ansible modules fail ("Failed to
+# decode JSON module parameters").
+FTL2_218_VENV = Path(os.environ.get("FTL2_VENV_FTL2_218", Path.home() / ".cache/ftl2-runner/venv-ftl2-218"))
 
 
 def ftl2_script(tasks) -> str:
@@ -163,9 +168,15 @@ def main():
             sdir.mkdir()
             (sdir / "main.py").write_text(script(tasks))
             (tmp / "ftl2_bench.py").write_text(ftl2_script(tasks))
-            ftl2_py = FTL2_VENV / "bin" / "python"
-            assert ftl2_py.is_file(), f"FTL2 0.4.7 is not installed at {FTL2_VENV} (run .ci/run)"
-            aenv = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", ANSIBLE_HOST_KEY_CHECKING="False")
+            venv = FTL2_218_VENV if args.modules == "ansible" else FTL2_VENV
+            ftl2_py = venv / "bin" / "python"
+            assert ftl2_py.is_file(), f"FTL2 0.4.7 is not installed at {venv} (run .ci/run)"
+            # ansible-playbook (and, for `ansible`, the EE's ansible-core that builds our payloads).
+            ansible_bin = venv / "bin" if args.modules == "ansible" else VENV_BIN
+            core = subprocess.run([str(ansible_bin / "python"), "-c", "import ansible.release as r; print(r.__version__)"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+            print(f"ansible-core {core} ({ansible_bin})")
+            aenv = dict(os.environ, PATH=f"{ansible_bin}:{os.environ['PATH']}", ANSIBLE_HOST_KEY_CHECKING="False")
             print(f"{'hosts':>5} | {'ftl2-runner':>22} | {'ansible-playbook':>22} | {'+pipelining':>22} | "
                   f"{'FTL2 0.4.7':>22} | speedup vs ansible (piped) | vs FTL2 | memory")
             for n in sizes:
@@ -175,22 +186,21 @@ def main():
                                           ("env/extravars", 0o600, f"target: g{n}\n".encode())])
                     stream = make_stream({"ident": "bench", "inventory": "inventory/hosts",
                                           "envvars": {"ANSIBLE_HOST_KEY_CHECKING": "False",
-                                                      "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}}, zip_bytes)
+                                                      "PATH": f"{ansible_bin}:{os.environ['PATH']}"}}, zip_bytes)
                     ours.append(measure([str(BIN), "worker", f"--private-data-dir={tmp / f'w{n}-{i}'}", "--delete"],
                                         stream, worker_env(FTL2_SCRIPT=sdir / "main.py")))
                     if args.modules == "ansible":
                         ours_piped.append(measure(
                             [str(BIN), "worker", f"--private-data-dir={tmp / f'p{n}-{i}'}", "--delete"],
                             stream, worker_env(FTL2_SCRIPT=sdir / "main.py", FTL2_RESIDENT="0")))
-                    base = [str(VENV_BIN / "ansible-playbook"), "-i", str(tmp / "inv.ini"), str(tmp / "play.yml"),
+                    base = [str(ansible_bin / "ansible-playbook"), "-i", str(tmp / "inv.ini"), str(tmp / "play.yml"),
                             "-e", f"target=g{n}", "-f", str(n)]
                     theirs.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="False")))
                     piped.append(measure(base, env=dict(aenv, ANSIBLE_PIPELINING="True")))
                     ftl2.append(measure([str(ftl2_py), str(tmp / "ftl2_bench.py"), str(tmp / "inv-ftl2.ini"), f"g{n}"],
                                         env=dict(aenv), cwd=tmp))  # FTL2 writes ftl2.log here
                 assert all(r[2] == 0 for r in ours + ours_piped + theirs + piped), (ours, ours_piped, theirs, piped)
-                # FTL2 0.4.7 runs Ansible modules over SSH with arguments its own module loader
-                # cannot read ("Failed to decode JSON module parameters") on this testbed: say so.
+                # Should FTL2's tasks fail, say so rather than time a failure.
                 ftl2_ok = all(r[2] == 0 for r in ftl2)
                 w = statistics.median(r[0] for r in ours)
                 wa = statistics.median(r[0] for r in theirs)

@@ -72,6 +72,12 @@ class Testbed:
             f"AuthorizedKeysFile {d / 'authorized_keys'}\n"
             "Subsystem sftp /usr/lib/openssh/sftp-server\nMaxStartups 200:30:400\nMaxSessions 200\n"
             f"LogLevel {self.log_level}\n"
+            # The hosts are this machine's own accounts, and bash runs ~/.bashrc for every
+            # command sshd starts. This machine's root .bashrc runs `pyenv init` (~100 ms of CPU,
+            # and a lock that makes concurrent sessions sleep), which a managed host would not
+            # do: every SSH command of every test and benchmark paid it. bash skips that file in
+            # a shell it takes to be nested (SHLVL set).
+            "SetEnv SHLVL=1\n"
         )
         return Host(name=f"node{i}", port=port, dir=d)
 

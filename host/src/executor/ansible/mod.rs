@@ -415,7 +415,7 @@ impl AnsibleModules {
             )));
         }
         match actions::port(module) {
-            Some(port) => port.run(self, module, args, ctx).await,
+            Some(port) => Box::pin(port.run(self, module, args, ctx)).await,
             None => {
                 let caller = match instead_of_native {
                     Some(what) => Caller::InsteadOfNative(what),
@@ -454,7 +454,7 @@ impl AnsibleModules {
             && !action_is_plain(action, args)
         {
             if action_bridge::BRIDGED.contains(&action.as_str()) {
-                return self.bridged_action(action, module, args, ctx).await;
+                return Box::pin(self.bridged_action(action, module, args, ctx)).await;
             }
             let because = match caller {
                 Caller::InsteadOfNative(what) => {

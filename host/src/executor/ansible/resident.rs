@@ -57,7 +57,7 @@ impl Residents {
         command: &str,
         payload: &[u8],
     ) -> Result<CommandOutput, Unreachable> {
-        let pipelined = || conn.exec_as(command, Some(payload), via, None);
+        let pipelined = || Box::pin(conn.exec_as(command, Some(payload), via, None));
         if !enabled() {
             return pipelined().await;
         }
@@ -86,7 +86,8 @@ impl Residents {
             *slot = Slot::Untried;
         }
         if matches!(*slot, Slot::Untried) {
-            *slot = match start(conn, via, command).await? {
+            // Boxed: only the first call on a host starts a runner (issue 13: memory per host).
+            *slot = match Box::pin(start(conn, via, command)).await? {
                 Ok(stream) => Slot::Up(Box::new(stream), conn.generation()),
                 Err(why) => {
                     crate::debugln!("{host}: no resident module runner ({why}); pipelining");

@@ -362,7 +362,10 @@ impl SshConnection {
         };
         let t0 = std::time::Instant::now();
         let a = &self.access;
-        let s = match self.connect().await {
+        // Boxed here and below: an async fn's future is as large as its largest await, and
+        // every call on a host would otherwise carry the handshake's state (issue 13: memory
+        // per host at a thousand hosts).
+        let s = match Box::pin(self.connect()).await {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 crate::debugln!("ssh {}@{}:{} failed: {}", a.user, a.address, a.port, e.0);
@@ -598,7 +601,7 @@ impl SshConnection {
         }
         if guard.is_none() {
             let session = self.session().await?;
-            match ShellWorker::start(&session).await {
+            match Box::pin(ShellWorker::start(&session)).await {
                 Ok(w) => *guard = Some(w),
                 Err(_) => return Ok(None),
             }

@@ -139,10 +139,10 @@ pub async fn run(
     args.retain(|k, _| !k.starts_with("_ansible"));
     // Any module, native or not, goes to the background as Ansible's async does it.
     if let Some(opts) = ctx.asynchronous {
-        return ctx.ansible.run_async(module, &args, ctx, opts).await;
+        return Box::pin(ctx.ansible.run_async(module, &args, ctx, opts)).await;
     }
     let Some(name) = canonical(module).filter(|n| !forced_real(n)) else {
-        return ctx.ansible.run(module, &args, ctx, None).await;
+        return Box::pin(ctx.ansible.run(module, &args, ctx, None)).await;
     };
     // Facts come from the real setup module when the EE has ansible-core (the native one knows
     // a fraction of Ansible's facts); the native one serves EEs without it.
@@ -154,17 +154,17 @@ pub async fn run(
         } else {
             module
         };
-        return ctx.ansible.run(real, &args, ctx, None).await;
+        return Box::pin(ctx.ansible.run(real, &args, ctx, None)).await;
     }
     if let Some(why) = gate::needs_real(name, &args) {
-        return ctx.ansible.run(module, &args, ctx, Some(&why)).await;
+        return Box::pin(ctx.ansible.run(module, &args, ctx, Some(&why))).await;
     }
     let core = ctx.ansible.core().await.map(|c| with_inject_var(c, ctx));
     if let Some(core) = &core
         && (gate::real_reports_it(name, copies_a_directory(name, &args, ctx), ctx.check_mode)
             || gate::needs_real_for_invocation(name, &args, core))
     {
-        return ctx.ansible.run(module, &args, ctx, None).await;
+        return Box::pin(ctx.ansible.run(module, &args, ctx, None)).await;
     }
     let result = native(name, &args, ctx).await?;
     Ok(match core {
@@ -219,7 +219,7 @@ async fn native(
         "template" => template::template(&args, ctx).await,
         "stat" => files::stat(&args, ctx).await,
         "slurp" => fetch::slurp(&args, ctx).await,
-        "fetch" => fetch::fetch(&args, ctx).await,
+        "fetch" => Box::pin(fetch::fetch(&args, ctx)).await,
         "lineinfile" => lineinfile::lineinfile(&args, ctx).await,
         _ => Ok(failed(format!(
             "module {name} is listed but not dispatched"

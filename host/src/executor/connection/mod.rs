@@ -238,7 +238,7 @@ impl Connection {
                 Connection::Local(l) => l.start(&plan.command)?,
                 Connection::Ssh(s) => Box::pin(s.start(&plan.command, plan.pty, plan.crlf)).await?,
             };
-            Box::pin(drive(&mut running, stdin, plan)).await
+            drive(&mut running, stdin, plan).await
         }
     }
 
@@ -574,4 +574,40 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
         return None;
     }
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(connection: &str) -> HostAccess {
+        HostAccess {
+            name: "h1".into(),
+            connection: connection.into(),
+            address: "127.0.0.1".into(),
+            port: 1,
+            user: "u".into(),
+            key: None,
+            password: None,
+            become_: None,
+            timeout: Duration::from_secs(5),
+            host_key_checking: false,
+            known_hosts: None,
+            python: None,
+            jump: None,
+        }
+    }
+
+    /// Every host of a large job has a command in flight at once, each a future this size (a
+    /// thousand hosts: issue 13). It once held a local process's two 16 KB read buffers and the
+    /// SSH handshake's state, on every host, SSH ones included.
+    #[test]
+    fn a_command_in_flight_is_small() {
+        let pool = Pool::new(8);
+        for kind in ["ssh", "local"] {
+            let conn = Connection::new(access(kind), Vec::new(), &pool);
+            let size = std::mem::size_of_val(&conn.exec_as("true", None, None, None));
+            assert!(size < 4096, "{kind}: a command's future is {size} bytes");
+        }
+    }
 }

@@ -137,6 +137,8 @@ pub async fn run(
 ) -> Result<Map<String, Value>, Unreachable> {
     let mut args = args.clone();
     args.retain(|k, _| !k.starts_with("_ansible"));
+    // The Ansible paths are boxed where awaited, so a native call's future does not carry
+    // their state (connection/mod.rs: memory per host).
     // Any module, native or not, goes to the background as Ansible's async does it.
     if let Some(opts) = ctx.asynchronous {
         return Box::pin(ctx.ansible.run_async(module, &args, ctx, opts)).await;
@@ -219,6 +221,7 @@ async fn native(
         "template" => template::template(&args, ctx).await,
         "stat" => files::stat(&args, ctx).await,
         "slurp" => fetch::slurp(&args, ctx).await,
+        // Boxed: it may run the real slurp module, whose state the others need not carry.
         "fetch" => Box::pin(fetch::fetch(&args, ctx)).await,
         "lineinfile" => lineinfile::lineinfile(&args, ctx).await,
         _ => Ok(failed(format!(

@@ -73,7 +73,7 @@ class Testbed:
             "Subsystem sftp /usr/lib/openssh/sftp-server\nMaxStartups 200:30:400\nMaxSessions 200\n"
             f"LogLevel {self.log_level}\n"
             # The hosts are this machine's own accounts, and bash runs ~/.bashrc for every
-            # command sshd starts. This machine's root .bashrc runs `pyenv init` (~100 ms of CPU,
+            # command sshd starts. This machine's root .bashrc runs `pyenv init` (~120 ms of CPU,
             # and a lock that makes concurrent sessions sleep), which a managed host would not
             # do: every SSH command of every test and benchmark paid it. bash skips that file in
             # a shell it takes to be nested (SHLVL set).

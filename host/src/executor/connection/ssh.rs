@@ -666,3 +666,16 @@ pub fn decode_key(pem: &str, passphrase: Option<&str>) -> Result<Arc<PrivateKey>
         .map(Arc::new)
         .map_err(|e| format!("cannot read the SSH private key: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    /// A job keeps one russh session per host, and each session has four channels whose blocks
+    /// hold 32 messages each: at 552 bytes a message (a certificate inline), ~71 KB per host
+    /// (issue 13). The vendored russh boxes those variants (host/vendor/russh/README.md); with an
+    /// unpatched russh this fails.
+    #[test]
+    fn russh_messages_stay_small() {
+        let size = std::mem::size_of::<russh::client::Msg>();
+        assert!(size <= 160, "russh::client::Msg is {size} bytes");
+    }
+}

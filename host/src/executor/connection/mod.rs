@@ -12,9 +12,11 @@
 //! Memory per host matters at a thousand hosts, where every host has a call in flight at once:
 //! a call's future is as large as the largest state of everything it awaits, so the rarely
 //! taken or large steps (the handshake, a runner's start, the Ansible paths, a local process's
-//! read buffers) are boxed where they are awaited. A host's call went from ~150 KB to ~4 KB;
-//! what is left per connected host (~70 KB resident) is mostly russh's own session (its task
-//! and four channels of 552-byte messages in blocks of 32).
+//! read buffers) are boxed where they are awaited. A host's call went from ~150 KB to ~4 KB.
+//! Most of what is left per connected host (~50 KB resident) is russh's own session: its task
+//! (~15 KB) and four channels in blocks of 32 messages. The vendored russh
+//! (host/vendor/russh/README.md) keeps the task from storing its future twice and the messages
+//! at 136 bytes instead of 552, which took ~26 KB off every connection.
 
 mod become_plan;
 mod local;

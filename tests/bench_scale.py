@@ -105,7 +105,7 @@ def main():
                 for i in range(args.runs):
                     wall, rss, fds, status, ok = ours(n, i)
                     assert status == "successful" and ok == 3 * n, (n, status, ok)
-                    base = base or (n, wall)
+                    base = base or (n, wall, rss)
                     col, ratio = f"{'-':>22}", ""
                     if str(n) in args.ftl2_sizes.split(","):
                         fw, frss, _, frc, _ = run([str(ftl2_py), str(tmp / "ftl2_bench.py"),
@@ -118,8 +118,11 @@ def main():
                             ratio = f"{fw / wall:.1f}x faster, {frss / rss:.1f}x less memory"
                             if frc != 0:
                                 ratio += " (FTL2: some tasks failed)"
+                    per_host = (f", {(rss - base[2]) * 1024 / (n - base[0]):.0f} KiB more per host"
+                                if n > base[0] else "")
                     print(f"{n:>5} | {wall:7.2f} s {rss:8.1f} MiB {fds:6d} fds | {col} | {ratio}"
-                          f"  (time per host vs {base[0]} hosts: {wall / n / (base[1] / base[0]):.2f}x)", flush=True)
+                          f"  (vs {base[0]} hosts: time per host {wall / n / (base[1] / base[0]):.2f}x{per_host})",
+                          flush=True)
             n = max(sizes)
             for limit in [int(x) for x in args.limits.split(",") if x]:
                 wall, rss, fds, status, ok = ours(n, f"l{limit}", nofile=limit)

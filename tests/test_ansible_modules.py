@@ -371,8 +371,8 @@ def test_a_payload_does_not_depend_on_what_the_job_built_before(core):
         try:
             assert json.loads(proc.stdout.readline())["ready"]
             out = []
-            for i, module in enumerate(modules):
-                proc.stdin.write(json.dumps({"op": "build", "id": i, "module": module, "args": {"database": "passwd"},
+            for i, (module, args) in enumerate(modules):
+                proc.stdin.write(json.dumps({"op": "build", "id": i, "module": module, "args": args,
                                              "interpreter": "/usr/bin/python3"}) + "\n")
                 proc.stdin.flush()
                 answer = json.loads(proc.stdout.readline())
@@ -383,8 +383,9 @@ def test_a_payload_does_not_depend_on_what_the_job_built_before(core):
             proc.kill()
             proc.wait()
 
-    alone = builds(["getent"], without_memo)[0]
-    after = builds(["find", "wait_for", "getent"])[2]
+    getent = ("getent", {"database": "passwd"})
+    alone = builds([getent], without_memo)[0]
+    after = builds([("find", {"paths": "/tmp"}), ("wait_for", {"timeout": 1}), getent])[2]
     assert alone[0] == after[0]
     assert sorted(alone[1]) == sorted(after[1])
     assert "ansible/module_utils/basic.py" in alone[1]

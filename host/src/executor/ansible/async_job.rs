@@ -38,6 +38,17 @@ impl AnsibleModules {
         ctx: &ModuleCtx<'_>,
         opts: Async,
     ) -> Result<Map<String, Value>, Unreachable> {
+        // Boxed, as `run` is, so that a host's call does not carry this path's state inline.
+        Box::pin(self.run_async_inline(module, args, ctx, opts)).await
+    }
+
+    async fn run_async_inline(
+        &self,
+        module: &str,
+        args: &Map<String, Value>,
+        ctx: &ModuleCtx<'_>,
+        opts: Async,
+    ) -> Result<Map<String, Value>, Unreachable> {
         let helper = match self.helper().await {
             Ok(h) => h,
             Err(why) => {

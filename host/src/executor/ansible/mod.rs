@@ -406,6 +406,18 @@ impl AnsibleModules {
         ctx: &ModuleCtx<'_>,
         instead_of_native: Option<&str>,
     ) -> Result<Map<String, Value>, Unreachable> {
+        // Boxed, so that a host's call that may come here (every one) does not carry this
+        // path's state inline (connection/mod.rs: memory per host).
+        Box::pin(self.run_inline(module, args, ctx, instead_of_native)).await
+    }
+
+    async fn run_inline(
+        &self,
+        module: &str,
+        args: &Map<String, Value>,
+        ctx: &ModuleCtx<'_>,
+        instead_of_native: Option<&str>,
+    ) -> Result<Map<String, Value>, Unreachable> {
         if let Some(what) = instead_of_native
             && let Err(why) = self.helper().await
         {

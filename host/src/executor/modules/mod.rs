@@ -137,14 +137,12 @@ pub async fn run(
 ) -> Result<Map<String, Value>, Unreachable> {
     let mut args = args.clone();
     args.retain(|k, _| !k.starts_with("_ansible"));
-    // The Ansible paths are boxed where awaited, so a native call's future does not carry
-    // their state (connection/mod.rs: memory per host).
     // Any module, native or not, goes to the background as Ansible's async does it.
     if let Some(opts) = ctx.asynchronous {
-        return Box::pin(ctx.ansible.run_async(module, &args, ctx, opts)).await;
+        return ctx.ansible.run_async(module, &args, ctx, opts).await;
     }
     let Some(name) = canonical(module).filter(|n| !forced_real(n)) else {
-        return Box::pin(ctx.ansible.run(module, &args, ctx, None)).await;
+        return ctx.ansible.run(module, &args, ctx, None).await;
     };
     // Facts come from the real setup module when the EE has ansible-core (the native one knows
     // a fraction of Ansible's facts); the native one serves EEs without it.
@@ -156,17 +154,17 @@ pub async fn run(
         } else {
             module
         };
-        return Box::pin(ctx.ansible.run(real, &args, ctx, None)).await;
+        return ctx.ansible.run(real, &args, ctx, None).await;
     }
     if let Some(why) = gate::needs_real(name, &args) {
-        return Box::pin(ctx.ansible.run(module, &args, ctx, Some(&why))).await;
+        return ctx.ansible.run(module, &args, ctx, Some(&why)).await;
     }
     let core = ctx.ansible.core().await.map(|c| with_inject_var(c, ctx));
     if let Some(core) = &core
         && (gate::real_reports_it(name, copies_a_directory(name, &args, ctx), ctx.check_mode)
             || gate::needs_real_for_invocation(name, &args, core))
     {
-        return Box::pin(ctx.ansible.run(module, &args, ctx, None)).await;
+        return ctx.ansible.run(module, &args, ctx, None).await;
     }
     let result = native(name, &args, ctx).await?;
     Ok(match core {
